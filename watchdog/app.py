@@ -1,0 +1,146 @@
+"""The watchdog's HTTP edge: health, readiness, the concurrency limit, errors to statuses, metrics.
+
+Routes (of-watchdog pkg/watchdog.go):
+- ``GET /_/health``: 200 ``OK`` when ready and not draining, else 503.
+- ``GET /_/ready``: 503 when not healthy, 429 when ``max_inflight`` is reached, else the function's own answer
+  to ``ready_path`` when set, else 200.
+- everything else: the function, through the concurrency limit (429 with of-watchdog's body) and the metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+from aiohttp import web
+
+from watchdog.config import ConfigError, WatchdogConfig, parse_duration
+from watchdog.errors import InvocationError
+from watchdog.executor import Executor
+from watchdog.headers import DURATION, INTERNAL, duration_header
+from watchdog.readiness import Readiness
+from watchdog.shared import Limiter, Metrics, Recorder
+
+log = structlog.get_logger("watchdog")
+
+INTERNAL_NAME = "of-watchdog"
+LIMITER_NAME = "faas-middleware"
+_GO_DURATION_TIMEOUT_HEADER = "X-Timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Watchdog:
+    """What one worker's request handlers need."""
+
+    config: WatchdogConfig
+    executor: Executor
+    readiness: Readiness
+    limiter: Limiter
+    recorder: Recorder
+
+
+def request_timeout(config: WatchdogConfig, header: str | None) -> float | None:
+    """min(X-Timeout, exec_timeout); no deadline when exec_timeout is 0. A bad X-Timeout is ignored."""
+    if config.exec_timeout_s <= 0:
+        return None
+    if header:
+        try:
+            wanted = parse_duration("X-Timeout", header)
+        except ConfigError:
+            return config.exec_timeout_s
+        if 0 < wanted <= config.exec_timeout_s:
+            return wanted
+    return config.exec_timeout_s
+
+
+def create_app(watchdog: Watchdog) -> web.Application:
+    config = watchdog.config
+    flags = watchdog.readiness.flags
+    limiter = watchdog.limiter
+    recorder = watchdog.recorder
+    executor = watchdog.executor
+    log_requests = config.log_requests
+    log_callid = config.log_callid
+    limit_body = f"Concurrent request limit exceeded. Max concurrent requests: {config.max_inflight}\n"
+
+    async def health(request: web.Request) -> web.Response:
+        if flags.healthy:
+            return web.Response(text="OK")
+        return web.Response(status=503)
+
+    async def ready(request: web.Request) -> web.StreamResponse:
+        if not flags.healthy:
+            return web.Response(status=503)
+        if limiter.full:
+            return web.Response(status=429)
+        if config.ready_path:
+            probe = request.clone(rel_url=config.ready_path)
+            try:
+                return await executor.invoke(probe, request_timeout(config, None))
+            except InvocationError as exc:
+                return web.Response(status=exc.status, text=str(exc) + "\n", headers={INTERNAL: INTERNAL_NAME})
+        return web.Response()
+
+    async def invoke(request: web.Request) -> web.StreamResponse:
+        if not limiter.try_acquire():
+            return web.Response(
+                status=429, text=limit_body, content_type="text/plain", headers={INTERNAL: LIMITER_NAME}
+            )
+        started = time.perf_counter()
+        call_id = request.headers.get("X-Call-Id", "")
+        status = 500
+        recorder.started()
+        bound = structlog.contextvars.bind_contextvars(request_id=call_id) if call_id else None
+        try:
+            try:
+                response = await executor.invoke(
+                    request, request_timeout(config, request.headers.get(_GO_DURATION_TIMEOUT_HEADER))
+                )
+            except InvocationError as exc:
+                response = web.Response(
+                    status=exc.status,
+                    text=str(exc) + "\n",
+                    headers={INTERNAL: INTERNAL_NAME, DURATION: duration_header(started)},
+                )
+                log.warning("invocation_failed", status=exc.status, error=str(exc))
+            except Exception:
+                log.exception("invocation_crashed")
+                response = web.Response(
+                    status=500,
+                    text="internal watchdog error\n",
+                    headers={INTERNAL: INTERNAL_NAME, DURATION: duration_header(started)},
+                )
+            status = response.status
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            limiter.release()
+            recorder.finished(request.method, status, elapsed)
+            if log_requests:
+                fields = {"call_id": call_id or "none"} if log_callid else {}
+                log.info(
+                    "request",
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    duration_ms=round(elapsed * 1000, 3),
+                    **fields,
+                )
+            if bound is not None:
+                structlog.contextvars.reset_contextvars(**bound)
+
+    app = web.Application(client_max_size=0)
+    app.router.add_get("/_/health", health)
+    app.router.add_get("/_/ready", ready)
+    app.router.add_route("*", "/{path:.*}", invoke)
+    return app
+
+
+def create_metrics_app(metrics: Metrics) -> web.Application:
+    async def render(request: web.Request) -> web.Response:
+        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+
+    app = web.Application()
+    app.router.add_get("/metrics", render)
+    return app

@@ -1,0 +1,220 @@
+"""Running the watchdog: listeners, signals, the SIGTERM drain, and several workers sharing the port.
+
+With ``workers`` = 1 everything runs in one process. With more, the first process keeps what exists once per
+watchdog (the supervisor, e.g. http mode's function process; the lock file; the metrics listener) and forks
+the workers before it starts an event loop; each worker binds the port with SO_REUSEPORT so the kernel spreads
+connections across them. Readiness, the in-flight limit and metrics are in shared memory (shared.py).
+
+On SIGTERM (of-watchdog's listenUntilShutdown): mark unhealthy and remove the lock file, keep serving for
+``healthcheck_interval``, then stop accepting and wait up to ``write_timeout`` for in-flight requests, and
+only then stop the function process. A second SIGTERM or SIGINT skips the rest of the interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import structlog
+import uvloop
+from aiohttp import web
+
+from watchdog.app import Watchdog, create_app, create_metrics_app
+from watchdog.config import WatchdogConfig
+from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
+from watchdog.readiness import Readiness
+from watchdog.shared import Flags, Limiter, Metrics
+
+log = structlog.get_logger("watchdog")
+
+LISTEN_HOST = "0.0.0.0"  # IPv4 only: asyncio makes "::" IPv6-only (docs/architecture.md)
+LISTEN_BACKLOG = 1024
+WORKER_POLL_S = 0.2
+
+
+class Shutdown:
+    """The first SIGTERM/SIGINT asks for a drain, a second one hurries it."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.hurried = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        if self.requested.is_set():
+            self.hurried.set()
+        else:
+            log.info("shutdown_requested", signal=sig.name)
+            self.requested.set()
+
+    async def pause(self, seconds: float) -> None:
+        """Sleep ``seconds`` unless hurried."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.hurried.wait(), seconds)
+
+
+def run(config: WatchdogConfig) -> int:
+    """Serve until SIGTERM; the process exit code. Raises StartupError before anything listens."""
+    readiness = Readiness(Flags(), config.lock_path, config.suppress_lock)
+    readiness.mark_unready()  # a stale lock file from a previous run says nothing about this one
+    limiter = Limiter(config.max_inflight, shared=config.workers > 1)
+    metrics = Metrics(config.workers)
+    supervisor = build_supervisor(config)
+    log.info("watchdog_starting", **config.summary())
+    if config.workers == 1:
+        return uvloop.run(_serve_single(config, readiness, supervisor, limiter, metrics))
+    pids = [
+        _fork(lambda i=i: uvloop.run(_serve_worker(config, readiness, limiter, metrics, i)))  # type: ignore[misc]
+        for i in range(config.workers)
+    ]
+    return uvloop.run(_serve_primary(config, readiness, supervisor, metrics, pids))
+
+
+async def _serve_single(
+    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, limiter: Limiter, metrics: Metrics
+) -> int:
+    shutdown = Shutdown()
+    runner, executor = await _start_worker(config, readiness, limiter, metrics, 0)
+    metrics_runner = await _start_metrics(config, metrics)
+    await supervisor.start(readiness)
+    await shutdown.requested.wait()
+    await _drain(config, readiness, runner, shutdown)
+    await executor.close()
+    await supervisor.stop()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
+    log.info("watchdog_stopped")
+    return 0
+
+
+async def _serve_worker(
+    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: Metrics, index: int
+) -> int:
+    structlog.contextvars.bind_contextvars(worker=index)
+    shutdown = Shutdown()
+    runner, executor = await _start_worker(config, readiness, limiter, metrics, index)
+    await shutdown.requested.wait()
+    await _drain(config, readiness, runner, shutdown)
+    await executor.close()
+    return 0
+
+
+async def _serve_primary(
+    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, metrics: Metrics, pids: list[int]
+) -> int:
+    shutdown = Shutdown()
+    metrics_runner = await _start_metrics(config, metrics)
+    await supervisor.start(readiness)
+    lost = asyncio.create_task(_first_exit(pids))
+    requested = asyncio.create_task(shutdown.requested.wait())
+    await asyncio.wait({lost, requested}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if lost.done():
+        pid, status = lost.result()
+        log.error("worker_exited", pid=pid, status=status)
+        pids.remove(pid)
+        code = 1
+    requested.cancel()
+    lost.cancel()
+    readiness.start_draining()
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    hurry = asyncio.create_task(_forward_hurry(shutdown, pids))
+    for pid in pids:
+        status = await _wait_exit(pid)
+        if status != 0:
+            code = 1
+    hurry.cancel()
+    await supervisor.stop()
+    if metrics_runner is not None:
+        await metrics_runner.cleanup()
+    log.info("watchdog_stopped", code=code)
+    return code
+
+
+async def _start_worker(
+    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: Metrics, index: int
+) -> tuple[web.AppRunner, Executor]:
+    executor = build_executor(config, readiness)
+    await executor.start()
+    watchdog = Watchdog(config, executor, readiness, limiter, metrics.recorder(index))
+    runner = web.AppRunner(
+        create_app(watchdog),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=config.write_timeout_s,
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, LISTEN_HOST, config.port, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG)
+    await site.start()
+    log.info("listening", address=f"{LISTEN_HOST}:{config.port}")
+    return runner, executor
+
+
+async def _start_metrics(config: WatchdogConfig, metrics: Metrics) -> web.AppRunner | None:
+    if not config.metrics_port:
+        return None
+    runner = web.AppRunner(create_metrics_app(metrics), handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, LISTEN_HOST, config.metrics_port).start()
+    return runner
+
+
+async def _drain(config: WatchdogConfig, readiness: Readiness, runner: web.AppRunner, shutdown: Shutdown) -> None:
+    readiness.start_draining()
+    log.info(
+        "draining",
+        healthcheck_interval_s=config.healthcheck_interval_s,
+        write_timeout_s=config.write_timeout_s,
+    )
+    await shutdown.pause(config.healthcheck_interval_s)
+    await runner.cleanup()
+
+
+def _fork(child: Callable[[], int]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = child()
+    except BaseException:
+        log.exception("worker_crashed")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+async def _first_exit(pids: list[int]) -> tuple[int, int]:
+    while True:
+        for pid in pids:
+            done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG never blocks)
+            if done:
+                return pid, os.waitstatus_to_exitcode(status)
+        await asyncio.sleep(WORKER_POLL_S)
+
+
+async def _wait_exit(pid: int) -> int:
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG never blocks)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        await asyncio.sleep(WORKER_POLL_S / 4)
+
+
+async def _forward_hurry(shutdown: Shutdown, pids: list[int]) -> None:
+    await shutdown.hurried.wait()
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
