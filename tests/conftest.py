@@ -1,0 +1,11 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+from helpers import free_port
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()

@@ -1,0 +1,43 @@
+"""Plain helpers for tests (importable as ``helpers``: pyproject puts tests/ on the pytest path)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+UPSTREAM_SERVER = FIXTURES / "upstream_server.py"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def docker_available() -> bool:
+    if shutil.which("docker") is None:
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def http_mode_env(**extra: str) -> dict[str, str]:
+    """The environment of an http-mode watchdog in front of tests/fixtures/upstream_server.py."""
+    upstream_port = free_port()
+    return {
+        "mode": "http",
+        "fprocess": f"{sys.executable} {UPSTREAM_SERVER} {upstream_port}",
+        "upstream_url": f"http://127.0.0.1:{upstream_port}",
+        "prefix_logs": "false",
+        **extra,
+    }

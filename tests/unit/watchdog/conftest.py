@@ -1,0 +1,55 @@
+"""A watchdog wired as server.py wires one worker, served by pytest-aiohttp's test server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from watchdog.app import Watchdog, create_app
+from watchdog.config import WatchdogConfig
+from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
+from watchdog.readiness import Readiness
+from watchdog.shared import Flags, Limiter, Metrics
+
+
+@dataclass
+class Harness:
+    client: TestClient  # type: ignore[type-arg]
+    config: WatchdogConfig
+    readiness: Readiness
+    supervisor: Supervisor
+    executor: Executor
+    metrics: Metrics
+
+
+StartWatchdog = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def start_watchdog(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIterator[StartWatchdog]:
+    started: list[Harness] = []
+
+    async def start(env: dict[str, str]) -> Harness:
+        config = WatchdogConfig.from_env({"metrics_port": "0", "TMPDIR": str(tmp_path), **env})
+        readiness = Readiness(Flags(), config.lock_path, config.suppress_lock)
+        limiter = Limiter(config.max_inflight, shared=False)
+        metrics = Metrics(1)
+        supervisor = build_supervisor(config)
+        executor = build_executor(config, readiness)
+        await executor.start()
+        app = create_app(Watchdog(config, executor, readiness, limiter, metrics.recorder(0)))
+        client = await aiohttp_client(app)
+        await supervisor.start(readiness)
+        harness = Harness(client, config, readiness, supervisor, executor, metrics)
+        started.append(harness)
+        return harness
+
+    yield start
+    for harness in started:
+        await harness.executor.close()
+        await harness.supervisor.stop()
