@@ -65,9 +65,12 @@ class ForkExecutor:
 
     async def invoke(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
         started = time.perf_counter()
-        proc = await spawn(
-            self._config.fprocess, env=cgi_environment(self._base_env, request), stdin=asyncio.subprocess.PIPE
-        )
+        try:
+            proc = await spawn(
+                self._config.fprocess, env=cgi_environment(self._base_env, request), stdin=asyncio.subprocess.PIPE
+            )
+        except OSError as exc:
+            raise FunctionError(f"cannot start fprocess {self._config.fprocess[0]!r}: {exc.strerror}") from None
         assert proc.stdin is not None
         assert proc.stdout is not None
         assert proc.stderr is not None

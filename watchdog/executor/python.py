@@ -32,6 +32,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import structlog
@@ -88,15 +89,11 @@ def load_handler(config: WatchdogConfig) -> Handler:
     source = directory / HANDLER_FILE
     if not source.is_file():
         raise StartupError(f"function_path: no {HANDLER_FILE} in {directory}")
-    if (directory / "__init__.py").is_file():
-        search, module_name = str(directory.parent), f"{directory.name}.handler"
-    else:
-        search, module_name = str(directory), "handler"
-    for entry in (search, config.packages_path):
+    for entry in (str(directory), config.packages_path):
         if entry not in sys.path:
             sys.path.append(entry)
     try:
-        module = importlib.import_module(module_name)
+        module = _import(directory, source)
     except Exception as exc:
         log.exception("handler_import_failed", path=str(source))
         raise StartupError(f"{source} failed to import: {exc!r}") from exc
@@ -116,6 +113,26 @@ def load_handler(config: WatchdogConfig) -> Handler:
         log.info("handler_loaded", path=str(source), style=style, is_async=handler.is_async)
         return handler
     raise StartupError(f"{source} defines neither handle(event, context) nor run(...)")
+
+
+def _import(directory: Path, source: Path) -> ModuleType:
+    """Import ``source`` by its path, as ``<dir>.handler`` when the directory is a package, else ``handler``."""
+    if (directory / "__init__.py").is_file():
+        package = directory.name
+        spec = importlib.util.spec_from_file_location(
+            package, directory / "__init__.py", submodule_search_locations=[str(directory)]
+        )
+        name = f"{package}.handler"
+        sys.modules.pop(name, None)
+    else:
+        package, name = "", "handler"
+        spec = importlib.util.spec_from_file_location(name, source)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return importlib.import_module(name) if package else module
 
 
 class PythonExecutor:
