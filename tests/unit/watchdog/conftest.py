@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
+from watchdog_harness import Harness, StartWatchdog
 
 from watchdog.app import Watchdog, create_app
 from watchdog.config import WatchdogConfig
-from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
+from watchdog.executor import build_executor, build_supervisor
 from watchdog.readiness import Readiness
 from watchdog.shared import Flags, Limiter, Metrics
-
-
-@dataclass
-class Harness:
-    client: TestClient  # type: ignore[type-arg]
-    config: WatchdogConfig
-    readiness: Readiness
-    supervisor: Supervisor
-    executor: Executor
-    metrics: Metrics
-
-
-StartWatchdog = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture

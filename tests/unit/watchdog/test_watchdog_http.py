@@ -7,8 +7,8 @@ import os
 from pathlib import Path
 
 import aiohttp
-from conftest import Harness, StartWatchdog
 from helpers import http_mode_env
+from watchdog_harness import Harness, StartWatchdog
 
 
 async def wait_ready(harness: Harness, timeout: float = 10.0) -> None:

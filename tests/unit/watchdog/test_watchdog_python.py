@@ -8,7 +8,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import StartWatchdog
+from watchdog_harness import StartWatchdog
 
 from watchdog.config import WatchdogConfig
 from watchdog.errors import StartupError

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import StartWatchdog
+from watchdog_harness import StartWatchdog
 
 from watchdog.errors import StartupError
 

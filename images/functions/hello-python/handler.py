@@ -1,0 +1,6 @@
+"""The sample function: python mode, event style."""
+
+
+def handle(event, context):
+    name = event.query.get("name") or event.body.decode().strip() or "world"
+    return {"statusCode": 200, "body": f"Hello, {name}!\n", "headers": {"Content-Type": "text/plain"}}

@@ -1,0 +1,104 @@
+"""netconf with a real container: started with NetworkMode none, attached by its PID, reached over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import subprocess
+from ipaddress import IPv4Network
+from pathlib import Path
+
+import aiodocker
+import aiohttp
+import pytest
+from docker_support import TEST_LABEL, unique_name
+
+from netconf import NetConfig, Network
+
+pytestmark = [pytest.mark.docker, pytest.mark.netns]
+
+IMAGE = "pyfaasd/runtime-python:latest"
+TEST_SUPERNET = IPv4Network("10.201.0.0/16")
+
+
+def free_test_subnet() -> IPv4Network:
+    """A random /24 of 10.201.0.0/16 that no host route overlaps."""
+    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True)
+    used = []
+    for line in out.stdout.splitlines():
+        try:
+            used.append(IPv4Network(line.split()[0], strict=False))
+        except (ValueError, IndexError):
+            continue
+    candidates = list(TEST_SUPERNET.subnets(new_prefix=24))
+    for _ in range(100):
+        subnet = candidates[secrets.randbelow(len(candidates))]
+        if not any(subnet.overlaps(u) for u in used if u.prefixlen > 0):
+            return subnet
+    raise RuntimeError("no free test subnet in 10.201.0.0/16")
+
+
+@pytest.fixture
+async def image(docker: aiodocker.Docker) -> str:
+    if os.geteuid() != 0:
+        pytest.skip("attaching a container's network namespace needs root")
+    try:
+        await docker.images.inspect(IMAGE)
+    except aiodocker.DockerError as e:
+        if e.status == 404:
+            pytest.skip(f"image {IMAGE} is missing: run scripts/build-images")
+        raise
+    return IMAGE
+
+
+async def http_get_until_up(url: str, timeout: float = 15.0) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+        while True:
+            try:
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as response:
+                    return response.status, await response.text()
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.05)  # the server inside may still be starting
+
+
+async def test_container_with_network_none_attached_by_pid_serves_http(
+    docker: aiodocker.Docker, image: str, tmp_path: Path
+) -> None:
+    network = Network(NetConfig(bridge=f"pft{secrets.token_hex(4)}", subnet=free_test_subnet(), state_dir=tmp_path))
+    name = unique_name("pft-netconf")
+    config = {
+        "Image": image,
+        "Entrypoint": ["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"],
+        "Cmd": [],
+        "WorkingDir": "/tmp",
+        "Labels": {TEST_LABEL: "1"},
+        "HostConfig": {"NetworkMode": "none"},
+    }
+    container = None
+    try:
+        await network.ensure_bridge()
+        container = await docker.containers.run(config, name=name)
+        info = await container.show()
+        pid = info["State"]["Pid"]
+        assert pid > 0
+
+        attachment = await network.connect(pid, name)
+        assert attachment.netns == f"/proc/{pid}/ns/net"
+
+        status, body = await http_get_until_up(f"http://{attachment.ip}:8080/")
+        assert status == 200
+        assert "Directory listing" in body
+
+        again = await network.connect(pid, name)  # e.g. a provider restart re-attaching: a no-op
+        assert not again.created
+        assert again.ip == attachment.ip
+
+        await network.detach(attachment.ip)  # the container is unreachable afterwards (no route, no neighbour)
+        with pytest.raises((aiohttp.ClientError, TimeoutError)):
+            async with aiohttp.ClientSession() as session:
+                await session.get(f"http://{attachment.ip}:8080/", timeout=aiohttp.ClientTimeout(total=1))
+    finally:
+        if container is not None:
+            await container.delete(force=True)
+        await network.down()

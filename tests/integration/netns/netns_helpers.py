@@ -1,0 +1,124 @@
+"""Plain helpers for the netns tests: run code inside a namespace, tiny TCP servers, leftover checks."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address, IPv4Network
+from typing import TypeVar
+
+from netconf import Network, _netlink
+
+T = TypeVar("T")
+
+TEST_SUPERNET = IPv4Network("10.201.0.0/16")
+
+
+def free_test_subnet(prefixlen: int = 24) -> IPv4Network:
+    """A random subnet of 10.201.0.0/16 that no route on the host overlaps (never 10.62/16 or 172.17/16)."""
+    routes = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True)
+    used = []
+    for line in routes.stdout.splitlines():
+        with contextlib.suppress(ValueError, IndexError):
+            used.append(IPv4Network(line.split()[0], strict=False))
+    candidates = list(TEST_SUPERNET.subnets(new_prefix=prefixlen))
+    for _ in range(100):
+        subnet = candidates[secrets.randbelow(len(candidates))]
+        if not any(subnet.overlaps(u) for u in used if u.prefixlen > 0):
+            return subnet
+    raise RuntimeError("no free test subnet in 10.201.0.0/16")
+
+
+def leftovers(bridge: str) -> list[str]:
+    """Anything of this bridge still on the host: links on or named after it, iptables lines naming it."""
+    found = []
+    links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    found += [line for line in links.splitlines() if f" {bridge}:" in line or f"master {bridge} " in line]
+    for table in ("filter", "nat"):
+        rules = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True, check=True).stdout
+        found += [line for line in rules.splitlines() if bridge in line]
+    return found
+
+
+def force_cleanup(bridge: str) -> None:
+    """Last resort if ``down`` failed: remove the bridge and its chains directly (ports go with their netns)."""
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+    chains = (("filter", "FORWARD", f"PYFAASD-FWD-{bridge}"), ("nat", "POSTROUTING", f"PYFAASD-NAT-{bridge}"))
+    for table, builtin, chain in chains:
+        for _ in range(10):
+            delete = ["iptables", "-w", "-t", table, "-D", builtin, "-j", chain]
+            if subprocess.run(delete, capture_output=True, check=False).returncode:
+                break
+        subprocess.run(["iptables", "-w", "-t", table, "-F", chain], capture_output=True, check=False)
+        subprocess.run(["iptables", "-w", "-t", table, "-X", chain], capture_output=True, check=False)
+
+
+MakeNetwork = Callable[..., Awaitable[Network]]
+
+
+def in_netns(name: str, fn: Callable[[], T]) -> T:
+    """Run ``fn`` in a thread inside namespace ``name``; sockets it creates stay in that namespace."""
+    with _netlink.open_netns(name) as fd:
+        return _netlink.run_in_netns(fd, fn)
+
+
+def ip_out(ns: str | None, *args: str) -> str:
+    """``ip <args>`` on the host or inside a named namespace."""
+    prefix = ["ip"] if ns is None else ["ip", "-n", ns]
+    return subprocess.run([*prefix, *args], capture_output=True, text=True, check=True).stdout
+
+
+class Server:
+    """A TCP server on a listening socket (possibly made inside a namespace): answers b"pong:<tag>" and closes."""
+
+    def __init__(self, sock: socket.socket, tag: str) -> None:
+        self.sock = sock
+        self.tag = tag
+        self._stop = threading.Event()
+        sock.settimeout(0.1)
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                conn.sendall(f"pong:{self.tag}".encode())
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def listen(ns: str | None, ip: IPv4Address, port: int) -> socket.socket:
+    def make() -> socket.socket:
+        return socket.create_server((str(ip), port), family=socket.AF_INET)
+
+    return make() if ns is None else in_netns(ns, make)
+
+
+def tcp_ask(ip: IPv4Address, port: int, timeout: float = 5.0) -> tuple[bytes, float]:
+    """Connect and read the server's answer; returns it and how long the connect took (seconds)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        started = time.perf_counter()
+        sock.connect((str(ip), port))
+        took = time.perf_counter() - started
+        return sock.recv(64), took
+
+
+def tcp_ask_from(ns: str, ip: IPv4Address, port: int) -> tuple[bytes, float]:
+    """``tcp_ask`` from inside a namespace."""
+    return in_netns(ns, lambda: tcp_ask(ip, port))
+
+
+StartServer = Callable[[str | None, IPv4Address, int, str], Server]
