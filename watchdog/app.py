@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from watchdog.access_log import AccessLog
 from watchdog.config import ConfigError, WatchdogConfig, parse_duration
 from watchdog.errors import InvocationError
 from watchdog.executor import Executor
@@ -38,6 +39,7 @@ class Watchdog:
     readiness: Readiness
     limiter: Limiter
     recorder: Recorder
+    access_log: AccessLog | None
 
 
 def request_timeout(config: WatchdogConfig, header: str | None) -> float | None:
@@ -60,7 +62,7 @@ def create_app(watchdog: Watchdog) -> web.Application:
     limiter = watchdog.limiter
     recorder = watchdog.recorder
     executor = watchdog.executor
-    log_requests = config.log_requests
+    access_log = watchdog.access_log
     log_callid = config.log_callid
     limit_body = f"Concurrent request limit exceeded. Max concurrent requests: {config.max_inflight}\n"
 
@@ -117,20 +119,20 @@ def create_app(watchdog: Watchdog) -> web.Application:
             elapsed = time.perf_counter() - started
             limiter.release()
             recorder.finished(request.method, status, elapsed)
-            if log_requests:
-                fields = {"call_id": call_id or "none"} if log_callid else {}
-                log.info(
-                    "request",
-                    method=request.method,
-                    path=request.path,
-                    status=status,
-                    duration_ms=round(elapsed * 1000, 3),
-                    **fields,
+            if access_log is not None:
+                access_log.request(
+                    request.method, request.path, status, elapsed, (call_id or "none") if log_callid else None
                 )
             if bound is not None:
                 structlog.contextvars.reset_contextvars(**bound)
 
     app = web.Application(client_max_size=0)
+    if access_log is not None:
+
+        async def flush_access_log(_app: web.Application) -> None:
+            access_log.flush()
+
+        app.on_cleanup.append(flush_access_log)
     app.router.add_get("/_/health", health)
     app.router.add_get("/_/ready", ready)
     app.router.add_route("*", "/{path:.*}", invoke)

@@ -23,6 +23,7 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from watchdog.access_log import AccessLog
 from watchdog.app import Watchdog, create_app, create_metrics_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
@@ -143,7 +144,8 @@ async def _start_worker(
 ) -> tuple[web.AppRunner, Executor]:
     executor = build_executor(config, readiness)
     await executor.start()
-    watchdog = Watchdog(config, executor, readiness, limiter, metrics.recorder(index))
+    access_log = AccessLog(json_lines=_renders_json(config)) if config.log_requests else None
+    watchdog = Watchdog(config, executor, readiness, limiter, metrics.recorder(index), access_log)
     runner = web.AppRunner(
         create_app(watchdog),
         handle_signals=False,
@@ -155,6 +157,10 @@ async def _start_worker(
     await site.start()
     log.info("listening", address=f"{LISTEN_HOST}:{config.port}")
     return runner, executor
+
+
+def _renders_json(config: WatchdogConfig) -> bool:
+    return (not sys.stdout.isatty()) if config.log_json is None else config.log_json
 
 
 async def _start_metrics(config: WatchdogConfig, metrics: Metrics) -> web.AppRunner | None:

@@ -28,7 +28,7 @@ async def start_watchdog(aiohttp_client: AiohttpClient, tmp_path: Path) -> Async
         supervisor = build_supervisor(config)
         executor = build_executor(config, readiness)
         await executor.start()
-        app = create_app(Watchdog(config, executor, readiness, limiter, metrics.recorder(0)))
+        app = create_app(Watchdog(config, executor, readiness, limiter, metrics.recorder(0), None))
         client = await aiohttp_client(app)
         await supervisor.start(readiness)
         harness = Harness(client, config, readiness, supervisor, executor, metrics)
