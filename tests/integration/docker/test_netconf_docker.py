@@ -16,7 +16,7 @@ from docker_support import TEST_LABEL, unique_name
 
 from netconf import NetConfig, Network
 
-pytestmark = [pytest.mark.docker, pytest.mark.netns]
+pytestmark = pytest.mark.docker
 
 IMAGE = "pyfaasd/runtime-python:latest"
 TEST_SUPERNET = IPv4Network("10.201.0.0/16")

@@ -1,0 +1,110 @@
+"""``python -m netconf up|down|status``: set up, remove or show the function network (for operators and systemd).
+
+Settings come from flags, else ``PYFAASD_BRIDGE``, ``PYFAASD_SUBNET``, ``PYFAASD_STATE_DIR``, else the defaults
+(pyfaasd0, 10.62.0.0/16, /var/lib/pyfaasd). Exit status: 0 ok, 1 a netconf error, 2 a bad setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from netconf.config import ENV_BRIDGE, ENV_STATE_DIR, ENV_SUBNET, NetConfig
+from netconf.errors import ConfigError, NetconfError
+
+if TYPE_CHECKING:
+    from netconf.network import NetStatus
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        base = NetConfig.from_env(os.environ if env is None else env)
+        config = NetConfig.create(
+            bridge=args.bridge or base.bridge,
+            subnet=args.subnet or str(base.subnet),
+            state_dir=args.state_dir or base.state_dir,
+        )
+    except ConfigError as e:
+        print(f"netconf: {e}", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_run(args.command, config, as_json=args.json))
+    except NetconfError as e:
+        print(f"netconf: {e}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m netconf", description="pyfaasd's function network")
+    parser.add_argument("command", choices=("up", "down", "status"), help="create/adopt, remove, or show it")
+    parser.add_argument("--bridge", help=f"bridge name (env {ENV_BRIDGE}, default pyfaasd0)")
+    parser.add_argument(
+        "--subnet", help=f"IPv4 subnet; the bridge IP is its first address (env {ENV_SUBNET}, default 10.62.0.0/16)"
+    )
+    parser.add_argument("--state-dir", help=f"state directory (env {ENV_STATE_DIR}, default /var/lib/pyfaasd)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what is done")
+    return parser
+
+
+async def _run(command: str, config: NetConfig, *, as_json: bool) -> int:
+    from netconf.network import Network  # imports pyroute2: only when a command runs
+
+    network = Network(config)
+    if command == "up":
+        await network.ensure_bridge()
+    elif command == "down":
+        await network.down()
+    status = await network.status()
+    doc = _status_doc(status)
+    print(json.dumps(doc, indent=2) if as_json else _status_text(doc))
+    return 0
+
+
+def _status_doc(status: NetStatus) -> dict[str, Any]:
+    bridge = status.bridge
+    return {
+        "bridge": status.config.bridge,
+        "subnet": str(status.config.subnet),
+        "bridge_ip": str(status.config.bridge_ip),
+        "state_dir": str(status.config.state_dir),
+        "present": bridge is not None,
+        "up": bool(bridge and bridge.up),
+        "mac": bridge.mac if bridge else None,
+        "addresses": [str(a) for a in bridge.addresses] if bridge else [],
+        "ports": list(bridge.ports) if bridge else [],
+        "ip_forward": status.ip_forward,
+        "rules": list(status.rules),
+        "allocations": [{"ip": str(a.ip), "owner": a.owner} for a in status.allocations],
+    }
+
+
+def _status_text(doc: dict[str, Any]) -> str:
+    if doc["present"]:
+        state = "up" if doc["up"] else "DOWN"
+        head = f"bridge {doc['bridge']}: {state}, mac {doc['mac']}, addresses {', '.join(doc['addresses']) or '-'}"
+    else:
+        head = f"bridge {doc['bridge']}: absent"
+    lines = [
+        head,
+        f"subnet {doc['subnet']} (bridge IP {doc['bridge_ip']}), state dir {doc['state_dir']}",
+        f"ip_forward: {'on' if doc['ip_forward'] else 'OFF'}",
+        f"ports ({len(doc['ports'])}): {' '.join(doc['ports']) or '-'}",
+        f"rules ({len(doc['rules'])}):",
+        *(f"  {rule}" for rule in doc["rules"]),
+        f"allocations ({len(doc['allocations'])}):",
+        *(f"  {a['ip']}\t{a['owner']}" for a in doc["allocations"]),
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
