@@ -4,8 +4,9 @@ Targets, each loaded with ``wrk -t1 -c32 -d5s --latency`` (throughput) and ``-c1
 
 - ``nginx``: nginx returning a fixed 20-byte body (the baseline);
 - ``http_mode``: fwatchdog in http mode in front of that nginx (and with ``workers=2``);
-- ``python_mode``: fwatchdog in python mode, a handler returning the same body (and with ``workers=2``);
-- ``http_mode_aiohttp``: http mode in front of a separate aiohttp server running the same handler — the
+- ``python_mode``: fwatchdog in python mode, an async handler returning the same body (and with ``workers=2``,
+  and ``python_mode_sync`` with a plain ``def`` handler, which runs in the thread pool);
+- ``http_mode_aiohttp``: http mode in front of a separate aiohttp server running the same async handler — the
   set-up python mode must beat by 2x.
 
 Ratios are against nginx and, for python mode, against ``http_mode_aiohttp``. Installs wrk and nginx-light
@@ -30,7 +31,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 BODY = "01234567890123456789"  # 20 bytes
-HANDLER = f'def handle(event, context):\n    return "{BODY}"\n'
+# The same handler code runs in python mode and in the separate aiohttp server: an async function returning
+# the body. The sync variant (thread pool) is measured too.
+HANDLER = f'async def handle(event, context):\n    return "{BODY}"\n'
+SYNC_HANDLER = f'def handle(event, context):\n    return "{BODY}"\n'
 AIOHTTP_SERVER = f"""
 import sys
 from aiohttp import web
@@ -167,6 +171,9 @@ def main() -> int:
         function = workdir / "function"
         function.mkdir()
         (function / "handler.py").write_text(HANDLER)
+        sync_function = workdir / "sync_function"
+        sync_function.mkdir()
+        (sync_function / "handler.py").write_text(SYNC_HANDLER)
         (workdir / "aiohttp_server.py").write_text(AIOHTTP_SERVER)
         with nginx(workdir) as nginx_port:
             results["nginx"] = measure(nginx_port, args.duration)
@@ -180,6 +187,8 @@ def main() -> int:
             results["python_mode"] = measure(port, args.duration)
         with fwatchdog(workdir, {"mode": "python", "function_path": str(function), "workers": "2"}) as port:
             results["python_mode_workers2"] = measure(port, args.duration)
+        with fwatchdog(workdir, {"mode": "python", "function_path": str(sync_function)}) as port:
+            results["python_mode_sync"] = measure(port, args.duration)
         aiohttp_port = free_port()
         behind = {
             "mode": "http",
@@ -205,6 +214,7 @@ def main() -> int:
             "http_mode_workers2_vs_nginx_rps": ratio("http_mode_workers2", "nginx"),
             "python_mode_vs_http_mode_aiohttp_rps": ratio("python_mode", "http_mode_aiohttp"),
             "python_mode_workers2_vs_http_mode_aiohttp_rps": ratio("python_mode_workers2", "http_mode_aiohttp"),
+            "python_mode_sync_vs_http_mode_aiohttp_rps": ratio("python_mode_sync", "http_mode_aiohttp"),
             "http_mode_added_p50_ms_c1": added_ms("http_mode", "nginx"),
         },
         "reference": {

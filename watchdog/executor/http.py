@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import time
 from urllib.parse import urlsplit
@@ -18,7 +17,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 from aiohttp import web
-from multidict import CIMultiDict
 from yarl import URL
 
 from watchdog.config import WatchdogConfig
@@ -26,11 +24,24 @@ from watchdog.errors import FunctionNotReadyError, FunctionTimeoutError, Upstrea
 from watchdog.headers import DURATION, duration_header, forwardable
 from watchdog.process import OutputForwarder, spawn, terminate
 from watchdog.readiness import Readiness
+from watchdog.upstream import (
+    ResponseHead,
+    UpstreamClosedError,
+    UpstreamConnection,
+    UpstreamPool,
+    UpstreamProtocolError,
+    request_head,
+)
 
 log = structlog.get_logger("watchdog.http")
 
 # Responses up to this size are read whole and sent in one write; larger ones are streamed.
 BUFFERED_RESPONSE_MAX = 256 * 1024
+# Request bodies up to this size are read whole and sent with Content-Length; larger ones are streamed chunked.
+BUFFERED_REQUEST_MAX = 1024 * 1024
+# Below this size the request head and body are joined into one write.
+WRITE_JOIN_MAX = 64 * 1024
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 RESTART_DELAY_MIN_S = 0.1
 RESTART_DELAY_MAX_S = 10.0
 # A process that ran this long before dying starts the backoff again from the minimum.
@@ -135,98 +146,133 @@ class HttpExecutor:
     def __init__(self, config: WatchdogConfig, readiness: Readiness) -> None:
         self._config = config
         self._flags = readiness.flags
-        self._upstream = config.upstream_url
-        self._session: aiohttp.ClientSession | None = None
+        upstream = urlsplit(config.upstream_url)
+        self._base_path = upstream.path
+        self._netloc = upstream.netloc
+        self._pool = UpstreamPool(upstream.hostname or "127.0.0.1", upstream.port or 80)
+        self._ws_session: aiohttp.ClientSession | None = None  # websocket upgrades only
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=30.0)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5.0),
-        )
+        return None
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        self._pool.close()
+        if self._ws_session is not None:
+            await self._ws_session.close()
 
     async def invoke(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
         if not self._flags.ready:
             raise FunctionNotReadyError("the function process is not ready")
-        assert self._session is not None
         started = time.perf_counter()
-        url = URL(self._upstream + request.raw_path, encoded=True)
-        headers = forwardable(request.headers.items())
         if is_websocket(request):
-            return await self._websocket(request, url, headers)
-        if self._config.buffer_http:
-            body: object = await request.read()
-        else:
-            body = request.content if request.body_exists else None
+            return await self._websocket(request, URL(self._config.upstream_url + request.raw_path, encoded=True))
+        length = request.content_length
+        body: bytes | None = b""
+        if request.body_exists:
+            small = length is not None and length <= BUFFERED_REQUEST_MAX
+            body = await request.read() if self._config.buffer_http or small else None
         streaming = is_streaming(request)
         try:
             async with asyncio.timeout(timeout_s):
-                upstream = await self._session.request(
-                    request.method, url, headers=headers, data=body, allow_redirects=False
-                )
+                connection, head = await self._exchange(request, body)
                 if not streaming:
-                    return await self._respond(request, upstream, started)
+                    return await self._respond(request, connection, head, started)
         except TimeoutError:
             raise FunctionTimeoutError(f"the function did not answer within {timeout_s:g}s") from None
-        except aiohttp.ClientConnectorError as exc:
-            if exc.os_error.errno == errno.ECONNREFUSED:
-                raise FunctionNotReadyError("the function process refused the connection") from None
-            raise UpstreamError(f"cannot connect to the function process: {exc.os_error}") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"the function process failed: {exc!r}") from None
-        return await self._stream(request, upstream, started)
+        except ConnectionRefusedError:
+            raise FunctionNotReadyError("the function process refused the connection") from None
+        except (OSError, UpstreamProtocolError) as exc:
+            raise UpstreamError(f"the function process failed: {exc}") from None
+        return await self._stream(request, connection, head, started)
+
+    async def _exchange(self, request: web.Request, body: bytes | None) -> tuple[UpstreamConnection, ResponseHead]:
+        """Send the request on a pooled connection and read the response head.
+
+        A pooled connection the upstream closed while it was idle fails before any response byte: an idempotent
+        request is then sent once more on a new connection.
+        """
+        headers = list(request.headers.items())
+        if "Host" not in request.headers:
+            headers.append(("Host", self._netloc))
+        head = request_head(
+            request.method, self._base_path + request.raw_path, headers, None if body is None else len(body)
+        )
+        while True:
+            connection = await self._pool.connect()
+            try:
+                if body is None:
+                    await connection.write(head)
+                    async for chunk in request.content.iter_any():
+                        await connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    await connection.write(b"0\r\n\r\n")
+                elif len(body) > WRITE_JOIN_MAX:
+                    await connection.write(head)
+                    await connection.write(body)
+                else:
+                    await connection.write(head + body)
+                return connection, await connection.read_head(request.method)
+            except UpstreamClosedError as exc:
+                connection.close()
+                if connection.reused and exc.before_response and request.method in IDEMPOTENT:
+                    continue
+                raise
+            except BaseException:
+                connection.close()
+                raise
 
     async def _respond(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, started: float
+        self, request: web.Request, connection: UpstreamConnection, head: ResponseHead, started: float
     ) -> web.StreamResponse:
-        length = upstream.content_length
-        if length is None or length > BUFFERED_RESPONSE_MAX or request.method == "HEAD":
-            return await self._stream(request, upstream, started)
+        length = head.content_length
+        if request.method == "HEAD" or (head.has_body and (length is None or length > BUFFERED_RESPONSE_MAX)):
+            return await self._stream(request, connection, head, started)
         try:
-            data = await upstream.read()
-        finally:
-            upstream.release()
-        headers = forwardable(upstream.headers.items())
+            data = await connection.read_body(head)
+        except BaseException:
+            connection.close()
+            raise
+        self._pool.release(connection, head)
+        headers = forwardable(head.headers)
         headers.popall("Content-Length", None)
         headers[DURATION] = duration_header(started)
-        return web.Response(status=upstream.status, reason=upstream.reason, headers=headers, body=data)
+        return web.Response(status=head.status, reason=head.reason or None, headers=headers, body=data)
 
     async def _stream(
-        self, request: web.Request, upstream: aiohttp.ClientResponse, started: float
+        self, request: web.Request, connection: UpstreamConnection, head: ResponseHead, started: float
     ) -> web.StreamResponse:
-        headers = forwardable(upstream.headers.items())
+        headers = forwardable(head.headers)
         headers[DURATION] = duration_header(started)
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        response = web.StreamResponse(status=head.status, reason=head.reason or None, headers=headers)
         try:
             await response.prepare(request)
-            if request.method != "HEAD":
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
+            async for chunk in connection.body(head):
+                await response.write(chunk)
             await response.write_eof()
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (OSError, UpstreamProtocolError, TimeoutError) as exc:
             # Too late for a status: cut the connection so the caller sees an incomplete body, not a short one.
+            connection.close()
             log.warning("function_response_aborted", error=repr(exc))
             if request.transport is not None:
                 request.transport.close()
-        finally:
-            upstream.close()
+            return response
+        except BaseException:
+            connection.close()
+            raise
+        self._pool.release(connection, head)
         return response
 
-    async def _websocket(self, request: web.Request, url: URL, headers: CIMultiDict[str]) -> web.StreamResponse:
-        assert self._session is not None
+    async def _websocket(self, request: web.Request, url: URL) -> web.StreamResponse:
+        if self._ws_session is None:
+            self._ws_session = aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",)
+            )
+        headers = forwardable(request.headers.items())
         for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
             headers.popall(name, None)
         protocols = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
         headers.popall("Sec-WebSocket-Protocol", None)
         try:
-            upstream = await self._session.ws_connect(url, headers=headers, protocols=protocols)
+            upstream = await self._ws_session.ws_connect(url, headers=headers, protocols=protocols)
         except aiohttp.ClientConnectorError as exc:
             raise FunctionNotReadyError(f"cannot connect to the function process: {exc.os_error}") from None
         except aiohttp.ClientError as exc:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+import uvloop
 from pytest_aiohttp import AiohttpClient
 from watchdog_harness import Harness, StartWatchdog
 
@@ -14,6 +16,13 @@ from watchdog.config import WatchdogConfig
 from watchdog.executor import build_executor, build_supervisor
 from watchdog.readiness import Readiness
 from watchdog.shared import Flags, Limiter, Metrics
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every watchdog test runs on the stdlib loop and on uvloop, which the watchdog uses in production."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import aiohttp
-from helpers import http_mode_env
+from helpers import free_port, http_mode_env
 from watchdog_harness import Harness, StartWatchdog
 
 
@@ -118,12 +118,16 @@ async def test_a_crashed_function_process_is_restarted_and_503_meanwhile(start_w
     assert (await harness.client.get("/")).status == 200
 
 
-async def test_a_connect_refused_is_503_and_other_failures_502(start_watchdog: StartWatchdog) -> None:
-    # Point the proxy at a port nothing listens on while the supervisor's process is ready elsewhere.
-    harness = await start_http(start_watchdog)
-    harness.executor._upstream = "http://127.0.0.1:9"  # type: ignore[attr-defined]
+async def test_a_connect_refused_is_503(start_watchdog: StartWatchdog) -> None:
+    # A live function process that does not listen where upstream_url says, with readiness forced on.
+    harness = await start_watchdog(
+        {"mode": "http", "fprocess": "sleep 30", "upstream_url": f"http://127.0.0.1:{free_port()}"}
+    )
+    harness.readiness.mark_ready()
     refused = await harness.client.get("/")
     assert refused.status == 503
+    assert refused.headers["X-OpenFaaS-Internal"] == "of-watchdog"
+    assert "refused" in await refused.text()
 
 
 async def test_server_sent_events_arrive_event_by_event(start_watchdog: StartWatchdog) -> None:

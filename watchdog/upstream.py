@@ -1,0 +1,313 @@
+"""A lean HTTP/1.1 client for the one upstream of http mode: pooled keep-alive connections on asyncio.Protocol.
+
+aiohttp's client builds several objects, timers and a connector acquisition per request; in front of a small
+function that cost more than the whole server side. This client does only what a proxy to one local process
+needs: write the request head and body (buffered, or chunked with flow control), parse the response head, and
+hand the body back whole or as it arrives, with flow control. Connections go back to the pool when a response
+was read to its end and neither side asked to close.
+
+Framing follows RFC 9112: no body for HEAD, 1xx, 204 and 304; else chunked, else Content-Length, else until the
+upstream closes. Interim 1xx responses other than 101 are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import cast
+
+from watchdog.headers import HOP_BY_HOP
+
+MAX_HEAD = 64 * 1024  # a response head larger than this is refused
+READ_HIGH_WATER = 256 * 1024  # pause reading from the upstream above this many buffered bytes
+IDLE_MAX = 256  # idle connections kept
+
+
+class UpstreamProtocolError(Exception):
+    """The upstream answered something that is not HTTP/1.1 we can pass on."""
+
+
+class UpstreamClosedError(ConnectionError):
+    """The upstream closed the connection before the response was complete."""
+
+    def __init__(self, message: str, *, before_response: bool) -> None:
+        super().__init__(message)
+        self.before_response = before_response
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseHead:
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    content_length: int | None  # None: chunked or until close
+    chunked: bool
+    has_body: bool
+    keep_alive: bool
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to the upstream; a response is read from it at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._reading_paused = False
+        self.reused = False
+
+    # -- asyncio.Protocol --------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's TCP transport implements asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > READ_HIGH_WATER and self.transport is not None and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self._eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        self._error = exc
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(exc or ConnectionResetError("upstream connection lost"))
+
+    def pause_writing(self) -> None:
+        if self._drain is None or self._drain.done():
+            self._drain = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # -- use ---------------------------------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        return self.transport is not None and not self.transport.is_closing() and not self._eof
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    async def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        if self.transport.is_closing():
+            raise UpstreamClosedError("upstream connection closed while sending", before_response=True)
+        self.transport.write(data)
+        if self._drain is not None and not self._drain.done():
+            await self._drain
+
+    async def _more(self) -> None:
+        """Wait until more data, EOF or an error arrives."""
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def read_head(self, method: str) -> ResponseHead:
+        while True:
+            end = self._buffer.find(b"\r\n\r\n")
+            while end < 0:
+                if len(self._buffer) > MAX_HEAD:
+                    raise UpstreamProtocolError("response head too large")
+                if self._eof:
+                    raise UpstreamClosedError(
+                        "upstream closed the connection before answering", before_response=not self._buffer
+                    )
+                await self._more()
+                end = self._buffer.find(b"\r\n\r\n")
+            head = bytes(self._buffer[:end])
+            del self._buffer[: end + 4]
+            parsed = _parse_head(head, method)
+            if 100 <= parsed.status < 200 and parsed.status != 101:
+                continue  # interim response (100 Continue, 103 Early Hints)
+            return parsed
+
+    async def body(self, head: ResponseHead) -> AsyncIterator[bytes]:
+        """The response body as it arrives (de-chunked)."""
+        if not head.has_body:
+            return
+        if head.chunked:
+            async for piece in self._chunked():
+                yield piece
+        elif head.content_length is not None:
+            remaining = head.content_length
+            while remaining:
+                if not self._buffer:
+                    if self._eof:
+                        raise UpstreamClosedError("upstream closed mid-body", before_response=False)
+                    await self._more()
+                    continue
+                piece = bytes(self._buffer[:remaining])
+                del self._buffer[: len(piece)]
+                remaining -= len(piece)
+                yield piece
+        else:
+            while True:
+                if self._buffer:
+                    piece = bytes(self._buffer)
+                    self._buffer.clear()
+                    yield piece
+                elif self._eof:
+                    return
+                else:
+                    await self._more()
+
+    async def read_body(self, head: ResponseHead) -> bytes:
+        if head.content_length is not None and len(self._buffer) >= head.content_length:
+            data = bytes(self._buffer[: head.content_length])  # the common case: it all came with the head
+            del self._buffer[: head.content_length]
+            return data
+        return b"".join([piece async for piece in self.body(head)])
+
+    async def _chunked(self) -> AsyncIterator[bytes]:
+        while True:
+            line = await self._line()
+            size_text = line.split(b";", 1)[0].strip()
+            try:
+                size = int(size_text, 16)
+            except ValueError:
+                raise UpstreamProtocolError(f"bad chunk size {size_text!r}") from None
+            if size == 0:
+                while await self._line():  # trailers, up to the empty line
+                    pass
+                return
+            remaining = size
+            while remaining:
+                if not self._buffer:
+                    if self._eof:
+                        raise UpstreamClosedError("upstream closed mid-chunk", before_response=False)
+                    await self._more()
+                    continue
+                piece = bytes(self._buffer[:remaining])
+                del self._buffer[: len(piece)]
+                remaining -= len(piece)
+                yield piece
+            if (await self._line()) != b"":
+                raise UpstreamProtocolError("chunk not followed by CRLF")
+
+    async def _line(self) -> bytes:
+        while (end := self._buffer.find(b"\r\n")) < 0:
+            if len(self._buffer) > MAX_HEAD:
+                raise UpstreamProtocolError("chunk line too long")
+            if self._eof:
+                raise UpstreamClosedError("upstream closed mid-chunk", before_response=False)
+            await self._more()
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 2]
+        return line
+
+
+def _parse_head(head: bytes, method: str) -> ResponseHead:
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+        raise UpstreamProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+    try:
+        status = int(parts[1])
+    except ValueError:
+        raise UpstreamProtocolError(f"bad status {parts[1][:20]!r}") from None
+    reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
+    headers: list[tuple[str, str]] = []
+    content_length: int | None = None
+    chunked = False
+    keep_alive = parts[0] == b"HTTP/1.1"
+    for raw in lines[1:]:
+        name, sep, value = raw.partition(b":")
+        if not sep:
+            raise UpstreamProtocolError(f"bad header line {raw[:80]!r}")
+        key = name.strip().decode("latin-1")
+        text = value.strip().decode("utf-8", "surrogateescape")
+        lower = key.lower()
+        if lower == "content-length":
+            try:
+                length = int(text)
+            except ValueError:
+                raise UpstreamProtocolError(f"bad Content-Length {text!r}") from None
+            if content_length is not None and content_length != length:
+                raise UpstreamProtocolError("conflicting Content-Length headers")
+            content_length = length
+        elif lower == "transfer-encoding":
+            chunked = text.lower().endswith("chunked")
+        elif lower == "connection":
+            tokens = {token.strip().lower() for token in text.split(",")}
+            if "close" in tokens:
+                keep_alive = False
+            elif "keep-alive" in tokens:
+                keep_alive = True
+        headers.append((key, text))
+    has_body = not (method == "HEAD" or status < 200 or status in (204, 304))
+    if chunked:
+        content_length = None
+    elif has_body and content_length is None:
+        keep_alive = False  # the body ends when the upstream closes
+    return ResponseHead(status, reason, headers, content_length, chunked, has_body, keep_alive)
+
+
+def request_head(method: str, target: str, headers: Iterable[tuple[str, str]], body_length: int | None) -> bytes:
+    """The request line and headers; ``body_length`` None means a chunked body follows."""
+    out = [f"{method} {target} HTTP/1.1\r\n"]
+    for name, value in headers:
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower == "content-length":
+            continue
+        out.append(f"{name}: {value}\r\n")
+    if body_length is None:
+        out.append("Transfer-Encoding: chunked\r\n")
+    elif body_length or method in ("POST", "PUT", "PATCH"):
+        out.append(f"Content-Length: {body_length}\r\n")
+    out.append("\r\n")
+    return "".join(out).encode("utf-8", "surrogateescape")
+
+
+class UpstreamPool:
+    """Keep-alive connections to one host:port."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._idle: deque[UpstreamConnection] = deque()
+
+    async def connect(self) -> UpstreamConnection:
+        while self._idle:
+            connection = self._idle.pop()
+            if connection.usable:
+                connection.reused = True
+                return connection
+        loop = asyncio.get_running_loop()
+        _, connection = await loop.create_connection(UpstreamConnection, self.host, self.port)
+        return connection
+
+    def release(self, connection: UpstreamConnection, head: ResponseHead) -> None:
+        """Return a connection whose response was read to its end."""
+        if head.keep_alive and connection.usable and len(self._idle) < IDLE_MAX:
+            self._idle.append(connection)
+        else:
+            connection.close()
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
