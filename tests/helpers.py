@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import aiohttp
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -41,3 +44,16 @@ def http_mode_env(**extra: str) -> dict[str, str]:
         "prefix_logs": "false",
         **extra,
     }
+
+
+async def wait_http_ok(port: int, path: str = "/_/health", timeout: float = 20.0) -> None:
+    """Poll http://127.0.0.1:<port><path> until it answers 200."""
+    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
+        while True:
+            try:
+                async with session.get(f"http://127.0.0.1:{port}{path}") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)

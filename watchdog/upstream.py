@@ -154,16 +154,7 @@ class UpstreamConnection(asyncio.Protocol):
             async for piece in self._chunked():
                 yield piece
         elif head.content_length is not None:
-            remaining = head.content_length
-            while remaining:
-                if not self._buffer:
-                    if self._eof:
-                        raise UpstreamClosedError("upstream closed mid-body", before_response=False)
-                    await self._more()
-                    continue
-                piece = bytes(self._buffer[:remaining])
-                del self._buffer[: len(piece)]
-                remaining -= len(piece)
+            async for piece in self._exactly(head.content_length):
                 yield piece
         else:
             while True:
@@ -195,19 +186,24 @@ class UpstreamConnection(asyncio.Protocol):
                 while await self._line():  # trailers, up to the empty line
                     pass
                 return
-            remaining = size
-            while remaining:
-                if not self._buffer:
-                    if self._eof:
-                        raise UpstreamClosedError("upstream closed mid-chunk", before_response=False)
-                    await self._more()
-                    continue
-                piece = bytes(self._buffer[:remaining])
-                del self._buffer[: len(piece)]
-                remaining -= len(piece)
+            async for piece in self._exactly(size):
                 yield piece
             if (await self._line()) != b"":
                 raise UpstreamProtocolError("chunk not followed by CRLF")
+
+    async def _exactly(self, length: int) -> AsyncIterator[bytes]:
+        """The next ``length`` body bytes, in pieces as they arrive."""
+        remaining = length
+        while remaining:
+            if not self._buffer:
+                if self._eof:
+                    raise UpstreamClosedError("upstream closed mid-body", before_response=False)
+                await self._more()
+                continue
+            piece = bytes(self._buffer[:remaining])
+            del self._buffer[: len(piece)]
+            remaining -= len(piece)
+            yield piece
 
     async def _line(self) -> bytes:
         while (end := self._buffer.find(b"\r\n")) < 0:

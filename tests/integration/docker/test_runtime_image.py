@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import aiodocker
 import aiohttp
 import pytest
 from docker_support import TEST_LABEL, require_image, unique_name
-from helpers import free_port
+from helpers import free_port, wait_http_ok
 
 pytestmark = pytest.mark.docker
 
@@ -31,21 +30,9 @@ async def run_function(docker: aiodocker.Docker, image: str, **host_config: Any)
     return container, port
 
 
-async def wait_healthy(port: int, timeout: float = 20.0) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/_/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
-
-
 async def test_python_mode_sample_answers_and_stops_cleanly(docker: aiodocker.Docker) -> None:
     container, port = await run_function(docker, "pyfaasd/fn-hello-python:latest")
-    await wait_healthy(port)
+    await wait_http_ok(port)
     async with aiohttp.ClientSession() as session:
         async with session.get(f"http://127.0.0.1:{port}/?name=docker") as response:
             assert response.status == 200
@@ -70,7 +57,7 @@ async def test_runtime_runs_as_app_with_a_read_only_root(docker: aiodocker.Docke
         CapDrop=["ALL"],
         SecurityOpt=["no-new-privileges"],
     )
-    await wait_healthy(port)
+    await wait_http_ok(port)
     async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as response:
         assert await response.text() == "Hello, world!\n"
     info = await container.show()
@@ -80,7 +67,7 @@ async def test_runtime_runs_as_app_with_a_read_only_root(docker: aiodocker.Docke
 
 async def test_http_mode_function_image_proxies_to_its_process(docker: aiodocker.Docker) -> None:
     container, port = await run_function(docker, "pyfaasd/fn-echo-http:latest")
-    await wait_healthy(port)
+    await wait_http_ok(port)
     async with (
         aiohttp.ClientSession() as session,
         session.put(f"http://127.0.0.1:{port}/items/1?x=2", data=b"hi") as response,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import free_port, http_mode_env
+from helpers import free_port, http_mode_env, wait_http_ok
 
 
 def start_fwatchdog(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
@@ -30,18 +30,6 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-
-
-async def wait_health(port: int, timeout: float = 15.0) -> None:
-    async with aiohttp.ClientSession() as session, asyncio.timeout(timeout):
-        while True:
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/_/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize(
@@ -82,7 +70,7 @@ async def test_sigterm_drains_in_flight_requests_then_stops_the_function_process
     env = http_mode_env(port=str(port), metrics_port="0", healthcheck_interval="1s", write_timeout="10s")
     proc = start_fwatchdog(env, tmp_path)
     processes.append(proc)
-    await wait_health(port)
+    await wait_http_ok(port)
     assert (tmp_path / ".lock").exists()
     async with aiohttp.ClientSession() as session:
         in_flight = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/slow?s=2"))
@@ -126,7 +114,7 @@ async def test_workers_share_the_port_readiness_and_metrics(
         tmp_path,
     )
     processes.append(proc)
-    await wait_health(port)
+    await wait_http_ok(port)
     pids: set[str] = set()
     connector = aiohttp.TCPConnector(force_close=True)  # new connections, so the kernel spreads them
     async with aiohttp.ClientSession(connector=connector) as session:
