@@ -189,7 +189,7 @@ class HttpExecutor:
         """Send the request on a pooled connection and read the response head.
 
         A pooled connection the upstream closed while it was idle fails before any response byte: an idempotent
-        request is then sent once more on a new connection.
+        request whose body is in memory is then sent once more on a new connection.
         """
         headers = list(request.headers.items())
         if "Host" not in request.headers:
@@ -213,7 +213,8 @@ class HttpExecutor:
                 return connection, await connection.read_head(request.method)
             except UpstreamClosedError as exc:
                 connection.close()
-                if connection.reused and exc.before_response and request.method in IDEMPOTENT:
+                replayable = body is not None  # a streamed body has been consumed and cannot be sent again
+                if connection.reused and exc.before_response and replayable and request.method in IDEMPOTENT:
                     continue
                 raise
             except BaseException:
