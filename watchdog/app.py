@@ -56,6 +56,14 @@ def request_timeout(config: WatchdogConfig, header: str | None) -> float | None:
     return config.exec_timeout_s
 
 
+def error_response(status: int, message: str, started: float | None) -> web.Response:
+    """A failure the watchdog answers itself: a one-line body, the internal header, and the duration if timed."""
+    headers = {INTERNAL: INTERNAL_NAME}
+    if started is not None:
+        headers[DURATION] = duration_header(started)
+    return web.Response(status=status, text=message + "\n", headers=headers)
+
+
 def create_app(watchdog: Watchdog) -> web.Application:
     config = watchdog.config
     flags = watchdog.readiness.flags
@@ -81,7 +89,7 @@ def create_app(watchdog: Watchdog) -> web.Application:
             try:
                 return await executor.invoke(probe, request_timeout(config, None))
             except InvocationError as exc:
-                return web.Response(status=exc.status, text=str(exc) + "\n", headers={INTERNAL: INTERNAL_NAME})
+                return error_response(exc.status, str(exc), None)
         return web.Response()
 
     async def invoke(request: web.Request) -> web.StreamResponse:
@@ -100,19 +108,11 @@ def create_app(watchdog: Watchdog) -> web.Application:
                     request, request_timeout(config, request.headers.get(_GO_DURATION_TIMEOUT_HEADER))
                 )
             except InvocationError as exc:
-                response = web.Response(
-                    status=exc.status,
-                    text=str(exc) + "\n",
-                    headers={INTERNAL: INTERNAL_NAME, DURATION: duration_header(started)},
-                )
+                response = error_response(exc.status, str(exc), started)
                 log.warning("invocation_failed", status=exc.status, error=str(exc))
             except Exception:
                 log.exception("invocation_crashed")
-                response = web.Response(
-                    status=500,
-                    text="internal watchdog error\n",
-                    headers={INTERNAL: INTERNAL_NAME, DURATION: duration_header(started)},
-                )
+                response = error_response(500, "internal watchdog error", started)
             status = response.status
             return response
         finally:
