@@ -229,6 +229,12 @@ class WatchdogConfig:
             log_json=log_json,
         )
 
+    @property
+    def upstream_address(self) -> tuple[str, int]:
+        """Host and port of ``upstream_url`` (which from_env always writes with both)."""
+        parts = urlsplit(self.upstream_url)
+        return parts.hostname or "", parts.port or 0
+
     def summary(self) -> dict[str, object]:
         """The effective configuration, for one log line at start."""
         return {

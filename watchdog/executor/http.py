@@ -63,9 +63,7 @@ class FunctionProcess:
 
     def __init__(self, config: WatchdogConfig) -> None:
         self._config = config
-        upstream = urlsplit(config.upstream_url)
-        self._host = upstream.hostname or "127.0.0.1"
-        self._port = upstream.port or 80
+        self._host, self._port = config.upstream_address
         self._forwarder = OutputForwarder(config.prefix_logs, config.log_buffer_size)
         self._proc: asyncio.subprocess.Process | None = None
         self._task: asyncio.Task[None] | None = None
@@ -149,7 +147,7 @@ class HttpExecutor:
         upstream = urlsplit(config.upstream_url)
         self._base_path = upstream.path
         self._netloc = upstream.netloc
-        self._pool = UpstreamPool(upstream.hostname or "127.0.0.1", upstream.port or 80)
+        self._pool = UpstreamPool(*config.upstream_address)
         self._ws_session: aiohttp.ClientSession | None = None  # websocket upgrades only
 
     async def start(self) -> None:
