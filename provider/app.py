@@ -1,0 +1,67 @@
+"""The provider's aiohttp application: routes in one table, middlewares, typed app keys."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from provider.config import ProviderConfig
+from provider.handlers import functions, logs, namespaces, secrets, system
+from provider.keys import CONFIG, CREDENTIALS, NAMESPACES, ORCHESTRATOR, SECRETS
+from provider.middleware import basic_auth, errors, metrics_middleware, request_context
+from provider.namespaces import NamespaceStore
+from provider.orchestrator import Orchestrator
+from provider.secrets import SecretStore
+from pyfaasd.auth import Credentials
+from pyfaasd.metrics import CONTENT_TYPE, Registry
+
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+
+def create_app(
+    config: ProviderConfig,
+    credentials: Credentials,
+    orchestrator: Orchestrator,
+    secret_store: SecretStore,
+    namespace_store: NamespaceStore,
+) -> web.Application:
+    registry = Registry()
+    app = web.Application(
+        client_max_size=MAX_BODY_BYTES,
+        middlewares=[request_context, metrics_middleware(registry), basic_auth, errors],
+    )
+    app[CONFIG] = config
+    app[CREDENTIALS] = credentials
+    app[ORCHESTRATOR] = orchestrator
+    app[SECRETS] = secret_store
+    app[NAMESPACES] = namespace_store
+
+    async def metrics(request: web.Request) -> web.Response:
+        del request
+        return web.Response(body=registry.render().encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    name = "{name:[-a-zA-Z_0-9.]+}"
+    app.router.add_routes(
+        [
+            web.get("/system/functions", functions.list_functions),
+            web.post("/system/functions", functions.deploy_function),
+            web.put("/system/functions", functions.update_function),
+            web.delete("/system/functions", functions.delete_function),
+            web.get(f"/system/function/{name}", functions.function_status),
+            web.post(f"/system/scale-function/{name}", functions.scale_function),
+            web.get("/system/info", system.info),
+            web.get("/system/secrets", secrets.list_secrets),
+            web.post("/system/secrets", secrets.create_secret),
+            web.put("/system/secrets", secrets.update_secret),
+            web.delete("/system/secrets", secrets.delete_secret),
+            web.get("/system/logs", logs.function_logs),
+            web.get("/system/namespaces", namespaces.list_namespaces),
+            web.post("/system/namespace/", namespaces.create_namespace),
+            web.post("/system/namespace", namespaces.create_namespace),
+            web.get(f"/system/namespace/{name}", namespaces.get_namespace),
+            web.put(f"/system/namespace/{name}", namespaces.update_namespace),
+            web.delete(f"/system/namespace/{name}", namespaces.delete_namespace),
+            web.get("/healthz", system.healthz),
+            web.get("/metrics", metrics),
+        ]
+    )
+    return app

@@ -1,0 +1,102 @@
+"""The Docker create config of a function replica: built here and nowhere else.
+
+Everything a replica gets comes from the FunctionDeployment and the provider config: env (with ``fprocess``
+from ``envProcess``), labels (the user's plus the state labels), limits, secrets and the hosts file as
+read-only binds, and the hardening defaults. More mounts (volumes, code bundles) are added here later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from provider.config import ProviderConfig
+from provider.docker_runtime import (
+    LABEL_CREATED,
+    LABEL_FUNCTION,
+    LABEL_GENERATION,
+    LABEL_NAMESPACE,
+    LABEL_REPLICA,
+    LABEL_SPEC,
+)
+from provider.models import FunctionDeployment
+
+SECRETS_MOUNT = "/var/openfaas/secrets"
+# The provider takes a replica out of the hosts file before it stops it, so the watchdog need not keep
+# answering for long after SIGTERM (of-watchdog's default is write_timeout); a function may still set it.
+DEFAULT_HEALTHCHECK_INTERVAL = "1s"
+TMPFS_SIZE = "64m"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSpec:
+    """One replica to create: which function, which index, which deploy generation."""
+
+    spec: FunctionDeployment
+    replica: int
+    generation: str
+    created: str  # the function's createdAt, RFC 3339
+
+    @property
+    def container_name(self) -> str:
+        return f"{self.spec.service}.{self.spec.namespace}.{self.replica}.{self.generation[:8]}"
+
+
+def container_config(replica: ReplicaSpec, config: ProviderConfig, secret_paths: dict[str, Path]) -> dict[str, Any]:
+    spec = replica.spec
+    env = [f"{k}={v}" for k, v in spec.env_vars.items() if k != "fprocess"]
+    if spec.env_process:
+        env.append(f"fprocess={spec.env_process}")
+    elif "fprocess" in spec.env_vars:
+        env.append(f"fprocess={spec.env_vars['fprocess']}")
+    if "healthcheck_interval" not in spec.env_vars:
+        env.append(f"healthcheck_interval={DEFAULT_HEALTHCHECK_INTERVAL}")
+    labels = dict(spec.labels or {})
+    labels.update(
+        {
+            LABEL_FUNCTION: spec.service,
+            LABEL_NAMESPACE: spec.namespace,
+            LABEL_REPLICA: str(replica.replica),
+            LABEL_GENERATION: replica.generation,
+            LABEL_CREATED: replica.created,
+            LABEL_SPEC: spec.to_label(),
+        }
+    )
+    binds = [f"{config.hosts_path}:/etc/hosts:ro"]
+    binds += [f"{path}:{SECRETS_MOUNT}/{name}:ro" for name, path in secret_paths.items()]
+    host: dict[str, Any] = {
+        "NetworkMode": "none",
+        "Binds": binds,
+        "CapDrop": ["ALL"],
+        "SecurityOpt": ["no-new-privileges"],
+        "PidsLimit": config.pids_limit,
+        "GroupAdd": [str(config.secrets_gid)],
+        "RestartPolicy": {"Name": "no"},  # the provider restarts replicas itself, re-attaching the network
+        "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
+        "Init": False,
+    }
+    if spec.limits is not None:
+        memory = spec.limits.memory_bytes("limits")
+        if memory is not None:
+            host["Memory"] = memory
+            host["MemorySwap"] = memory  # no swap beyond the limit
+        cpus = spec.limits.nano_cpus("limits")
+        if cpus is not None:
+            host["NanoCpus"] = cpus
+    if spec.requests is not None:
+        reservation = spec.requests.memory_bytes("requests")
+        if reservation is not None:
+            host["MemoryReservation"] = reservation
+    if spec.read_only_root_filesystem:
+        host["ReadonlyRootfs"] = True
+        host["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={TMPFS_SIZE}"}  # noqa: S108 (inside the container)
+    return {
+        "Image": spec.image,
+        "Env": env,
+        "Labels": labels,
+        "Hostname": spec.service[:63],
+        "StopSignal": "SIGTERM",
+        "StopTimeout": int(config.stop_timeout_s),
+        "HostConfig": host,
+    }

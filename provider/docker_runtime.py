@@ -1,0 +1,291 @@
+"""The Docker Engine, through aiodocker: the provider's only aiodocker import.
+
+Everything that leaves this module is a typed dataclass or one of the provider's errors; aiodocker's
+``dict[str, Any]`` payloads and ``DockerError`` stay inside.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiodocker
+import aiohttp
+import structlog
+
+from provider.errors import DockerUnavailableError, ImageUnavailableError, RuntimeFailureError
+
+log = structlog.get_logger("provider.docker")
+
+LABEL_FUNCTION = "com.pyfaasd.function"
+LABEL_NAMESPACE = "com.pyfaasd.namespace"
+LABEL_REPLICA = "com.pyfaasd.replica"
+LABEL_SPEC = "com.pyfaasd.spec"
+LABEL_CREATED = "com.pyfaasd.created"  # when the function was first deployed (kept across updates)
+LABEL_GENERATION = "com.pyfaasd.generation"  # changes with every deploy/update
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A function container as the provider needs to see it."""
+
+    id: str
+    name: str
+    function: str
+    namespace: str
+    replica: int
+    generation: str
+    spec: str
+    created_label: str
+    running: bool
+    pid: int
+    exit_code: int
+    oom_killed: bool
+    created: str  # Docker's own creation time (RFC 3339)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.function)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    action: str  # start, die, oom, destroy, ...
+    id: str
+    function: str
+    namespace: str
+    exit_code: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    timestamp: datetime
+    text: str
+
+
+def _error(action: str, e: aiodocker.DockerError) -> Exception:
+    message = e.message if isinstance(e.message, str) else str(e.message)
+    return RuntimeFailureError(f"docker could not {action}: {message}")
+
+
+class DockerRuntime:
+    def __init__(self, client: aiodocker.Docker) -> None:
+        self._docker = client
+
+    @classmethod
+    async def connect(cls) -> DockerRuntime:
+        client = aiodocker.Docker()
+        runtime = cls(client)
+        try:
+            await client.version()
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as e:
+            await client.close()
+            raise DockerUnavailableError(f"cannot reach the Docker Engine: {e}") from e
+        return runtime
+
+    async def close(self) -> None:
+        await self._docker.close()
+
+    # -- containers --------------------------------------------------------------------------------------
+
+    async def list_functions(self) -> list[Container]:
+        try:
+            found = await self._docker.containers.list(all=True, filters={"label": [LABEL_FUNCTION]})
+        except aiodocker.DockerError as e:
+            raise _error("list containers", e) from e
+        containers = []
+        for summary in found:
+            info = await self.inspect(summary.id)
+            if info is not None:
+                containers.append(info)
+        return containers
+
+    async def inspect(self, container_id: str) -> Container | None:
+        try:
+            data = await self._docker.containers.container(container_id).show()
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                return None
+            raise _error("inspect a container", e) from e
+        return _container(data)
+
+    async def create(self, name: str, config: Mapping[str, Any]) -> str:
+        try:
+            container = await self._docker.containers.create(dict(config), name=name)
+        except aiodocker.DockerError as e:
+            raise _error(f"create container {name}", e) from e
+        return container.id
+
+    async def start(self, container_id: str) -> Container:
+        try:
+            await self._docker.containers.container(container_id).start()
+        except aiodocker.DockerError as e:
+            if e.status != 304:  # already started
+                raise _error("start a container", e) from e
+        info = await self.inspect(container_id)
+        if info is None:
+            raise RuntimeFailureError(f"container {container_id[:12]} disappeared while starting")
+        return info
+
+    async def stop(self, container_id: str, timeout_s: float) -> None:
+        try:
+            await self._docker.containers.container(container_id).stop(t=max(int(timeout_s), 0))
+        except aiodocker.DockerError as e:
+            if e.status not in (304, 404):
+                raise _error("stop a container", e) from e
+
+    async def remove(self, container_id: str) -> None:
+        try:
+            await self._docker.containers.container(container_id).delete(force=True)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error("remove a container", e) from e
+
+    # -- images ------------------------------------------------------------------------------------------
+
+    async def image_present(self, image: str) -> bool:
+        try:
+            await self._docker.images.inspect(image)
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                return False
+            raise _error(f"inspect image {image}", e) from e
+        return True
+
+    async def pull(self, image: str, docker_config: Path | None) -> None:
+        auth = registry_auth(image, docker_config)
+        try:
+            await self._docker.images.pull(image, auth=auth)
+        except aiodocker.DockerError as e:
+            message = e.message if isinstance(e.message, str) else json.dumps(e.message)
+            raise ImageUnavailableError(
+                f"image {image} is not present locally and could not be pulled: {message}"
+            ) from e
+        except ValueError as e:
+            raise ImageUnavailableError(f"image {image}: {e}") from e
+
+    # -- logs and events ---------------------------------------------------------------------------------
+
+    async def logs(
+        self, container_id: str, *, tail: int | None, since: datetime | None, follow: bool
+    ) -> AsyncIterator[LogLine]:
+        """The container's stdout and stderr as lines, oldest first, each with Docker's timestamp."""
+        params: dict[str, Any] = {"timestamps": True}
+        if tail is not None:
+            params["tail"] = str(tail)
+        if since is not None:
+            params["since"] = f"{since.timestamp():.9f}"
+        container = self._docker.containers.container(container_id)
+        try:
+            if follow:
+                stream = container.log(stdout=True, stderr=True, follow=True, **params)
+                pending = ""
+                async for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split("\n")
+                    for line in lines:
+                        yield _log_line(line)
+                if pending:
+                    yield _log_line(pending)
+            else:
+                chunks = await container.log(stdout=True, stderr=True, follow=False, **params)
+                for line in "".join(chunks).split("\n"):
+                    if line:
+                        yield _log_line(line)
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                return
+            raise _error("read container logs", e) from e
+
+    async def events(self) -> AsyncIterator[ContainerEvent]:
+        """Container events of function containers until the stream ends (dockerd stopped)."""
+        filters = json.dumps({"type": ["container"], "label": [LABEL_FUNCTION]})
+        async with self._docker._query("events", method="GET", params={"filters": filters}, timeout=None) as response:
+            async for raw in response.content:
+                with contextlib.suppress(ValueError):
+                    event = json.loads(raw)
+                    attributes = event.get("Actor", {}).get("Attributes", {})
+                    code = attributes.get("exitCode")
+                    yield ContainerEvent(
+                        action=str(event.get("Action", "")).split(":", 1)[0],
+                        id=str(event.get("id") or event.get("Actor", {}).get("ID", "")),
+                        function=attributes.get(LABEL_FUNCTION, ""),
+                        namespace=attributes.get(LABEL_NAMESPACE, ""),
+                        exit_code=int(code) if code is not None and str(code).isdigit() else None,
+                    )
+
+
+def _container(data: Mapping[str, Any]) -> Container | None:
+    labels = data.get("Config", {}).get("Labels") or {}
+    if LABEL_FUNCTION not in labels:
+        return None
+    state = data.get("State", {})
+    try:
+        replica = int(labels.get(LABEL_REPLICA, "0"))
+    except ValueError:
+        replica = 0
+    return Container(
+        id=data["Id"],
+        name=str(data.get("Name", "")).lstrip("/"),
+        function=labels[LABEL_FUNCTION],
+        namespace=labels.get(LABEL_NAMESPACE, ""),
+        replica=replica,
+        generation=labels.get(LABEL_GENERATION, ""),
+        spec=labels.get(LABEL_SPEC, "{}"),
+        created_label=labels.get(LABEL_CREATED, ""),
+        running=bool(state.get("Running")) and not state.get("Restarting"),
+        pid=int(state.get("Pid") or 0),
+        exit_code=int(state.get("ExitCode") or 0),
+        oom_killed=bool(state.get("OOMKilled")),
+        created=str(data.get("Created", "")),
+    )
+
+
+def parse_docker_time(text: str) -> datetime:
+    """Docker's RFC 3339 time with nanoseconds, as an aware datetime (microsecond precision)."""
+    text = text.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    main, _, rest = text.partition(".")
+    if rest:
+        digits = "".join(c for c in rest if c.isdigit())
+        zone = rest[len(digits) :]
+        text = f"{main}.{digits[:6].ljust(6, '0')}{zone}"
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _log_line(line: str) -> LogLine:
+    stamp, _, text = line.partition(" ")
+    try:
+        moment = parse_docker_time(stamp)
+    except ValueError:
+        return LogLine(datetime.now(UTC), line)
+    return LogLine(moment, text.rstrip("\r"))
+
+
+def registry_auth(image: str, docker_config: Path | None) -> dict[str, str] | None:
+    """Credentials for the image's registry from a Docker ``config.json`` (``auths.<registry>.auth``)."""
+    if docker_config is None:
+        return None
+    first, sep, _ = image.partition("/")
+    registry = first if sep and ("." in first or ":" in first or first == "localhost") else "docker.io"
+    try:
+        auths = json.loads(docker_config.read_text()).get("auths", {})
+    except (OSError, ValueError) as e:
+        raise ImageUnavailableError(f"cannot read registry credentials from {docker_config}: {e}") from e
+    candidates = [registry, f"https://{registry}", f"http://{registry}"]
+    if registry == "docker.io":
+        candidates += ["https://index.docker.io/v1/", "index.docker.io"]
+    for key in candidates:
+        entry = auths.get(key)
+        if entry and entry.get("auth"):
+            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
+            return {"username": user, "password": password, "serveraddress": registry}
+    return None

@@ -1,0 +1,90 @@
+"""One error type per failure; the HTTP edge (provider/middleware.py) maps each to its status.
+
+Adapters raise these with ``raise ... from e``; handlers never build error responses themselves.
+"""
+
+from __future__ import annotations
+
+
+class ProviderError(Exception):
+    """Base of every failure the provider reports; ``status`` is the HTTP status it maps to."""
+
+    status = 500
+
+
+class InvalidRequestError(ProviderError):
+    """Malformed JSON, a missing or invalid field: the message names the field."""
+
+    status = 400
+
+
+class FunctionNotFoundError(ProviderError):
+    status = 404
+
+
+class FunctionExistsError(ProviderError):
+    status = 409
+
+
+class NamespaceNotFoundError(ProviderError):
+    """An unknown namespace named in a request that acts on it directly (get, update, delete)."""
+
+    status = 404
+
+
+class NamespaceInvalidError(ProviderError):
+    """A function request names a namespace that does not exist: a bad request, not a missing resource."""
+
+    status = 400
+
+
+class NamespaceExistsError(ProviderError):
+    status = 409
+
+
+class NamespaceInUseError(ProviderError):
+    status = 409
+
+
+class SecretNotFoundError(ProviderError):
+    status = 404
+
+
+class SecretExistsError(ProviderError):
+    status = 409
+
+
+class SecretMissingError(ProviderError):
+    """A function names a secret that does not exist: refused before anything is created."""
+
+    status = 400
+
+
+class ImageUnavailableError(ProviderError):
+    """The image is not present locally and could not be pulled (or the pull policy forbids pulling)."""
+
+    status = 400
+
+
+class FunctionStartError(ProviderError):
+    """A replica did not become ready: its container exited, or its watchdog never answered healthy."""
+
+    status = 422
+
+
+class LogRequestError(ProviderError):
+    """Bad ``tail``/``since``/``follow`` parameters of a log request (faas-provider answers 422)."""
+
+    status = 422
+
+
+class DockerUnavailableError(ProviderError):
+    """The Docker Engine cannot be reached or failed in a way the user cannot fix."""
+
+    status = 503
+
+
+class RuntimeFailureError(ProviderError):
+    """Docker or the network refused an operation for a reason that is ours, not the user's."""
+
+    status = 500

@@ -1,0 +1,59 @@
+"""/system/functions (list, deploy, update, delete), /system/function/{name} and /system/scale-function."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from provider.errors import InvalidRequestError
+from provider.handlers import empty, read_json
+from provider.keys import CONFIG, NAMESPACES, ORCHESTRATOR
+from provider.models import DEFAULT_NAMESPACE, FunctionDeployment, ScaleRequest, check_dns_label, namespace_of
+
+
+def _query_namespace(request: web.Request) -> str:
+    return check_dns_label("namespace", request.query.get("namespace", "").strip() or DEFAULT_NAMESPACE)
+
+
+async def list_functions(request: web.Request) -> web.Response:
+    statuses = request.app[ORCHESTRATOR].list_functions(_query_namespace(request))
+    return web.json_response([s.to_json() for s in statuses])
+
+
+async def function_status(request: web.Request) -> web.Response:
+    name = check_dns_label("function name", request.match_info["name"])
+    namespace = _query_namespace(request)
+    request.app[NAMESPACES].require(namespace)
+    return web.json_response(request.app[ORCHESTRATOR].get(namespace, name).status().to_json())
+
+
+async def deploy_function(request: web.Request) -> web.Response:
+    spec = FunctionDeployment.parse(await read_json(request, "FunctionDeployment"))
+    await request.app[ORCHESTRATOR].deploy(spec)
+    return empty(202)
+
+
+async def update_function(request: web.Request) -> web.Response:
+    spec = FunctionDeployment.parse(await read_json(request, "FunctionDeployment"))
+    await request.app[ORCHESTRATOR].update(spec)
+    return empty(202)
+
+
+async def delete_function(request: web.Request) -> web.Response:
+    body = await read_json(request, "DeleteFunctionRequest")
+    name = body.get("functionName")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequestError("functionName is required")
+    namespace = check_dns_label("namespace", namespace_of(body))
+    request.app[NAMESPACES].require(namespace)
+    await request.app[ORCHESTRATOR].delete(namespace, check_dns_label("functionName", name.strip()))
+    return empty(200)
+
+
+async def scale_function(request: web.Request) -> web.Response:
+    body = await read_json(request, "ScaleServiceRequest")
+    scale = ScaleRequest.parse(
+        body, request.match_info["name"], request.query.get("namespace"), request.app[CONFIG].max_replicas
+    )
+    request.app[NAMESPACES].require(scale.namespace)
+    await request.app[ORCHESTRATOR].scale(scale.namespace, scale.service, scale.replicas)
+    return empty(200)

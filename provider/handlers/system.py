@@ -1,0 +1,24 @@
+"""/system/info and /healthz."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from pyfaasd import __version__
+from pyfaasd.version import commit_sha
+
+
+async def info(request: web.Request) -> web.Response:
+    del request
+    return web.json_response(
+        {
+            "provider": "pyfaasd",
+            "version": {"sha": commit_sha(), "release": __version__},
+            "orchestration": "docker",
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    del request
+    return web.Response(status=200)

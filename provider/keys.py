@@ -1,0 +1,17 @@
+"""Typed application keys of the provider's aiohttp app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from provider.config import ProviderConfig
+from provider.namespaces import NamespaceStore
+from provider.orchestrator import Orchestrator
+from provider.secrets import SecretStore
+from pyfaasd.auth import Credentials
+
+CONFIG = web.AppKey("config", ProviderConfig)
+CREDENTIALS = web.AppKey("credentials", Credentials)
+ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
+SECRETS = web.AppKey("secrets", SecretStore)
+NAMESPACES = web.AppKey("namespaces", NamespaceStore)

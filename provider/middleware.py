@@ -1,0 +1,112 @@
+"""The provider's middlewares: request id and one access line, metrics, basic auth, error → status."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+
+from provider.errors import ProviderError
+from provider.keys import CREDENTIALS
+from pyfaasd.auth import CHALLENGE, REJECTION, check_authorization
+from pyfaasd.metrics import Registry
+
+log = structlog.get_logger("provider.http")
+
+INTERNAL_HEADER = "X-OpenFaaS-Internal"
+QUIET_PATHS = frozenset({"/healthz", "/metrics"})
+# Routes with a name in the path are counted under one label, as faas-provider does.
+_TEMPLATED = ("/system/function/", "/system/scale-function/", "/system/namespace/")
+
+
+def text_error(status: int, message: str) -> web.Response:
+    """A Go ``http.Error``-style answer: plain text, the message and a newline."""
+    response = web.Response(status=status, text=message + "\n", content_type="text/plain", charset="utf-8")
+    if status >= 500:
+        response.headers[INTERNAL_HEADER] = "provider"
+    return response
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Call-Id") or uuid.uuid4().hex
+    start = time.perf_counter()
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            if request.path not in QUIET_PATHS:
+                log.info(
+                    "request",
+                    method=request.method,
+                    path=request.path,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
+                )
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProviderError as e:
+        if e.status >= 500:
+            log.error("request_failed", error=str(e), error_type=type(e).__name__)
+        return text_error(e.status, str(e))
+    except web.HTTPException:
+        raise
+    except Exception as e:
+        log.exception("request_crashed")
+        return text_error(500, f"internal error: {type(e).__name__}: {e}")
+
+
+@web.middleware
+async def basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/system/") and not check_authorization(
+        request.headers.get("Authorization"), request.app[CREDENTIALS]
+    ):
+        return web.Response(
+            status=401, text=REJECTION, content_type="text/plain", headers={"WWW-Authenticate": CHALLENGE}
+        )
+    return await handler(request)
+
+
+def metrics_middleware(registry: Registry) -> Middleware:
+    requests = registry.counter(
+        "provider_http_requests_total", "Requests to the provider's /system API.", ("code", "method", "path")
+    )
+    durations = registry.histogram(
+        "provider_http_request_duration_seconds",
+        "Time to answer a /system API request.",
+        ("code", "method", "path"),
+    )
+
+    @web.middleware
+    async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.path.startswith("/system/"):
+            return await handler(request)
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as e:
+            status = e.status
+            raise
+        finally:
+            path = next((p.rstrip("/") for p in _TEMPLATED if request.path.startswith(p)), request.path)
+            code = str(status)
+            requests.labels(code, request.method, path).inc()
+            durations.labels(code, request.method, path).observe(time.perf_counter() - start)
+
+    return metrics

@@ -1,0 +1,57 @@
+"""Waiting for a replica's watchdog to answer ``/_/health`` with 200 before it may take traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Address
+
+import aiohttp
+
+POLL_INTERVAL_S = 0.02
+ALIVE_CHECK_EVERY_S = 0.25
+PROBE_TIMEOUT_S = 1.0
+
+
+class NotReadyError(Exception):
+    """The replica did not answer healthy in time; ``exited`` when its container stopped meanwhile."""
+
+    def __init__(self, message: str, *, exited: bool) -> None:
+        super().__init__(message)
+        self.exited = exited
+
+
+async def probe(session: aiohttp.ClientSession, ip: IPv4Address, port: int) -> bool:
+    try:
+        async with session.get(
+            f"http://{ip}:{port}/_/health", timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+        ) as response:
+            await response.read()
+            return response.status == 200
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
+
+
+async def wait_ready(
+    session: aiohttp.ClientSession,
+    ip: IPv4Address,
+    port: int,
+    deadline_s: float,
+    still_running: Callable[[], Awaitable[str | None]],
+) -> None:
+    """Poll until healthy. ``still_running`` returns None while the container runs, else why it stopped."""
+    start = time.monotonic()
+    next_alive_check = start + ALIVE_CHECK_EVERY_S
+    while True:
+        if await probe(session, ip, port):
+            return
+        now = time.monotonic()
+        if now >= next_alive_check:
+            next_alive_check = now + ALIVE_CHECK_EVERY_S
+            reason = await still_running()
+            if reason is not None:
+                raise NotReadyError(reason, exited=True)
+        if now - start >= deadline_s:
+            raise NotReadyError(f"its watchdog did not answer /_/health within {deadline_s:g}s", exited=False)
+        await asyncio.sleep(POLL_INTERVAL_S)

@@ -1,0 +1,77 @@
+"""Run the provider: Docker, the bridge, recovery from Docker labels, the event follower and the HTTP API.
+
+Runs on the stdlib asyncio loop (pyroute2 does not work under uvloop). Stopping the provider stops the API
+and the event follower; function containers keep running in Docker for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from netconf import Network
+from provider.app import create_app
+from provider.config import ProviderConfig
+from provider.docker_runtime import DockerRuntime
+from provider.namespaces import NamespaceStore
+from provider.orchestrator import Orchestrator, follow_events
+from provider.scale_store import ScaleStore
+from provider.secrets import SecretStore
+from pyfaasd.auth import ensure_credentials
+
+log = structlog.get_logger("provider")
+
+SHUTDOWN_TIMEOUT_S = 10.0
+
+
+async def serve(
+    config: ProviderConfig,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[], object] | None = None,
+    on_stopping: Callable[[], object] | None = None,
+) -> None:
+    """Serve until ``stop`` is set, then finish in-flight requests and return."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    credentials, created = ensure_credentials(config.secrets_dir)
+    if created:
+        log.info("credentials_created", directory=str(config.secrets_dir), user=credentials.user)
+    runtime = await DockerRuntime.connect()
+    try:
+        network = Network(config.net)
+        bridge = await network.ensure_bridge()
+        log.info("bridge_ready", bridge=bridge.name, ip=str(config.net.bridge_ip), subnet=str(config.net.subnet))
+        secret_store = SecretStore(config.secrets_dir, config.secrets_gid)
+        namespace_store = NamespaceStore(config.state_dir / "namespaces")
+        orchestrator = Orchestrator(
+            config, runtime, network, secret_store, namespace_store, ScaleStore(config.state_dir / "replicas")
+        )
+        events = asyncio.create_task(follow_events(orchestrator, runtime), name="docker events")
+        try:
+            await orchestrator.recover()
+            app = create_app(config, credentials, orchestrator, secret_store, namespace_store)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+                await site.start()
+                log.info("provider_listening", address=f"{config.host}:{config.port}")
+                if on_ready is not None:
+                    on_ready()
+                await stop.wait()
+                log.info("provider_stopping")
+                if on_stopping is not None:
+                    on_stopping()
+            finally:
+                await runner.cleanup()
+        finally:
+            events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await events
+            await orchestrator.close()
+    finally:
+        await runtime.close()
