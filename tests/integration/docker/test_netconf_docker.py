@@ -5,38 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-import subprocess
-from ipaddress import IPv4Network
 from pathlib import Path
 
 import aiodocker
 import aiohttp
 import pytest
 from docker_support import TEST_LABEL, unique_name
+from net_support import free_test_subnet
 
 from netconf import NetConfig, Network
 
 pytestmark = pytest.mark.docker
 
 IMAGE = "pyfaasd/runtime-python:latest"
-TEST_SUPERNET = IPv4Network("10.201.0.0/16")
-
-
-def free_test_subnet() -> IPv4Network:
-    """A random /24 of 10.201.0.0/16 that no host route overlaps."""
-    out = subprocess.run(["ip", "-4", "route", "show", "table", "all"], capture_output=True, text=True, check=True)
-    used = []
-    for line in out.stdout.splitlines():
-        try:
-            used.append(IPv4Network(line.split()[0], strict=False))
-        except (ValueError, IndexError):
-            continue
-    candidates = list(TEST_SUPERNET.subnets(new_prefix=24))
-    for _ in range(100):
-        subnet = candidates[secrets.randbelow(len(candidates))]
-        if not any(subnet.overlaps(u) for u in used if u.prefixlen > 0):
-            return subnet
-    raise RuntimeError("no free test subnet in 10.201.0.0/16")
 
 
 @pytest.fixture
