@@ -13,6 +13,7 @@ from typing import Any
 
 from provider.config import ProviderConfig
 from provider.docker_runtime import (
+    LABEL_BRIDGE,
     LABEL_CREATED,
     LABEL_FUNCTION,
     LABEL_GENERATION,
@@ -55,6 +56,7 @@ def container_config(replica: ReplicaSpec, config: ProviderConfig, secret_paths:
     labels = dict(spec.labels or {})
     labels.update(
         {
+            LABEL_BRIDGE: config.net.bridge,
             LABEL_FUNCTION: spec.service,
             LABEL_NAMESPACE: spec.namespace,
             LABEL_REPLICA: str(replica.replica),

@@ -29,6 +29,9 @@ LABEL_REPLICA = "com.pyfaasd.replica"
 LABEL_SPEC = "com.pyfaasd.spec"
 LABEL_CREATED = "com.pyfaasd.created"  # when the function was first deployed (kept across updates)
 LABEL_GENERATION = "com.pyfaasd.generation"  # changes with every deploy/update
+# The bridge a container belongs to: the identity of a provider instance, so a second instance (tests, a
+# second install) never adopts or restarts the containers of another.
+LABEL_BRIDGE = "com.pyfaasd.bridge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +78,14 @@ def _error(action: str, e: aiodocker.DockerError) -> Exception:
 
 
 class DockerRuntime:
-    def __init__(self, client: aiodocker.Docker) -> None:
+    def __init__(self, client: aiodocker.Docker, bridge: str) -> None:
         self._docker = client
+        self._instance_filter = f"{LABEL_BRIDGE}={bridge}"
 
     @classmethod
-    async def connect(cls) -> DockerRuntime:
+    async def connect(cls, bridge: str) -> DockerRuntime:
         client = aiodocker.Docker()
-        runtime = cls(client)
+        runtime = cls(client, bridge)
         try:
             await client.version()
         except (aiodocker.DockerError, aiohttp.ClientError, OSError) as e:
@@ -96,7 +100,9 @@ class DockerRuntime:
 
     async def list_functions(self) -> list[Container]:
         try:
-            found = await self._docker.containers.list(all=True, filters={"label": [LABEL_FUNCTION]})
+            found = await self._docker.containers.list(
+                all=True, filters={"label": [LABEL_FUNCTION, self._instance_filter]}
+            )
         except aiodocker.DockerError as e:
             raise _error("list containers", e) from e
         containers = []
@@ -205,7 +211,7 @@ class DockerRuntime:
 
     async def events(self) -> AsyncIterator[ContainerEvent]:
         """Container events of function containers until the stream ends (dockerd stopped)."""
-        filters = json.dumps({"type": ["container"], "label": [LABEL_FUNCTION]})
+        filters = json.dumps({"type": ["container"], "label": [LABEL_FUNCTION, self._instance_filter]})
         async with self._docker._query("events", method="GET", params={"filters": filters}, timeout=None) as response:
             async for raw in response.content:
                 with contextlib.suppress(ValueError):

@@ -40,7 +40,7 @@ async def serve(
     credentials, created = ensure_credentials(config.secrets_dir)
     if created:
         log.info("credentials_created", directory=str(config.secrets_dir), user=credentials.user)
-    runtime = await DockerRuntime.connect()
+    runtime = await DockerRuntime.connect(config.net.bridge)
     try:
         network = Network(config.net)
         bridge = await network.ensure_bridge()
