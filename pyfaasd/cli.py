@@ -7,8 +7,10 @@ each is a function taking the parsed arguments and returning the process exit co
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from pyfaasd import __version__
 
@@ -18,11 +20,100 @@ def _version(_args: argparse.Namespace) -> int:
     return 0
 
 
+# -- install, uninstall, deploy (docs/install.md) -----------------------------------------------------------
+
+
+def _state_dir_default() -> str:
+    return os.environ.get("PYFAASD_STATE_DIR") or "/var/lib/pyfaasd"
+
+
+def _install(args: argparse.Namespace) -> int:
+    from pyfaasd import install
+
+    executable = args.pyfaasd or install.default_executable()
+    if executable is None:
+        print("pyfaasd install: cannot find the pyfaasd executable; name it with --pyfaasd PATH")
+        return 2
+    options = install.InstallOptions(
+        executable=Path(executable).absolute(),
+        state_dir=Path(args.state_dir).absolute(),
+        unit_dir=Path(args.unit_dir).absolute(),
+        env_file=Path(args.env_file).absolute(),
+        start=not args.no_start,
+    )
+    return install.install(options, dry_run=args.dry_run)
+
+
+def _uninstall(args: argparse.Namespace) -> int:
+    from pyfaasd import install
+
+    options = install.UninstallOptions(
+        state_dir=Path(args.state_dir).absolute(), unit_dir=Path(args.unit_dir).absolute(), purge=args.purge
+    )
+    return install.uninstall(options, dry_run=args.dry_run)
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from pyfaasd import stack
+
+    return stack.deploy_command(
+        stack_file=Path(args.file),
+        filters=args.filter,
+        gateway=args.gateway,
+        username=args.username,
+        password_file=Path(args.password_file) if args.password_file else None,
+        state_dir=Path(args.state_dir),
+    )
+
+
+def _add_install_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir", default=_state_dir_default(), help="state dir (default: $PYFAASD_STATE_DIR or /var/lib/pyfaasd)"
+    )
+    common.add_argument(
+        "--unit-dir", default="/etc/systemd/system", help="where the unit files go (default: /etc/systemd/system)"
+    )
+    common.add_argument("--dry-run", action="store_true", help="print every action and change nothing")
+
+    install = commands.add_parser(
+        "install", parents=[common], help="install, enable and start the systemd units (pyfaasd-provider, pyfaasd)"
+    )
+    install.add_argument(
+        "--env-file", default="/etc/pyfaasd/pyfaasd.env", help="optional PYFAASD_* settings file the units read"
+    )
+    install.add_argument("--pyfaasd", metavar="PATH", help="the pyfaasd executable the units run (default: this one)")
+    install.add_argument("--no-start", action="store_true", help="write and enable the units, but do not start them")
+    install.set_defaults(run=_install)
+
+    uninstall = commands.add_parser("uninstall", parents=[common], help="stop, disable and remove the systemd units")
+    uninstall.add_argument("--purge", action="store_true", help="also remove the state dir (credentials, secrets)")
+    uninstall.set_defaults(run=_uninstall)
+
+    deploy = commands.add_parser("deploy", help="deploy the functions of a faas-cli stack.yml through the gateway")
+    deploy.add_argument("-f", "--yaml", dest="file", default="stack.yml", help="the stack file (default: stack.yml)")
+    deploy.add_argument(
+        "--filter", action="append", metavar="NAME", help="deploy only functions matching NAME (wildcards; repeatable)"
+    )
+    deploy.add_argument(
+        "-g",
+        "--gateway",
+        help="gateway URL (default: the stack's provider.gateway, else $OPENFAAS_URL, else http://127.0.0.1:8080)",
+    )
+    deploy.add_argument("-u", "--username", help="basic-auth user (default: the state dir's credentials)")
+    deploy.add_argument("--password-file", metavar="PATH", help="file holding the basic-auth password")
+    deploy.add_argument(
+        "--state-dir", default=_state_dir_default(), help="where the default credentials are (<state>/secrets)"
+    )
+    deploy.set_defaults(run=_deploy)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyfaasd", description="single-host serverless platform")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=_version)
+    _add_install_commands(commands)
     return parser
 
 

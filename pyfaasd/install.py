@@ -1,0 +1,518 @@
+"""``pyfaasd install`` and ``pyfaasd uninstall``: the systemd units, the state dir and the credentials.
+
+Planning and doing are apart. :func:`observe` looks at the host once (unit files, directories, credential
+files, whether systemd runs); :func:`plan_install` and :func:`plan_uninstall` are pure functions of the options
+and that observation, returning a list of small :data:`Action` values; :func:`execute` carries them out in
+order. ``--dry-run`` prints the plan and stops, so it changes nothing (not even the state dir), and tests
+check plans without root.
+
+Install is idempotent: a unit file whose rendered text is already there is not rewritten, directories and
+credentials that exist are kept (a wrong directory mode is corrected), ``daemon-reload`` and the restart of
+running services happen only when a unit file changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import sysconfig
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+from pyfaasd.auth import DEFAULT_USER, PASSWORD_FILE, USER_FILE, ensure_credentials, secrets_dir
+
+ENV_STATE_DIR = "PYFAASD_STATE_DIR"
+DEFAULT_STATE_DIR = Path("/var/lib/pyfaasd")
+DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
+DEFAULT_ENV_FILE = Path("/etc/pyfaasd/pyfaasd.env")
+
+PROVIDER_UNIT = "pyfaasd-provider.service"
+GATEWAY_UNIT = "pyfaasd.service"
+UNITS = (PROVIDER_UNIT, GATEWAY_UNIT)  # start order: the gateway is ordered after the provider
+
+STATE_DIR_MODE = 0o755  # the hosts file in it is bind-mounted into every function container
+SECRETS_DIR_MODE = 0o700
+UNIT_FILE_MODE = 0o644
+
+# systemd's StateDirectory= takes a path relative to this one.
+_SYSTEMD_STATE_ROOT = Path("/var/lib")
+# ProtectHome=yes hides these; an executable or state dir below them needs ProtectHome=read-only.
+_HOME_ROOTS = (Path("/home"), Path("/root"), Path("/run/user"))
+# PrivateTmp=yes gives the services a /tmp of their own.
+_TMP_ROOTS = (Path("/tmp"), Path("/var/tmp"))  # noqa: S108 (paths compared, never written)
+# Characters that need no quoting or escaping in a unit file: no blanks, no %specifiers, no $variables.
+_UNIT_SAFE_PATH = re.compile(r"^/[A-Za-z0-9._/+@-]*$")
+_TEMPLATE_DATA_DIR = Path("share") / "pyfaasd" / "systemd"
+
+
+class InstallError(Exception):
+    """The install cannot be planned or carried out; the message says what to change."""
+
+
+# -- actions -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MakeDir:
+    path: Path
+    mode: int
+
+    def describe(self) -> str:
+        return f"create directory {self.path} (mode {self.mode:04o})"
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeMode:
+    path: Path
+    mode: int
+
+    def describe(self) -> str:
+        return f"chmod {self.mode:04o} {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCredentials:
+    """Create the basic-auth files that are missing (random password, 0600); never overwrites."""
+
+    directory: Path
+
+    def describe(self) -> str:
+        return f"create basic-auth credentials in {self.directory} (user {DEFAULT_USER}, random password, mode 0600)"
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFile:
+    path: Path
+    content: str = field(repr=False)
+    mode: int = UNIT_FILE_MODE
+    replaces: bool = False  # an older version is there
+
+    def describe(self) -> str:
+        verb = "update" if self.replaces else "write"
+        return f"{verb} {self.path} ({len(self.content.encode())} bytes, mode {self.mode:04o})"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveFile:
+    path: Path
+
+    def describe(self) -> str:
+        return f"remove {self.path}"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveTree:
+    path: Path
+
+    def describe(self) -> str:
+        return f"remove {self.path} and everything in it"
+
+
+@dataclass(frozen=True, slots=True)
+class RunCommand:
+    argv: tuple[str, ...]
+
+    def describe(self) -> str:
+        return f"run: {shlex.join(self.argv)}"
+
+
+Action = MakeDir | ChangeMode | CreateCredentials | WriteFile | RemoveFile | RemoveTree | RunCommand
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    actions: tuple[Action, ...]
+    notes: tuple[str, ...] = ()  # what is already as it should be, and warnings
+
+
+# -- options and observation ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstallOptions:
+    executable: Path
+    state_dir: Path = DEFAULT_STATE_DIR
+    unit_dir: Path = DEFAULT_UNIT_DIR
+    env_file: Path = DEFAULT_ENV_FILE
+    start: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class UninstallOptions:
+    state_dir: Path = DEFAULT_STATE_DIR
+    unit_dir: Path = DEFAULT_UNIT_DIR
+    purge: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """What :func:`observe` found; the only input of the planners besides the options."""
+
+    unit_files: Mapping[str, str | None]  # unit name -> current text (None: absent)
+    dir_modes: Mapping[Path, int | None]  # state dir and secrets dir -> permission bits (None: absent)
+    credential_files: frozenset[str]  # names of the basic-auth files present
+    systemctl: str | None  # path of systemctl, if on PATH
+    systemd_running: bool  # systemd is PID 1 (sd_booted: /run/systemd/system exists)
+
+    @property
+    def systemd_usable(self) -> bool:
+        return self.systemctl is not None and self.systemd_running
+
+
+def observe(state_dir: Path, unit_dir: Path) -> HostState:
+    """Read (never change) the parts of the host the planners need."""
+    units: dict[str, str | None] = {}
+    for name in UNITS:
+        try:
+            units[name] = (unit_dir / name).read_text()
+        except FileNotFoundError:
+            units[name] = None
+    modes: dict[Path, int | None] = {}
+    for path in (state_dir, secrets_dir(state_dir)):
+        try:
+            modes[path] = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            modes[path] = None
+    present = frozenset(name for name in (USER_FILE, PASSWORD_FILE) if (secrets_dir(state_dir) / name).exists())
+    return HostState(
+        unit_files=units,
+        dir_modes=modes,
+        credential_files=present,
+        systemctl=shutil.which("systemctl"),
+        systemd_running=Path("/run/systemd/system").is_dir(),
+    )
+
+
+# -- templates -------------------------------------------------------------------------------------------
+
+
+def template_dirs() -> tuple[Path, ...]:
+    """Where the unit templates may be, in order: a source checkout (also an editable install), then the
+    ``share/pyfaasd/systemd`` data directory a wheel installs (``[tool.setuptools.data-files]``)."""
+    dirs = [Path(__file__).resolve().parent.parent / "systemd"]
+    for scheme in (None, f"{os.name}_user"):
+        try:
+            data = sysconfig.get_path("data") if scheme is None else sysconfig.get_path("data", scheme)
+        except KeyError:
+            continue
+        dirs.append(Path(data) / _TEMPLATE_DATA_DIR)
+    return tuple(dict.fromkeys(dirs))
+
+
+def load_templates(dirs: Sequence[Path] | None = None) -> dict[str, str]:
+    """The text of both unit templates, from the first directory that has them."""
+    searched = template_dirs() if dirs is None else tuple(dirs)
+    for directory in searched:
+        if all((directory / name).is_file() for name in UNITS):
+            return {name: (directory / name).read_text() for name in UNITS}
+    places = ", ".join(str(d) for d in searched)
+    raise InstallError(f"the unit templates {' and '.join(UNITS)} are not in any of: {places}")
+
+
+def render_units(templates: Mapping[str, str], options: InstallOptions) -> dict[str, str]:
+    """Fill the ``${...}`` placeholders of the templates; InstallError on a path systemd cannot take as is."""
+    for flag, path in (
+        ("--pyfaasd", options.executable),
+        ("--state-dir", options.state_dir),
+        ("--env-file", options.env_file),
+    ):
+        if not _UNIT_SAFE_PATH.match(str(path)):
+            raise InstallError(
+                f"{flag}: {str(path)!r} must be an absolute path of letters, digits and . _ / + @ - only "
+                "(systemd would read blanks, % and $ in a unit file as separators, specifiers and variables)"
+            )
+    if _below(options.executable, _TMP_ROOTS):
+        raise InstallError(
+            f"--pyfaasd: {options.executable} is below /tmp or /var/tmp, which the units replace with a private "
+            "one (PrivateTmp=yes); install pyfaasd somewhere else, e.g. a virtualenv in /opt/pyfaasd"
+        )
+    if _below(options.state_dir, (_SYSTEMD_STATE_ROOT,)):
+        relative = options.state_dir.relative_to(_SYSTEMD_STATE_ROOT)
+        state_setting = f"StateDirectory={relative}\nStateDirectoryMode={STATE_DIR_MODE:04o}"
+    else:
+        state_setting = f"ReadWritePaths={options.state_dir}"
+    near_home = any(_below(p, _HOME_ROOTS) for p in (options.executable, options.state_dir, options.env_file))
+    values = {
+        "pyfaasd": str(options.executable),
+        "state_dir": str(options.state_dir),
+        "env_file": str(options.env_file),
+        "state_dir_setting": state_setting,
+        "protect_home": "read-only" if near_home else "yes",
+    }
+    rendered = {}
+    for name, text in templates.items():
+        try:
+            rendered[name] = Template(text).substitute(values)
+        except (KeyError, ValueError) as e:
+            raise InstallError(f"the template {name} has a placeholder install does not fill: {e}") from e
+    return rendered
+
+
+def _below(path: Path, roots: Sequence[Path]) -> bool:
+    return any(path == root or path.is_relative_to(root) for root in roots)
+
+
+# -- planning (pure) -----------------------------------------------------------------------------------------
+
+
+def plan_install(options: InstallOptions, rendered: Mapping[str, str], host: HostState) -> Plan:
+    """The actions that bring the host from ``host`` to an installed, enabled (and started) pyfaasd."""
+    actions: list[Action] = []
+    notes: list[str] = []
+    for path, mode in ((options.state_dir, STATE_DIR_MODE), (secrets_dir(options.state_dir), SECRETS_DIR_MODE)):
+        current = host.dir_modes.get(path)
+        if current is None:
+            actions.append(MakeDir(path, mode))
+        elif current != mode:
+            actions.append(ChangeMode(path, mode))
+        else:
+            notes.append(f"{path} exists")
+    if host.credential_files >= {USER_FILE, PASSWORD_FILE}:
+        notes.append(f"basic-auth credentials in {secrets_dir(options.state_dir)} exist (kept)")
+    else:
+        actions.append(CreateCredentials(secrets_dir(options.state_dir)))
+
+    changed: list[str] = []  # written units that were there before, so may be running with the old text
+    written = False
+    for name in UNITS:
+        text = host.unit_files.get(name)
+        if text == rendered[name]:
+            notes.append(f"{options.unit_dir / name} is up to date")
+            continue
+        actions.append(WriteFile(options.unit_dir / name, rendered[name], UNIT_FILE_MODE, replaces=text is not None))
+        written = True
+        if text is not None:
+            changed.append(name)
+
+    systemctl = host.systemctl or "systemctl"
+    if written:
+        actions.append(RunCommand((systemctl, "daemon-reload")))
+    if changed and options.start:
+        # Services running with the old unit pick the new one up; stopped ones stay stopped here and are
+        # started by `enable --now` below.
+        actions.append(RunCommand((systemctl, "try-restart", *changed)))
+    enable = (systemctl, "enable", "--now", *UNITS) if options.start else (systemctl, "enable", *UNITS)
+    actions.append(RunCommand(enable))
+    if _below(options.state_dir, _TMP_ROOTS):
+        notes.append(
+            f"warning: the state dir {options.state_dir} is below /tmp or /var/tmp; the services get a private /tmp "
+            "(PrivateTmp=yes) and will not find it"
+        )
+    return Plan(tuple(actions), tuple(notes))
+
+
+def plan_uninstall(options: UninstallOptions, host: HostState) -> Plan:
+    """The actions that stop and remove the units (and with ``purge`` the state dir)."""
+    actions: list[Action] = []
+    notes: list[str] = []
+    present = [name for name in UNITS if host.unit_files.get(name) is not None]
+    systemctl = host.systemctl or "systemctl"
+    if present:
+        # The gateway first: it is ordered after the provider.
+        actions.append(RunCommand((systemctl, "disable", "--now", *reversed(present))))
+        actions.extend(RemoveFile(options.unit_dir / name) for name in reversed(present))
+        actions.append(RunCommand((systemctl, "daemon-reload")))
+    else:
+        notes.append(f"no pyfaasd unit files in {options.unit_dir}")
+    state_present = host.dir_modes.get(options.state_dir) is not None
+    if options.purge and state_present:
+        actions.append(RemoveTree(options.state_dir))
+    elif state_present:
+        notes.append(f"kept {options.state_dir} (functions' data and credentials); --purge removes it")
+    notes.append(
+        "function containers are left to Docker; remove them with: "
+        "docker ps -aq --filter label=com.pyfaasd.function | xargs -r docker rm -f"
+    )
+    notes.append("the bridge and its iptables rules stay until: python -m netconf down")
+    return Plan(tuple(actions), tuple(notes))
+
+
+# -- execution ---------------------------------------------------------------------------------------------
+
+Runner = Callable[[Sequence[str]], int]
+
+
+def run_command(argv: Sequence[str]) -> int:
+    """Run a command with its output going to ours; the exit status."""
+    return subprocess.run(list(argv), check=False).returncode
+
+
+def execute(plan: Plan, runner: Runner = run_command, out: Callable[[str], None] = print) -> None:
+    """Carry out the actions in order, printing each; InstallError names the one that failed."""
+    for action in plan.actions:
+        out(f"  {action.describe()}")
+        try:
+            _apply(action, runner)
+        except OSError as e:
+            hint = " (run as root)" if isinstance(e, PermissionError) else ""
+            raise InstallError(f"{action.describe()} failed: {e.strerror or e}{hint}") from e
+
+
+def _apply(action: Action, runner: Runner) -> None:
+    match action:
+        case MakeDir(path, mode):
+            path.mkdir(parents=True, exist_ok=True)
+            path.chmod(mode)
+        case ChangeMode(path, mode):
+            path.chmod(mode)
+        case CreateCredentials(directory):
+            ensure_credentials(directory)
+        case WriteFile(path, content, mode):
+            _write_atomically(path, content, mode)
+        case RemoveFile(path):
+            path.unlink(missing_ok=True)
+        case RemoveTree(path):
+            shutil.rmtree(path)
+        case RunCommand(argv):
+            code = runner(argv)
+            if code != 0:
+                raise InstallError(f"{shlex.join(argv)} exited with status {code}")
+
+
+def _write_atomically(path: Path, content: str, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.pyfaasd-tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(content)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+# -- the two commands ------------------------------------------------------------------------------------
+
+
+def default_executable() -> Path | None:
+    """The ``pyfaasd`` script beside this interpreter (a virtualenv's bin/), else the one on PATH."""
+    sibling = Path(sys.executable).parent / "pyfaasd"
+    if sibling.is_file() and os.access(sibling, os.X_OK):
+        return sibling
+    found = shutil.which("pyfaasd")
+    return Path(found).resolve() if found else None
+
+
+def login_hint(state_dir: Path) -> str:
+    """How to log faas-cli in; it names the password file, never the password."""
+    directory = secrets_dir(state_dir)
+    try:
+        user = (directory / USER_FILE).read_text().strip() or DEFAULT_USER
+    except OSError:
+        user = DEFAULT_USER
+    password_file = shlex.quote(str(directory / PASSWORD_FILE))
+    command = f"cat {password_file} | faas-cli login --username {shlex.quote(user)} --password-stdin"
+    return f"Log in with faas-cli (the file is readable by root only; use sudo cat as another user):\n  {command}"
+
+
+NO_SYSTEMD = (
+    "systemd is not running on this machine (systemctl missing, or PID 1 is not systemd), so the units "
+    "cannot be installed. Run pyfaasd in the foreground instead: pyfaasd up"
+)
+
+
+def install(
+    options: InstallOptions,
+    *,
+    dry_run: bool = False,
+    host: HostState | None = None,
+    templates: Mapping[str, str] | None = None,
+    runner: Runner = run_command,
+    out: Callable[[str], None] = print,
+    err: Callable[[str], None] | None = None,
+) -> int:
+    """Plan and (unless ``dry_run``) carry out the install; the exit status (2: bad options, 1: failed).
+    ``host``, ``templates`` and ``runner`` are for tests; ``out`` and ``err`` default to stdout and stderr."""
+    err = err or _print_stderr
+    try:
+        rendered = render_units(load_templates() if templates is None else templates, options)
+        if not (options.executable.is_file() and os.access(options.executable, os.X_OK)):
+            raise InstallError(f"--pyfaasd: {options.executable} is not an executable file")
+    except InstallError as e:
+        err(f"pyfaasd install: {e}")
+        return 2
+    observed = observe(options.state_dir, options.unit_dir) if host is None else host
+    plan = plan_install(options, rendered, observed)
+    if dry_run:
+        _print_plan(plan, "pyfaasd install --dry-run would:", out)
+        if not observed.systemd_usable:
+            out(f"note: {NO_SYSTEMD}")
+        out(login_hint(options.state_dir))
+        return 0
+    if not observed.systemd_usable:
+        err(f"pyfaasd install: {NO_SYSTEMD}")
+        return 1
+    out("pyfaasd install:")
+    try:
+        execute(plan, runner, out)
+    except InstallError as e:
+        err(f"pyfaasd install: {e}")
+        err("Fix the cause and run pyfaasd install again: it skips what is already done.")
+        return 1
+    for note in plan.notes:
+        out(f"  ({note})")
+    started = "enabled and started" if options.start else "enabled (not started: --no-start)"
+    out(f"pyfaasd is installed: {' and '.join(UNITS)} are {started}.")
+    out(f"Logs: journalctl -u {PROVIDER_UNIT} -u {GATEWAY_UNIT} -f")
+    out(login_hint(options.state_dir))
+    return 0
+
+
+def uninstall(
+    options: UninstallOptions,
+    *,
+    dry_run: bool = False,
+    host: HostState | None = None,
+    runner: Runner = run_command,
+    out: Callable[[str], None] = print,
+    err: Callable[[str], None] | None = None,
+) -> int:
+    """Plan and (unless ``dry_run``) carry out the uninstall; the exit status (1: failed)."""
+    err = err or _print_stderr
+    observed = observe(options.state_dir, options.unit_dir) if host is None else host
+    plan = plan_uninstall(options, observed)
+    keeps_state = not options.purge and observed.dir_modes.get(options.state_dir) is not None
+    if dry_run:
+        _print_plan(plan, "pyfaasd uninstall --dry-run would:", out)
+        if keeps_state:
+            out(login_hint(options.state_dir))
+        return 0
+    if any(isinstance(a, RunCommand) for a in plan.actions) and not observed.systemd_usable:
+        err(f"pyfaasd uninstall: {NO_SYSTEMD}")
+        return 1
+    out("pyfaasd uninstall:")
+    try:
+        execute(plan, runner, out)
+    except InstallError as e:
+        err(f"pyfaasd uninstall: {e}")
+        return 1
+    for note in plan.notes:
+        out(f"  ({note})")
+    out("pyfaasd is uninstalled.")
+    if keeps_state:
+        out("The state dir is kept; after a new pyfaasd install the same credentials work.")
+        out(login_hint(options.state_dir))
+    return 0
+
+
+def _print_stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _print_plan(plan: Plan, title: str, out: Callable[[str], None]) -> None:
+    out(title)
+    if not plan.actions:
+        out("  nothing to do")
+    for action in plan.actions:
+        out(f"  {action.describe()}")
+    for note in plan.notes:
+        out(f"  ({note})")

@@ -1,0 +1,273 @@
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyfaasd import cli, install
+from pyfaasd.install import (
+    ChangeMode,
+    CreateCredentials,
+    HostState,
+    InstallOptions,
+    MakeDir,
+    RemoveFile,
+    RemoveTree,
+    RunCommand,
+    UninstallOptions,
+    WriteFile,
+)
+
+EXECUTABLE = Path(sys.executable).parent / "pyfaasd"
+SYSTEMCTL = "/usr/bin/systemctl"
+BOTH = ("pyfaasd-provider.service", "pyfaasd.service")
+
+
+@pytest.fixture
+def opts(tmp_path) -> InstallOptions:
+    return InstallOptions(
+        executable=EXECUTABLE,
+        state_dir=tmp_path / "state",
+        unit_dir=tmp_path / "units",
+        env_file=Path("/etc/pyfaasd/pyfaasd.env"),
+    )
+
+
+@pytest.fixture
+def rendered(opts) -> dict[str, str]:
+    return install.render_units(install.load_templates(), opts)
+
+
+def host(opts, *, units=None, state=None, secrets=None, creds=frozenset(), systemd=True) -> HostState:
+    return HostState(
+        unit_files=units or dict.fromkeys(BOTH),
+        dir_modes={opts.state_dir: state, opts.state_dir / "secrets": secrets},
+        credential_files=frozenset(creds),
+        systemctl=SYSTEMCTL if systemd else None,
+        systemd_running=systemd,
+    )
+
+
+class Recorder:
+    """A fake systemctl: records each command and answers with a fixed status."""
+
+    def __init__(self, status: int = 0) -> None:
+        self.commands: list[tuple[str, ...]] = []
+        self.status = status
+
+    def __call__(self, argv) -> int:
+        self.commands.append(tuple(argv))
+        return self.status
+
+
+def real_host(opts) -> HostState:
+    """What observe() sees in the temp dirs, but with systemd pretended to run."""
+    seen = install.observe(opts.state_dir, opts.unit_dir)
+    return HostState(seen.unit_files, seen.dir_modes, seen.credential_files, SYSTEMCTL, True)
+
+
+# -- planning ---------------------------------------------------------------------------------------------
+
+
+def test_plan_install_on_a_fresh_host_does_everything_in_order(opts, rendered):
+    plan = install.plan_install(opts, rendered, host(opts))
+    assert plan.actions == (
+        MakeDir(opts.state_dir, 0o755),
+        MakeDir(opts.state_dir / "secrets", 0o700),
+        CreateCredentials(opts.state_dir / "secrets"),
+        WriteFile(opts.unit_dir / BOTH[0], rendered[BOTH[0]]),
+        WriteFile(opts.unit_dir / BOTH[1], rendered[BOTH[1]]),
+        RunCommand((SYSTEMCTL, "daemon-reload")),
+        RunCommand((SYSTEMCTL, "enable", "--now", *BOTH)),
+    )
+
+
+def test_plan_install_when_installed_only_enables(opts, rendered):
+    current = host(opts, units=rendered, state=0o755, secrets=0o700, creds={"basic-auth-user", "basic-auth-password"})
+    plan = install.plan_install(opts, rendered, current)
+    assert plan.actions == (RunCommand((SYSTEMCTL, "enable", "--now", *BOTH)),)
+    assert any("is up to date" in note for note in plan.notes)
+    assert any("credentials" in note and "kept" in note for note in plan.notes)
+
+
+def test_plan_install_rewrites_a_changed_unit_and_restarts_it_if_running(opts, rendered):
+    units = {BOTH[0]: rendered[BOTH[0]], BOTH[1]: "[Unit]\nDescription=old\n"}
+    current = host(opts, units=units, state=0o755, secrets=0o755, creds={"basic-auth-user"})
+    plan = install.plan_install(opts, rendered, current)
+    assert plan.actions == (
+        ChangeMode(opts.state_dir / "secrets", 0o700),
+        CreateCredentials(opts.state_dir / "secrets"),  # the missing password file
+        WriteFile(opts.unit_dir / BOTH[1], rendered[BOTH[1]], replaces=True),
+        RunCommand((SYSTEMCTL, "daemon-reload")),
+        RunCommand((SYSTEMCTL, "try-restart", BOTH[1])),
+        RunCommand((SYSTEMCTL, "enable", "--now", *BOTH)),
+    )
+
+
+def test_plan_install_no_start_enables_without_starting(opts, rendered):
+    units = dict.fromkeys(BOTH, "old")
+    no_start = InstallOptions(opts.executable, opts.state_dir, opts.unit_dir, opts.env_file, start=False)
+    plan = install.plan_install(no_start, rendered, host(opts, units=units))
+    commands = [a.argv for a in plan.actions if isinstance(a, RunCommand)]
+    assert commands == [(SYSTEMCTL, "daemon-reload"), (SYSTEMCTL, "enable", *BOTH)]
+
+
+def test_plan_uninstall_stops_the_gateway_first_and_keeps_the_state(opts):
+    current = host(opts, units=dict.fromkeys(BOTH, "x"), state=0o755)
+    plan = install.plan_uninstall(UninstallOptions(opts.state_dir, opts.unit_dir), current)
+    assert plan.actions == (
+        RunCommand((SYSTEMCTL, "disable", "--now", "pyfaasd.service", "pyfaasd-provider.service")),
+        RemoveFile(opts.unit_dir / "pyfaasd.service"),
+        RemoveFile(opts.unit_dir / "pyfaasd-provider.service"),
+        RunCommand((SYSTEMCTL, "daemon-reload")),
+    )
+    assert any("--purge" in note for note in plan.notes)
+
+
+def test_plan_uninstall_purge_removes_the_state_dir(opts):
+    current = host(opts, state=0o755)
+    plan = install.plan_uninstall(UninstallOptions(opts.state_dir, opts.unit_dir, purge=True), current)
+    assert plan.actions == (RemoveTree(opts.state_dir),)  # no units: no systemctl at all
+
+
+# -- running ------------------------------------------------------------------------------------------------
+
+
+def test_install_dry_run_prints_the_plan_and_changes_nothing(opts, tmp_path):
+    lines: list[str] = []
+    code = install.install(opts, dry_run=True, out=lines.append, err=lines.append)
+    assert code == 0
+    assert not opts.state_dir.exists()
+    assert not opts.unit_dir.exists()
+    text = "\n".join(lines)
+    for expected in (
+        f"create directory {opts.state_dir} (mode 0755)",
+        f"create directory {opts.state_dir / 'secrets'} (mode 0700)",
+        "create basic-auth credentials",
+        f"write {opts.unit_dir / BOTH[0]}",
+        f"write {opts.unit_dir / BOTH[1]}",
+        "systemctl daemon-reload",
+        f"systemctl enable --now {BOTH[0]} {BOTH[1]}",
+        f"cat {opts.state_dir}/secrets/basic-auth-password | faas-cli login --username admin --password-stdin",
+    ):
+        assert expected in text
+
+
+def test_install_writes_state_credentials_and_units_then_runs_systemctl(opts, rendered):
+    runner = Recorder()
+    lines: list[str] = []
+    code = install.install(opts, host=real_host(opts), runner=runner, out=lines.append, err=lines.append)
+    assert code == 0, lines
+    secrets = opts.state_dir / "secrets"
+    assert stat.S_IMODE(opts.state_dir.stat().st_mode) == 0o755
+    assert stat.S_IMODE(secrets.stat().st_mode) == 0o700
+    for name in ("basic-auth-user", "basic-auth-password"):
+        assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o600
+    for name in BOTH:
+        assert (opts.unit_dir / name).read_text() == rendered[name]
+        assert stat.S_IMODE((opts.unit_dir / name).stat().st_mode) == 0o644
+    assert runner.commands == [(SYSTEMCTL, "daemon-reload"), (SYSTEMCTL, "enable", "--now", *BOTH)]
+    password = (secrets / "basic-auth-password").read_text().strip()
+    text = "\n".join(lines)
+    assert password not in text
+    assert "faas-cli login --username admin --password-stdin" in text
+
+
+def test_install_twice_changes_nothing_the_second_time(opts):
+    assert install.install(opts, host=real_host(opts), runner=Recorder(), out=lambda _: None) == 0
+    password = (opts.state_dir / "secrets" / "basic-auth-password").read_text()
+    inodes = {name: (opts.unit_dir / name).stat().st_ino for name in BOTH}
+    runner = Recorder()
+    lines: list[str] = []
+    assert install.install(opts, host=real_host(opts), runner=runner, out=lines.append) == 0
+    assert runner.commands == [(SYSTEMCTL, "enable", "--now", *BOTH)]
+    assert {name: (opts.unit_dir / name).stat().st_ino for name in BOTH} == inodes  # not rewritten
+    assert (opts.state_dir / "secrets" / "basic-auth-password").read_text() == password
+    assert sum("is up to date" in line for line in lines) == 2
+
+
+def test_install_without_systemd_says_to_use_pyfaasd_up_and_changes_nothing(opts):
+    lines: list[str] = []
+    code = install.install(opts, host=host(opts, systemd=False), runner=Recorder(), out=lines.append, err=lines.append)
+    assert code == 1
+    assert "pyfaasd up" in "\n".join(lines)
+    assert not opts.state_dir.exists()
+
+
+def test_install_dry_run_without_systemd_still_succeeds_with_a_note(opts):
+    lines: list[str] = []
+    assert install.install(opts, dry_run=True, host=host(opts, systemd=False), out=lines.append) == 0
+    assert any("pyfaasd up" in line for line in lines)
+
+
+def test_install_reports_a_failing_systemctl(opts):
+    errors: list[str] = []
+    code = install.install(opts, host=real_host(opts), runner=Recorder(status=1), out=lambda _: None, err=errors.append)
+    assert code == 1
+    assert "systemctl daemon-reload exited with status 1" in errors[0]
+
+
+def test_install_refuses_a_missing_executable(opts, tmp_path):
+    bad = InstallOptions(tmp_path / "nope", opts.state_dir, opts.unit_dir)
+    errors: list[str] = []
+    assert install.install(bad, host=real_host(opts), out=lambda _: None, err=errors.append) == 2
+    assert errors[0].startswith("pyfaasd install: --pyfaasd: ")
+
+
+def test_uninstall_removes_units_and_keeps_state_unless_purged(opts):
+    assert install.install(opts, host=real_host(opts), runner=Recorder(), out=lambda _: None) == 0
+    runner = Recorder()
+    lines: list[str] = []
+    keep = UninstallOptions(opts.state_dir, opts.unit_dir)
+    assert install.uninstall(keep, host=real_host(opts), runner=runner, out=lines.append) == 0
+    assert not any((opts.unit_dir / name).exists() for name in BOTH)
+    assert (opts.state_dir / "secrets" / "basic-auth-password").exists()
+    assert runner.commands[0] == (SYSTEMCTL, "disable", "--now", "pyfaasd.service", "pyfaasd-provider.service")
+    assert runner.commands[-1] == (SYSTEMCTL, "daemon-reload")
+    assert any("faas-cli login" in line for line in lines)
+
+    purge = UninstallOptions(opts.state_dir, opts.unit_dir, purge=True)
+    assert install.uninstall(purge, host=real_host(opts), runner=Recorder(), out=lines.append) == 0
+    assert not opts.state_dir.exists()
+
+
+def test_uninstall_dry_run_changes_nothing(opts):
+    assert install.install(opts, host=real_host(opts), runner=Recorder(), out=lambda _: None) == 0
+    runner = Recorder()
+    lines: list[str] = []
+    purge = UninstallOptions(opts.state_dir, opts.unit_dir, purge=True)
+    assert install.uninstall(purge, dry_run=True, host=real_host(opts), runner=runner, out=lines.append) == 0
+    assert runner.commands == []
+    assert all((opts.unit_dir / name).exists() for name in BOTH)
+    assert opts.state_dir.exists()
+    assert f"remove {opts.state_dir} and everything in it" in "\n".join(lines)
+
+
+# -- command line -----------------------------------------------------------------------------------------------
+
+
+def test_cli_install_dry_run_uses_the_flags(tmp_path, capsys):
+    state, units = tmp_path / "state", tmp_path / "units"
+    args = ["install", "--dry-run", "--state-dir", str(state), "--unit-dir", str(units)]
+    code = cli.main([*args, "--env-file", "/etc/x.env", "--no-start"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert f"write {units / 'pyfaasd.service'}" in out
+    assert f"systemctl enable {BOTH[0]} {BOTH[1]}" in out
+    assert not state.exists()
+    assert not units.exists()
+
+
+def test_cli_uninstall_dry_run(tmp_path, capsys):
+    assert cli.main(["uninstall", "--dry-run", "--purge", "--state-dir", str(tmp_path), "--unit-dir", "/nonexist"]) == 0
+    assert f"remove {tmp_path} and everything in it" in capsys.readouterr().out
+    assert tmp_path.exists()
+
+
+def test_cli_install_on_this_machine_without_systemd_exits_non_zero(tmp_path, capsys):
+    if install.observe(tmp_path, tmp_path).systemd_usable:
+        pytest.skip("systemd runs here; this checks the refusal on machines without it")
+    code = cli.main(["install", "--state-dir", str(tmp_path / "s"), "--unit-dir", str(tmp_path / "u")])
+    assert code == 1
+    assert "pyfaasd up" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
