@@ -14,7 +14,6 @@ import structlog
 from netconf import ConfigError as NetConfigError
 from provider.config import ProviderConfig, PullPolicy
 from provider.errors import ProviderError
-from provider.server import serve
 from pyfaasd import notify
 from pyfaasd.env import SettingError
 from pyfaasd.log import configure_logging
@@ -64,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _main(config: ProviderConfig) -> int:
+    from provider.server import serve  # the heavy part (aiohttp, aiodocker, pyroute2) only when serving
+
     log = structlog.get_logger("provider")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -108,11 +108,29 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     deploy.set_defaults(run=_deploy)
 
 
+# -- the daemons (docs/provider.md, docs/gateway.md) ----------------------------------------------------------
+
+
+def _provider(args: argparse.Namespace) -> int:
+    from provider.__main__ import run
+
+    return run(args)
+
+
+def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from provider.__main__ import add_arguments as add_provider_arguments
+
+    provider = commands.add_parser("provider", help="run the provider (faas-provider API over Docker)")
+    add_provider_arguments(provider)
+    provider.set_defaults(run=_provider)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyfaasd", description="single-host serverless platform")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     version = commands.add_parser("version", help="print the version")
     version.set_defaults(run=_version)
+    _add_daemon_commands(commands)
     _add_install_commands(commands)
     return parser
 
