@@ -97,7 +97,6 @@ def container_config(replica: ReplicaSpec, config: ProviderConfig, secret_paths:
         "Image": spec.image,
         "Env": env,
         "Labels": labels,
-        "Hostname": spec.service[:63],
         "StopSignal": "SIGTERM",
         "StopTimeout": int(config.stop_timeout_s),
         "HostConfig": host,

@@ -1,4 +1,5 @@
-"""A real provider process on a throwaway bridge, subnet and state dir, driven over HTTP like faas-cli does.
+"""A real provider (or the whole stack, ``pyfaasd up``) on a throwaway bridge, subnet and state dir, driven over
+HTTP like faas-cli does.
 
 Everything it makes is removed in :meth:`ProviderProcess.cleanup`: the containers of its bridge (they carry
 ``com.pyfaasd.bridge=<bridge>``), the bridge and its iptables rules.
@@ -59,12 +60,19 @@ class ProviderProcess:
     subnet: IPv4Network = field(default_factory=free_test_subnet)
     port: int = field(default_factory=free_port)
     extra_env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ("-m", "provider")
+    gateway_port: int | None = None  # set: the process is the whole stack, and ``url`` is the gateway's
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
+    @classmethod
+    def stack(cls, state_dir: Path, **kwargs: Any) -> ProviderProcess:
+        """``pyfaasd up``: provider and gateway in one process; requests go to the gateway."""
+        return cls(state_dir=state_dir, command=("-m", "pyfaasd.cli", "up"), gateway_port=free_port(), **kwargs)
+
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.gateway_port or self.port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -74,19 +82,20 @@ class ProviderProcess:
             "PYFAASD_BRIDGE": self.bridge,
             "PYFAASD_SUBNET": str(self.subnet),
             "PYFAASD_PROVIDER_ADDR": f"127.0.0.1:{self.port}",
+            **({"PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{self.gateway_port}"} if self.gateway_port else {}),
             "PYFAASD_LOG_LEVEL": "debug",
             **self.extra_env,
         }
 
     @property
     def log_path(self) -> Path:
-        return self.state_dir.parent / f"{self.bridge}-provider.log"
+        return self.state_dir.parent / f"{self.bridge}-{self.command[-1]}.log"
 
     def start(self, timeout: float = 30.0) -> None:
         self.starts += 1
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "provider"], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, *self.command], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
         deadline = time.monotonic() + timeout
