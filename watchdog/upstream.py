@@ -280,12 +280,13 @@ def request_head(method: str, target: str, headers: Iterable[tuple[str, str]], b
 
 
 class UpstreamPool:
-    """Keep-alive connections to one host:port."""
+    """Keep-alive connections to one host:port; after :meth:`close`, released connections are closed too."""
 
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
         self._idle: deque[UpstreamConnection] = deque()
+        self.closed = False
 
     async def connect(self) -> UpstreamConnection:
         while self._idle:
@@ -299,11 +300,12 @@ class UpstreamPool:
 
     def release(self, connection: UpstreamConnection, head: ResponseHead) -> None:
         """Return a connection whose response was read to its end."""
-        if head.keep_alive and connection.usable and len(self._idle) < IDLE_MAX:
+        if head.keep_alive and connection.usable and not self.closed and len(self._idle) < IDLE_MAX:
             self._idle.append(connection)
         else:
             connection.close()
 
     def close(self) -> None:
+        self.closed = True
         while self._idle:
             self._idle.pop().close()
