@@ -1,0 +1,78 @@
+"""``pyfaasd gateway`` / ``python -m gateway``: the public API on 0.0.0.0:8080.
+
+Settings come from ``PYFAASD_*`` environment variables, and flags of the same meaning win over them (see
+``gateway/config.py`` SETTINGS, and docs/gateway.md). A bad setting or missing credentials exit with status 2;
+SIGTERM drains in-flight requests and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from gateway.config import SETTINGS, GatewayConfig
+from pyfaasd.auth import CredentialsError
+from pyfaasd.env import SettingError
+from pyfaasd.log import configure_logging
+
+EXIT_CONFIG = 2
+_BOOLEAN_FLAGS = frozenset({"--scale-from-zero", "--access-log"})
+
+
+def _dest(flag: str) -> str:
+    return "gateway_" + flag.removeprefix("--").replace("-", "_")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The gateway's flags (each overrides the ``PYFAASD_*`` variable named in its help)."""
+    for setting in SETTINGS:
+        help_text = f"{setting.help} [{setting.env}, default {setting.default or 'see help'}]"
+        if setting.flag in _BOOLEAN_FLAGS:
+            parser.add_argument(
+                setting.flag, dest=_dest(setting.flag), action=argparse.BooleanOptionalAction, help=help_text
+            )
+        else:
+            parser.add_argument(setting.flag, dest=_dest(setting.flag), metavar="VALUE", help=help_text)
+
+
+def config_from(args: argparse.Namespace, env: Mapping[str, str]) -> GatewayConfig:
+    """The environment with the given flags laid over it, parsed; SettingError names the variable."""
+    merged = dict(env)
+    for setting in SETTINGS:
+        value = getattr(args, _dest(setting.flag), None)
+        if value is None:
+            continue
+        merged[setting.env] = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return GatewayConfig.from_env(merged)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the gateway as the parsed ``args`` and the environment say; the process exit code."""
+    try:
+        config = config_from(args, os.environ)
+    except SettingError as exc:
+        print(f"pyfaasd gateway: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    configure_logging(config.log_level)
+    from gateway.server import run as serve_forever
+
+    try:
+        return serve_forever(config)
+    except CredentialsError as exc:
+        print(f"pyfaasd gateway: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"pyfaasd gateway: cannot listen on {config.host}:{config.port}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description="pyfaasd gateway")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The gateway's aiohttp application: routes, the error middleware, and the parts they share.
+
+Routes:
+
+| route | what | auth |
+|---|---|---|
+| ``* /function/<name>[.<ns>][/<path>]`` | the function proxy (proxy.py) | no |
+| ``* /system/...`` | passed to the provider (system.py) | basic |
+| ``GET /healthz`` | the provider's ``/healthz`` | no |
+| ``GET /metrics`` | Prometheus text | no |
+| ``GET /_/health`` | the gateway's own liveness: 200 ``OK`` | no |
+
+Handlers never build error responses: they raise a :class:`~gateway.errors.GatewayError`, and one middleware
+turns it into its status with a one-line text body and ``X-OpenFaaS-Internal: gateway``, logging it once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from gateway.access_log import AccessLog
+from gateway.config import GatewayConfig
+from gateway.errors import GatewayError, NotFoundError
+from gateway.forward import Pools
+from gateway.keys import CONFIG, METRICS, POOLS, PROVIDER, PROXY, RESOLVER, SCALER, SYSTEM
+from gateway.metrics import GatewayMetrics
+from gateway.provider import ProviderClient
+from gateway.proxy import FunctionProxy
+from gateway.resolver import Resolver
+from gateway.scaler import Scaler
+from gateway.system import SystemProxy, version_info
+from pyfaasd.auth import Credentials, load_credentials
+from pyfaasd.metrics import CONTENT_TYPE
+
+log = structlog.get_logger("gateway")
+
+INTERNAL = "X-OpenFaaS-Internal"
+INTERNAL_NAME = "gateway"
+
+
+def error_response(error: GatewayError) -> web.Response:
+    response = web.Response(status=error.status, text=f"{error}\n", content_type="text/plain")
+    response.headers[INTERNAL] = INTERNAL_NAME
+    for name, value in error.headers:
+        response.headers[name] = value
+    return response
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        if exc.status >= 500:
+            log.warning("request_failed", method=request.method, path=request.path, status=exc.status, error=str(exc))
+        elif exc.status != 401 and exc.status != 404:
+            log.info("request_refused", method=request.method, path=request.path, status=exc.status, error=str(exc))
+        return error_response(exc)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("request_crashed", method=request.method, path=request.path)
+        return error_response(GatewayError("internal gateway error"))
+
+
+def create_app(
+    config: GatewayConfig,
+    *,
+    credentials: Credentials | None = None,
+    metrics: GatewayMetrics | None = None,
+    access_log: AccessLog | None = None,
+    worker: int | None = None,
+) -> web.Application:
+    """The gateway for one serving process.
+
+    ``credentials`` default to the files in ``<state>/secrets`` (CredentialsError when missing); ``metrics``
+    to a new local set (pass the one created before forking when there are several workers); ``access_log``
+    to one on stdout when ``config.access_log`` is set.
+    """
+    if credentials is None:
+        credentials = load_credentials(config.secrets_dir)
+    if metrics is None:
+        metrics = GatewayMetrics()
+    if access_log is None and config.access_log:
+        access_log = AccessLog(json_lines=not sys.stdout.isatty(), worker=worker)
+    resolver = Resolver(config.hosts_file)
+    pools = Pools(config.function_port)
+    resolver.on_change = lambda: pools.prune(resolver.addresses())
+    provider = ProviderClient(config.provider, credentials, config.upstream_timeout_s)
+    scaler = Scaler(provider, resolver, enabled=config.scale_from_zero, timeout_s=config.scale_from_zero_timeout_s)
+    metrics.follow_service_counts(lambda: (((name,), float(n)) for name, n in resolver.functions()))
+    proxy = FunctionProxy(config, resolver, pools, scaler, metrics, access_log)
+    system = SystemProxy(config, provider, credentials, metrics, version_info())
+
+    app = web.Application(middlewares=[errors], client_max_size=0)
+    app[CONFIG] = config
+    app[RESOLVER] = resolver
+    app[POOLS] = pools
+    app[PROVIDER] = provider
+    app[SCALER] = scaler
+    app[METRICS] = metrics
+    app[PROXY] = proxy
+    app[SYSTEM] = system
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        yield
+        await scaler.close()
+        await proxy.close()
+        pools.close()
+        provider.close()
+        if access_log is not None:
+            access_log.flush()
+
+    app.cleanup_ctx.append(resources)
+
+    async def render_metrics(request: web.Request) -> web.Response:
+        resolver.refresh(force=True)
+        response = web.Response(text=metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    async def liveness(request: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def not_found(request: web.Request) -> web.Response:
+        raise NotFoundError("404 page not found")
+
+    router = app.router
+    router.add_route("*", "/function/{tail:.*}", proxy.invoke)
+    router.add_get("/system/functions", system.list_functions, allow_head=False)
+    router.add_get("/system/info", system.info, allow_head=False)
+    router.add_get("/system/logs", system.logs, allow_head=False)
+    router.add_route("*", "/system/{tail:.*}", system.forward)
+    router.add_get("/healthz", system.healthz)
+    router.add_get("/metrics", render_metrics)
+    router.add_get("/_/health", liveness)
+    router.add_route("*", "/{tail:.*}", not_found)
+    return app

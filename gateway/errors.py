@@ -1,0 +1,90 @@
+"""Failures the gateway answers itself, each one status; the error middleware (app.py) turns them into responses.
+
+Every such response carries ``X-OpenFaaS-Internal: gateway`` and a one-line plain-text body (``str(error)``).
+"""
+
+from __future__ import annotations
+
+from pyfaasd.auth import CHALLENGE
+
+
+class GatewayError(Exception):
+    """Base: ``status`` is what the client gets, ``headers`` are added to the answer."""
+
+    status = 500
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+class BadRequestError(GatewayError):
+    status = 400
+
+
+class UnauthorizedError(GatewayError):
+    """Missing or wrong basic-auth credentials on ``/system``."""
+
+    status = 401
+    headers = (("WWW-Authenticate", CHALLENGE),)
+
+
+class NotFoundError(GatewayError):
+    """No such route."""
+
+    status = 404
+
+
+class FunctionNotFoundError(GatewayError):
+    """The provider does not know the function."""
+
+    status = 404
+
+
+class RequestTimeoutError(GatewayError):
+    """The client did not send its request body within ``read_timeout``."""
+
+    status = 408
+
+
+class BodyTooLargeError(GatewayError):
+    status = 413
+
+
+class UpstreamConnectError(GatewayError):
+    """No replica (or the provider) could be connected to, or the connection broke before an answer."""
+
+    status = 502
+
+
+class UpstreamBadResponseError(GatewayError):
+    """The replica or the provider answered something that is not usable HTTP/1.1."""
+
+    status = 502
+
+
+class ProviderError(GatewayError):
+    """The provider is unreachable or answered a lookup with an unexpected status."""
+
+    status = 502
+
+
+class NoReplicaError(GatewayError):
+    """The function exists but has no ready replica, and scale from zero is off."""
+
+    status = 503
+
+
+class UpstreamTimeoutError(GatewayError):
+    """The replica or the provider did not answer within ``upstream_timeout``."""
+
+    status = 504
+
+
+class ScaleTimeoutError(GatewayError):
+    """No replica became ready within ``scale_from_zero_timeout``."""
+
+    status = 504
+
+
+class LogsNotSupportedError(GatewayError):
+    """The provider has no logs endpoint (it answered 404 or 501)."""
+
+    status = 501

@@ -1,0 +1,23 @@
+"""Typed application keys of the gateway's aiohttp app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.config import GatewayConfig
+from gateway.forward import Pools
+from gateway.metrics import GatewayMetrics
+from gateway.provider import ProviderClient
+from gateway.proxy import FunctionProxy
+from gateway.resolver import Resolver
+from gateway.scaler import Scaler
+from gateway.system import SystemProxy
+
+CONFIG = web.AppKey("config", GatewayConfig)
+RESOLVER = web.AppKey("resolver", Resolver)
+POOLS = web.AppKey("pools", Pools)
+PROVIDER = web.AppKey("provider", ProviderClient)
+SCALER = web.AppKey("scaler", Scaler)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+PROXY = web.AppKey("proxy", FunctionProxy)
+SYSTEM = web.AppKey("system", SystemProxy)

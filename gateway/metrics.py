@@ -1,0 +1,85 @@
+"""The gateway's Prometheus metrics (names and labels as the OpenFaaS gateway's, facts §2.6).
+
+``function_name`` is ``<name>.<namespace>``. With several workers the values are in a
+:class:`~pyfaasd.metrics.SharedStore` created before the fork, so ``/metrics`` and ``invocationCount`` show
+totals across workers whichever worker answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+from pyfaasd.metrics import CounterChild, HistogramChild, LocalStore, Registry, SharedStore
+
+ServiceCounts = Callable[[], Iterable[tuple[Sequence[str], float]]]
+
+
+class _FunctionSeries:
+    """The children of one function, so the request path does one dict lookup per metric call."""
+
+    __slots__ = ("by_code", "started")
+
+    def __init__(self, started: CounterChild) -> None:
+        self.started = started
+        self.by_code: dict[int, tuple[CounterChild, HistogramChild]] = {}
+
+
+class GatewayMetrics:
+    def __init__(self, workers: int = 1) -> None:
+        self.registry = Registry(SharedStore(workers) if workers > 1 else LocalStore())
+        self.invocations = self.registry.counter(
+            "gateway_function_invocation_total", "Function metrics", ("function_name", "code")
+        )
+        self.seconds = self.registry.histogram(
+            "gateway_functions_seconds", "Function time taken", ("function_name", "code")
+        )
+        self.started = self.registry.counter(
+            "gateway_function_invocation_started",
+            "The total number of function HTTP requests started.",
+            ("function_name",),
+        )
+        self._service_counts: ServiceCounts = list
+        self.registry.callback_gauge(
+            "gateway_service_count",
+            "Current count of ready replicas for a function",
+            ("function_name",),
+            lambda: self._service_counts(),
+        )
+        self._functions: dict[str, _FunctionSeries] = {}
+
+    def follow_service_counts(self, collect: ServiceCounts) -> None:
+        self._service_counts = collect
+
+    def select_worker(self, worker: int) -> None:
+        self.registry.select_worker(worker)
+        self._functions.clear()
+
+    def request_started(self, function: str) -> None:
+        series = self._functions.get(function)
+        if series is None:
+            series = self._functions[function] = _FunctionSeries(self.started.labels(function))
+        series.started.inc()
+
+    def request_finished(self, function: str, code: int, seconds: float) -> None:
+        series = self._functions.get(function)
+        if series is None:
+            series = self._functions[function] = _FunctionSeries(self.started.labels(function))
+        children = series.by_code.get(code)
+        if children is None:
+            text = str(code)
+            children = series.by_code[code] = (
+                self.invocations.labels(function, text),
+                self.seconds.labels(function, text),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def invocation_counts(self) -> dict[str, float]:
+        """function_name → invocations (all codes), across workers."""
+        counts: dict[str, float] = {}
+        for (function, _code), value in self.invocations.samples().items():
+            counts[function] = counts.get(function, 0.0) + value
+        return counts
+
+    def render(self) -> str:
+        return self.registry.render()

@@ -1,0 +1,371 @@
+"""``/function/<name>[.<namespace>][/<path>]``: straight to a ready replica, one hop.
+
+The namespace is what follows the last dot of the name segment (default ``openfaas-fn``). The replica is picked
+round robin from the hosts table; a refused connect is retried once on another replica (nothing was sent, so
+this is safe for every method). The request goes to ``http://<ip>:<function port>/<path>?<raw query>`` with
+its method, headers minus hop-by-hop ones, and body; status, headers and body come back as they are (redirects
+are not followed). Added upstream: ``X-Call-Id`` (the caller's is kept), ``X-Start-Time`` (Unix ns),
+``X-Forwarded-For`` (appended to), ``X-Forwarded-Host`` (if absent) and ``X-Forwarded-Prefix``
+(``/function/<name segment>``, after any prefix an outer proxy set). The client gets ``X-Call-Id`` and
+``X-Start-Time`` back.
+
+Websocket upgrades are relayed message by message; server-sent events and NDJSON stream through with no
+deadline on the body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import time
+from typing import Final
+from urllib.parse import unquote
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.access_log import AccessLog
+from gateway.config import GatewayConfig
+from gateway.errors import (
+    BadRequestError,
+    FunctionNotFoundError,
+    GatewayError,
+    NoReplicaError,
+    ScaleTimeoutError,
+    UpstreamBadResponseError,
+    UpstreamConnectError,
+    UpstreamTimeoutError,
+)
+from gateway.forward import (
+    REQUEST_DROP,
+    Pools,
+    connection_tokens,
+    exchange,
+    framing,
+    is_whole,
+    read_body,
+    read_whole,
+    relay,
+    whole_response,
+)
+from gateway.metrics import GatewayMetrics
+from gateway.resolver import Resolver
+from gateway.scaler import Scaler
+from netconf.hosts import DEFAULT_NAMESPACE
+from watchdog.headers import HOP_BY_HOP
+
+log = structlog.get_logger("gateway")
+
+PREFIX: Final = "/function/"
+_NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
+# Set by the gateway itself, so a client's value is replaced rather than passed on.
+_FUNCTION_DROP: Final = REQUEST_DROP | {b"x-start-time", b"x-forwarded-for", b"x-forwarded-prefix"}
+_WS_OWN: Final = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "host",
+        "content-length",
+        "x-start-time",
+    }
+)
+CLIENT_CLOSED: Final = 499  # nginx's code for a client that went away, in metrics and access lines only
+
+
+class CallIds:
+    """UUID-shaped request ids: a random per-process prefix and a counter (a uuid4 costs ~2 µs per request).
+
+    Forked workers start over with a prefix of their own, so ids never repeat across workers.
+    """
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        raw = secrets.token_hex(10)
+        variant = "89ab"[int(raw[12], 16) & 3]
+        self._prefix = f"{raw[:8]}-{raw[8:12]}-4{raw[13:16]}-{variant}{raw[16:19]}-"
+        self._count = int.from_bytes(secrets.token_bytes(4)) << 16
+
+    def __call__(self) -> str:
+        self._count += 1
+        return f"{self._prefix}{self._count & 0xFFFFFFFFFFFF:012x}"
+
+
+new_call_id = CallIds()
+os.register_at_fork(after_in_child=new_call_id.reset)
+
+
+def split_function_path(raw_path: str) -> tuple[str, str]:
+    """``/function/<segment>[/<path>][?<query>]`` → the raw name segment and the upstream target."""
+    rest = raw_path[len(PREFIX) :]
+    query = ""
+    mark = rest.find("?")
+    if mark >= 0:
+        rest, query = rest[:mark], rest[mark:]
+    slash = rest.find("/")
+    if slash < 0:
+        return rest, "/" + query
+    return rest[:slash], rest[slash:] + query
+
+
+def split_name(segment: str) -> tuple[str, str]:
+    """The function name and namespace of a name segment: split on the last dot (faasd's InvokeResolver)."""
+    text = unquote(segment) if "%" in segment else segment
+    if not text:
+        raise BadRequestError("Provide function name in the request path")
+    name, dot, namespace = text.rpartition(".")
+    if not dot:
+        name, namespace = namespace, DEFAULT_NAMESPACE
+    if not _NAME.fullmatch(name) or not _NAME.fullmatch(namespace):
+        raise FunctionNotFoundError(f"error finding function {text}: not a valid function name")
+    return name, namespace
+
+
+def is_websocket(request: web.Request) -> bool:
+    return request.headers.get("Upgrade", "").lower() == "websocket"
+
+
+class FunctionProxy:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        resolver: Resolver,
+        pools: Pools,
+        scaler: Scaler,
+        metrics: GatewayMetrics,
+        access_log: AccessLog | None,
+    ) -> None:
+        self._config = config
+        self._resolver = resolver
+        self._pools = pools
+        self._scaler = scaler
+        self._metrics = metrics
+        self._access_log = access_log
+        self._port = config.function_port
+        self._timeout = config.upstream_timeout_s
+        self._ws_session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._ws_session is not None:
+            await self._ws_session.close()
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        segment, target = split_function_path(request.raw_path)
+        call_id = request.headers.get("X-Call-Id") or new_call_id()
+        start_ns = str(time.time_ns())
+        echo = (("X-Call-Id", call_id), ("X-Start-Time", start_ns))
+        key = segment
+        status = 500
+        counted = False
+        try:
+            name, namespace = split_name(segment)
+            key = f"{name}.{namespace}"
+            structlog.contextvars.bind_contextvars(request_id=call_id, function=key)
+            resolver = self._resolver
+            replicas = resolver.replicas(key) or resolver.recheck(key)
+            if not replicas:
+                try:
+                    replicas = await self._scaler.ready_replicas(name, namespace)
+                except (NoReplicaError, ScaleTimeoutError):
+                    counted = True  # the function exists: its failures count
+                    self._metrics.request_started(key)
+                    raise
+            counted = True
+            self._metrics.request_started(key)
+            if is_websocket(request):
+                response = await self._websocket(request, key, replicas, segment, target, call_id, start_ns)
+            else:
+                response = await self._forward(request, key, replicas, segment, target, call_id, start_ns, echo)
+            status = response.status
+            return response
+        except GatewayError as exc:
+            status = exc.status
+            exc.headers = echo
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            if counted:
+                self._metrics.request_finished(key, status, elapsed)
+            if self._access_log is not None:
+                self._access_log.request(request.method, request.path, key, status, elapsed, call_id)
+
+    def _head(
+        self,
+        request: web.Request,
+        ip: str,
+        segment: str,
+        target: str,
+        call_id: str,
+        start_ns: str,
+        body_length: int | None,
+    ) -> bytes:
+        drop = _FUNCTION_DROP
+        if "Connection" in request.headers:
+            drop = drop | connection_tokens(request)
+        method = request.method
+        out = [f"{method} {target} HTTP/1.1\r\nHost: {ip}:{self._port}\r\n".encode("utf-8", "surrogateescape")]
+        host = forwarded_for = forwarded_prefix = b""
+        has_forwarded_host = has_call_id = False
+        for name, value in request.raw_headers:
+            lower = name.lower()
+            if lower in drop:
+                if lower == b"host":
+                    host = value
+                elif lower == b"x-forwarded-for":
+                    forwarded_for = forwarded_for + b", " + value if forwarded_for else value
+                elif lower == b"x-forwarded-prefix":
+                    forwarded_prefix = value
+                continue
+            if lower == b"x-forwarded-host":
+                has_forwarded_host = True
+            elif lower == b"x-call-id":
+                has_call_id = True
+            out.append(name + b": " + value + b"\r\n")
+        remote = (request.remote or "").encode()
+        out.append(b"X-Forwarded-For: " + (forwarded_for + b", " + remote if forwarded_for else remote) + b"\r\n")
+        if host and not has_forwarded_host:
+            out.append(b"X-Forwarded-Host: " + host + b"\r\n")
+        prefix = PREFIX.encode() + segment.encode("utf-8", "surrogateescape")
+        out.append(b"X-Forwarded-Prefix: " + forwarded_prefix.rstrip(b"/") + prefix + b"\r\n")
+        if not has_call_id:
+            out.append(b"X-Call-Id: " + call_id.encode() + b"\r\n")
+        out.append(b"X-Start-Time: " + start_ns.encode() + b"\r\n")
+        out.append(framing(method, body_length))
+        out.append(b"\r\n")
+        return b"".join(out)
+
+    async def _forward(
+        self,
+        request: web.Request,
+        key: str,
+        replicas: tuple[str, ...],
+        segment: str,
+        target: str,
+        call_id: str,
+        start_ns: str,
+        echo: tuple[tuple[str, str], ...],
+    ) -> web.StreamResponse:
+        config = self._config
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        body = await read_body(request, config.max_body_bytes, config.read_timeout_s)
+        length = len(body) if body is not None else request.content_length
+        ip = self._resolver.pick(key, replicas)
+        for attempt in (1, 2):
+            pool = self._pools.get(ip)
+            head = self._head(request, ip, segment, target, call_id, start_ns, length)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    connection, response_head = await exchange(
+                        pool,
+                        head,
+                        body,
+                        request,
+                        max_body=config.max_body_bytes,
+                        read_timeout=config.read_timeout_s,
+                        chunked=length is None,
+                    )
+                    if is_whole(request.method, response_head):  # the common case: one deadline for it all
+                        return whole_response(response_head, await read_whole(pool, connection, response_head), echo)
+                break
+            except TimeoutError:
+                raise UpstreamTimeoutError(f"function {key} did not answer within {self._timeout:g}s") from None
+            except ConnectionRefusedError:
+                self._resolver.mark_refused(ip)
+                if attempt == 1 and len(replicas) > 1:
+                    log.info("replica_refused", replica=ip)
+                    ip = self._resolver.pick(key, replicas, avoid=ip)
+                    continue
+                raise UpstreamConnectError(f"cannot connect to function {key}: connection refused") from None
+            except OSError as exc:
+                reason = exc.strerror or str(exc) or exc.__class__.__name__
+                raise UpstreamConnectError(f"cannot connect to function {key}: {reason}") from None
+        return await relay(
+            request,
+            pool,
+            connection,
+            response_head,
+            echo,
+            body_deadline=deadline,
+            write_timeout=config.write_timeout_s,
+        )
+
+    async def _websocket(
+        self,
+        request: web.Request,
+        key: str,
+        replicas: tuple[str, ...],
+        segment: str,
+        target: str,
+        call_id: str,
+        start_ns: str,
+    ) -> web.StreamResponse:
+        if self._ws_session is None:
+            self._ws_session = aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",), auto_decompress=False
+            )
+        ip = self._resolver.pick(key, replicas)
+        headers: CIMultiDict[str] = CIMultiDict()
+        for name, value in request.headers.items():
+            lower = name.lower()
+            if lower not in HOP_BY_HOP and lower not in _WS_OWN:
+                headers.add(name, value)
+        if request.host:
+            headers.setdefault("X-Forwarded-Host", request.host)
+        forwarded_for = headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{forwarded_for}, {request.remote}" if forwarded_for else request.remote or ""
+        headers["X-Forwarded-Prefix"] = PREFIX + segment
+        headers.setdefault("X-Call-Id", call_id)
+        headers["X-Start-Time"] = start_ns
+        protocols = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
+        url = f"http://{ip}:{self._port}{target}"
+        try:
+            async with asyncio.timeout(self._timeout):
+                upstream = await self._ws_session.ws_connect(url, headers=headers, protocols=protocols)
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"function {key} did not accept the websocket in time") from None
+        except aiohttp.WSServerHandshakeError as exc:
+            raise UpstreamBadResponseError(f"function {key} refused the websocket upgrade ({exc.status})") from None
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, ConnectionRefusedError):
+                self._resolver.mark_refused(ip)
+            raise UpstreamConnectError(f"cannot connect to function {key}: {exc.os_error.strerror}") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamConnectError(f"websocket to function {key} failed: {exc!r}") from None
+        client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else ())
+        await client.prepare(request)
+
+        async def pump(
+            source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+            sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        ) -> None:
+            async for message in source:
+                if message.type is aiohttp.WSMsgType.TEXT:
+                    await sink.send_str(message.data)
+                elif message.type is aiohttp.WSMsgType.BINARY:
+                    await sink.send_bytes(message.data)
+            await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
+
+        async with upstream:
+            tasks = [asyncio.create_task(pump(client, upstream)), asyncio.create_task(pump(upstream, client))]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        await client.close()
+        return client

@@ -1,0 +1,162 @@
+"""Running the gateway: one serving process, or several sharing the port, and the SIGTERM drain.
+
+:func:`serve` runs one serving process's app until ``stop`` is set (or SIGTERM/SIGINT when no ``stop`` is
+given), then stops accepting, lets in-flight requests finish within ``write_timeout`` and returns. It calls
+``ready`` once it listens, so ``pyfaasd up`` can run it beside the provider in one loop and systemd notify can
+be hooked in.
+
+:func:`run_workers` forks ``workers`` serving processes before any event loop exists; each binds the port with
+SO_REUSEPORT so the kernel spreads connections across them, and follows the hosts file itself. The metrics are
+in shared memory created before the fork, so ``/metrics`` shows totals whichever worker answers. The first
+process only supervises: it passes SIGTERM on and exits 0 when every worker exited 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import structlog
+import uvloop
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from gateway.metrics import GatewayMetrics
+from pyfaasd.auth import Credentials, load_credentials
+
+log = structlog.get_logger("gateway")
+
+LISTEN_BACKLOG = 1024
+WORKER_POLL_S = 0.05
+
+
+async def serve(
+    config: GatewayConfig,
+    *,
+    ready: Callable[[], None] | None = None,
+    stop: asyncio.Event | None = None,
+    credentials: Credentials | None = None,
+    metrics: GatewayMetrics | None = None,
+    worker: int | None = None,
+) -> None:
+    """Serve until ``stop`` is set (default: until SIGTERM or SIGINT), then drain and return."""
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _on_signal, stop, sig)
+    app = create_app(config, credentials=credentials, metrics=metrics, worker=worker)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.write_timeout_s)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG)
+        await site.start()
+        log.info("listening", address=f"{config.host}:{config.port}")
+        if ready is not None:
+            ready()
+        await stop.wait()
+        log.info("draining", write_timeout_s=config.write_timeout_s)
+    finally:
+        await runner.cleanup()
+    log.info("gateway_stopped")
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if not stop.is_set():
+        log.info("shutdown_requested", signal=sig.name)
+        stop.set()
+
+
+def run_single(config: GatewayConfig, credentials: Credentials) -> int:
+    uvloop.run(serve(config, credentials=credentials))
+    return 0
+
+
+def run_workers(config: GatewayConfig, credentials: Credentials) -> int:
+    """Fork ``config.workers`` serving processes and supervise them; the exit code."""
+    metrics = GatewayMetrics(config.workers)
+    pids = [_fork(lambda i=i: _worker(config, credentials, metrics, i)) for i in range(config.workers)]  # type: ignore[misc]
+    return uvloop.run(_supervise(pids))
+
+
+def _worker(config: GatewayConfig, credentials: Credentials, metrics: GatewayMetrics, index: int) -> int:
+    metrics.select_worker(index)
+    structlog.contextvars.bind_contextvars(worker=index)
+    uvloop.run(serve(config, credentials=credentials, metrics=metrics, worker=index))
+    return 0
+
+
+async def _supervise(pids: list[int]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
+    lost = asyncio.create_task(_first_exit(pids))
+    requested = asyncio.create_task(stop.wait())
+    await asyncio.wait({lost, requested}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
+    if lost.done():
+        pid, status = lost.result()
+        log.error("worker_exited", pid=pid, status=status)
+        pids.remove(pid)
+        code = 1
+    requested.cancel()
+    lost.cancel()
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    for pid in pids:
+        if await _wait_exit(pid) != 0:
+            code = 1
+    log.info("gateway_stopped", code=code)
+    return code
+
+
+def _fork(child: Callable[[], int]) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = child()
+    except BaseException:
+        log.exception("worker_crashed")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+async def _first_exit(pids: list[int]) -> tuple[int, int]:
+    while True:
+        for pid in pids:
+            done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG never blocks)
+            if done:
+                return pid, os.waitstatus_to_exitcode(status)
+        await asyncio.sleep(WORKER_POLL_S * 4)
+
+
+async def _wait_exit(pid: int) -> int:
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG never blocks)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        await asyncio.sleep(WORKER_POLL_S)
+
+
+def _signal(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, sig)
+
+
+def run(config: GatewayConfig) -> int:
+    """Serve with ``config.workers`` processes until SIGTERM; the exit code. CredentialsError before listening."""
+    credentials = load_credentials(config.secrets_dir)
+    log.info("gateway_starting", **config.summary())
+    if config.workers == 1:
+        return run_single(config, credentials)
+    return run_workers(config, credentials)

@@ -1,0 +1,249 @@
+"""``/system/*`` and ``/healthz``: checked against basic auth, then passed to the provider with the gateway's
+own credentials (the client's ``Authorization`` is replaced).
+
+Method, path, raw query, headers minus hop-by-hop ones and the body go through as they are, and status, headers
+and body come back (streamed). A few routes add to it, as the OpenFaaS gateway does (facts §2.2):
+
+* ``GET /system/functions`` fills ``invocationCount`` from the gateway's own counters (omitted when 0).
+* ``GET /system/info`` wraps the provider's info: ``{"provider": ..., "version": ..., "arch": ...}``.
+* ``GET /system/logs`` streams the NDJSON through line by line; a provider 404 or 501 is 501.
+* ``/healthz`` needs no credentials from the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+
+from gateway.config import GatewayConfig
+from gateway.errors import GatewayError, LogsNotSupportedError, UnauthorizedError, UpstreamTimeoutError
+from gateway.forward import (
+    REQUEST_DROP,
+    connection_tokens,
+    exchange,
+    framing,
+    read_body,
+    read_whole,
+    relay,
+    whole_response,
+)
+from gateway.metrics import GatewayMetrics
+from gateway.provider import USER_AGENT, ProviderClient
+from netconf.hosts import DEFAULT_NAMESPACE
+from pyfaasd import __version__
+from pyfaasd.auth import REJECTION, Credentials, check_authorization
+from watchdog.upstream import ResponseHead, UpstreamConnection
+
+_SYSTEM_DROP: Final = REQUEST_DROP | {b"authorization"}
+# Go's FunctionStatus field order: invocationCount goes before the first of these that is present.
+_AFTER_INVOCATION_COUNT: Final = ("replicas", "availableReplicas", "createdAt", "usage")
+
+
+def version_info() -> dict[str, str]:
+    """The gateway's VersionInfo: the release, and the git commit when running from a checkout."""
+    return {"sha": _git_sha(Path(__file__).resolve().parent.parent), "release": __version__}
+
+
+def _git_sha(root: Path) -> str:
+    """HEAD's commit read from the .git directory (no subprocess); "" when there is none."""
+    git = root / ".git"
+    try:
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return head
+        ref = head[5:]
+        loose = git / ref
+        if loose.is_file():
+            return loose.read_text().strip()
+        for line in (git / "packed-refs").read_text().splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    except OSError:
+        pass
+    return ""
+
+
+def add_invocation_counts(functions: list[Any], counts: dict[str, float], default_namespace: str) -> bool:
+    """Set ``invocationCount`` in each FunctionStatus from ``counts``; True when anything changed."""
+    changed = False
+    for i, status in enumerate(functions):
+        if not isinstance(status, dict) or not isinstance(status.get("name"), str):
+            continue
+        namespace = status.get("namespace") or default_namespace
+        count = counts.get(f"{status['name']}.{namespace}", 0.0)
+        if not count:
+            if "invocationCount" in status:
+                del status["invocationCount"]
+                changed = True
+            continue
+        value: float | int = int(count) if count.is_integer() else count
+        if status.get("invocationCount") == value:
+            continue
+        changed = True
+        if "invocationCount" in status:
+            status["invocationCount"] = value
+            continue
+        rebuilt: dict[str, Any] = {}
+        for field, field_value in status.items():
+            if field in _AFTER_INVOCATION_COUNT and "invocationCount" not in rebuilt:
+                rebuilt["invocationCount"] = value
+            rebuilt[field] = field_value
+        rebuilt.setdefault("invocationCount", value)
+        functions[i] = rebuilt
+    return changed
+
+
+class SystemProxy:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        provider: ProviderClient,
+        credentials: Credentials,
+        metrics: GatewayMetrics,
+        version: dict[str, str],
+    ) -> None:
+        self._config = config
+        self._provider = provider
+        self._credentials = credentials
+        self._metrics = metrics
+        self._version = version
+        self._arch = platform.machine()
+
+    def authorize(self, request: web.Request) -> None:
+        if not check_authorization(request.headers.get("Authorization"), self._credentials):
+            raise UnauthorizedError(REJECTION)
+
+    # -- routes ------------------------------------------------------------------------------------------
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        self.authorize(request)
+        return await self._pass(request)
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return await self._pass(request)
+
+    async def logs(self, request: web.Request) -> web.StreamResponse:
+        self.authorize(request)
+        connection, head, _deadline = await self._send(request)
+        if head.status in (404, 501):
+            connection.close()
+            raise LogsNotSupportedError(f"the provider has no logs for this request ({head.status})")
+        return await relay(
+            request, self._provider.pool, connection, head, body_deadline=None, write_timeout=self._write_timeout
+        )
+
+    async def list_functions(self, request: web.Request) -> web.StreamResponse:
+        self.authorize(request)
+        connection, head, deadline = await self._send(request)
+        if head.status != 200:
+            return await self._relay(request, connection, head, deadline)
+        data = await self._read(connection, head, deadline)
+        try:
+            functions = json.loads(data)
+        except ValueError:
+            functions = None
+        if isinstance(functions, list):
+            namespace = request.query.get("namespace") or DEFAULT_NAMESPACE
+            if add_invocation_counts(functions, self._metrics.invocation_counts(), namespace):
+                data = json.dumps(functions, separators=(",", ":"), ensure_ascii=False).encode()
+        return whole_response(head, data)
+
+    async def info(self, request: web.Request) -> web.StreamResponse:
+        self.authorize(request)
+        connection, head, deadline = await self._send(request)
+        if head.status != 200:
+            return await self._relay(request, connection, head, deadline)
+        data = await self._read(connection, head, deadline)
+        try:
+            provider = json.loads(data)
+        except ValueError:
+            provider = None
+        body = {"provider": provider, "version": self._version, "arch": self._arch}
+        return web.json_response(body)
+
+    # -- the pass-through --------------------------------------------------------------------------------
+
+    @property
+    def _write_timeout(self) -> float:
+        return self._config.write_timeout_s
+
+    async def _pass(self, request: web.Request) -> web.StreamResponse:
+        connection, head, deadline = await self._send(request)
+        return await self._relay(request, connection, head, deadline)
+
+    async def _relay(
+        self, request: web.Request, connection: UpstreamConnection, head: ResponseHead, deadline: float
+    ) -> web.StreamResponse:
+        return await relay(
+            request, self._provider.pool, connection, head, body_deadline=deadline, write_timeout=self._write_timeout
+        )
+
+    async def _read(self, connection: UpstreamConnection, head: ResponseHead, deadline: float) -> bytes:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await read_whole(self._provider.pool, connection, head)
+        except TimeoutError:
+            raise UpstreamTimeoutError("the provider did not send its answer in time") from None
+
+    async def _send(self, request: web.Request) -> tuple[UpstreamConnection, ResponseHead, float]:
+        config = self._config
+        provider = self._provider
+        body = await read_body(request, config.max_body_bytes, config.read_timeout_s)
+        length = len(body) if body is not None else request.content_length
+        head = self._head(request, length)
+        deadline = asyncio.get_running_loop().time() + provider.timeout_s
+        try:
+            async with asyncio.timeout_at(deadline):
+                connection, response_head = await exchange(
+                    provider.pool,
+                    head,
+                    body,
+                    request,
+                    max_body=config.max_body_bytes,
+                    read_timeout=config.read_timeout_s,
+                    chunked=length is None,
+                )
+        except TimeoutError:
+            raise UpstreamTimeoutError(f"the provider did not answer within {provider.timeout_s:g}s") from None
+        except GatewayError:
+            raise
+        except OSError as exc:
+            raise provider.unreachable(exc) from None
+        return connection, response_head, deadline
+
+    def _head(self, request: web.Request, body_length: int | None) -> bytes:
+        provider = self._provider
+        drop = _SYSTEM_DROP
+        if "Connection" in request.headers:
+            drop = drop | connection_tokens(request)
+        target = provider.target(request.raw_path)
+        out = [
+            f"{request.method} {target} HTTP/1.1\r\n".encode("utf-8", "surrogateescape"),
+            b"Host: " + provider.host_header + b"\r\n",
+            b"Authorization: " + provider.authorization + b"\r\n",
+        ]
+        host = b""
+        seen: set[bytes] = set()
+        for name, value in request.raw_headers:
+            lower = name.lower()
+            if lower in drop:
+                if lower == b"host":
+                    host = value
+                continue
+            seen.add(lower)
+            out.append(name + b": " + value + b"\r\n")
+        if b"x-forwarded-for" not in seen:
+            out.append(b"X-Forwarded-For: " + (request.remote or "").encode() + b"\r\n")
+        if host and b"x-forwarded-host" not in seen:
+            out.append(b"X-Forwarded-Host: " + host + b"\r\n")
+        if b"user-agent" not in seen:
+            out.append(b"User-Agent: " + USER_AGENT.encode() + b"\r\n")
+        out.append(framing(request.method, body_length))
+        out.append(b"\r\n")
+        return b"".join(out)

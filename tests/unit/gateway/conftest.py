@@ -1,0 +1,279 @@
+"""The gateway against real upstream servers on loopback and a small fake provider, all in the test's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvloop
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from helpers import free_port
+from pytest_aiohttp import AiohttpClient, AiohttpServer
+
+from gateway.app import create_app
+from gateway.config import GatewayConfig
+from netconf.hosts import Replica, write_hosts
+from pyfaasd.auth import Credentials
+
+USER = "admin"
+PASSWORD = "s3cret-pw"  # noqa: S105
+CREDENTIALS = Credentials(USER, PASSWORD)
+AUTH = {"Authorization": CREDENTIALS.authorization}
+BRIDGE = IPv4Address("10.62.0.1")
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Gateway tests run on uvloop (production) and on the stdlib loop; a real gateway process only on one."""
+    if item.path.name == "test_gateway_process.py":
+        return {"uvloop": uvloop.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
+
+
+def set_hosts(path: Path, functions: dict[str, list[str]]) -> None:
+    """Write the hosts file as the provider does: ``{"name.namespace": [ip, ...]}``."""
+    replicas = []
+    for key, ips in functions.items():
+        name, _, namespace = key.rpartition(".")
+        replicas += [Replica(name, namespace, IPv4Address(ip)) for ip in ips]
+    write_hosts(path, BRIDGE, replicas)
+
+
+# -- a function replica ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Upstream:
+    """Controls shared by the replica handlers of one test."""
+
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+
+def replica_app(tag: str, control: Upstream) -> web.Application:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        seen = {
+            "replica": tag,
+            "method": request.method,
+            "target": request.raw_path,
+            "headers": {k: v for k, v in request.headers.items()},
+            "body": body.decode("utf-8", "replace"),
+            "length": len(body),
+        }
+        control.seen.append(seen)
+        return web.json_response(seen, headers={"X-Replica": tag, "Connection": "keep-alive"})
+
+    async def status(request: web.Request) -> web.Response:
+        code = int(request.match_info["code"])
+        return web.Response(status=code, text=f"status {code}", headers={"X-Replica": tag})
+
+    async def redirect(request: web.Request) -> web.Response:
+        return web.Response(status=302, headers={"Location": "/elsewhere"})
+
+    async def held(request: web.Request) -> web.StreamResponse:
+        """Sends "first\\n", waits until the test releases it, then "second\\n" (chunked)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"first\n")
+        await control.release.wait()
+        await response.write(b"second\n")
+        await response.write_eof()
+        return response
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for i in range(3):
+            await response.write(f"data: {i}\n\n".encode())
+            await control.release.wait()
+            control.release.clear()
+        await response.write_eof()
+        return response
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(float(request.query.get("s", "1")))
+        return web.Response(text="slow done")
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=b"x" * int(request.query["n"]))
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        async for message in socket:
+            if message.data == "headers":
+                await socket.send_str(json.dumps(dict(request.headers)))
+            else:
+                await socket.send_str(f"{tag} echo: {message.data}")
+        return socket
+
+    app = web.Application(client_max_size=0)
+    app.router.add_route("*", "/status/{code}", status)
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/held", held)
+    app.router.add_get("/sse", sse)
+    app.router.add_get("/slow", slow)
+    app.router.add_get("/big", big)
+    app.router.add_get("/ws", ws)
+    app.router.add_route("*", "/{tail:.*}", echo)
+    return app
+
+
+# -- the fake provider ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeProvider:
+    """faas-provider's API as far as the gateway uses it; records every request."""
+
+    functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # "name.ns" → FunctionStatus
+    calls: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    on_scale: Callable[[str, str, int], Awaitable[None]] | None = None
+    logs: list[str] = field(default_factory=list)
+    logs_status: int = 200
+    log_gate: asyncio.Event = field(default_factory=asyncio.Event)
+    url: str = ""
+
+    def calls_to(self, method: str, prefix: str) -> list[tuple[str, str, dict[str, str], bytes]]:
+        return [c for c in self.calls if c[0] == method and c[1].startswith(prefix)]
+
+    def app(self) -> web.Application:
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            body = await request.read()
+            self.calls.append((request.method, request.raw_path, dict(request.headers), body))
+            if request.path != "/healthz" and request.headers.get("Authorization") != CREDENTIALS.authorization:
+                return web.Response(status=401, text="invalid credentials")
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        async def list_functions(request: web.Request) -> web.Response:
+            namespace = request.query.get("namespace", "openfaas-fn")
+            items = [f for f in self.functions.values() if f.get("namespace", "openfaas-fn") == namespace]
+            return web.Response(text=json.dumps(items), content_type="application/json")
+
+        async def status(request: web.Request) -> web.Response:
+            key = f"{request.match_info['name']}.{request.query.get('namespace', 'openfaas-fn')}"
+            if key not in self.functions:
+                return web.Response(status=404)
+            return web.json_response(self.functions[key])
+
+        async def scale(request: web.Request) -> web.Response:
+            body = await request.json()
+            key = f"{body['serviceName']}.{body['namespace']}"
+            if key not in self.functions:
+                return web.Response(status=404, text=f"function: {key} not found")
+            self.functions[key]["replicas"] = body["replicas"]
+            if self.on_scale is not None:
+                await self.on_scale(body["serviceName"], body["namespace"], body["replicas"])
+            return web.Response()
+
+        async def info(request: web.Request) -> web.Response:
+            return web.json_response(
+                {"provider": "pyfaasd", "orchestration": "docker", "version": {"sha": "abc123", "release": "0.1.0"}}
+            )
+
+        async def logs(request: web.Request) -> web.StreamResponse:
+            if self.logs_status != 200:
+                return web.Response(status=self.logs_status, text="no logs here")
+            response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+            await response.prepare(request)
+            for i, line in enumerate(self.logs):
+                await response.write(line.encode() + b"\n")
+                if i == 0:
+                    await self.log_gate.wait()
+            await response.write_eof()
+            return response
+
+        async def healthz(request: web.Request) -> web.Response:
+            return web.Response(text="OK")
+
+        async def echo(request: web.Request) -> web.Response:
+            return web.json_response(
+                {"method": request.method, "target": request.raw_path, "body": (await request.read()).decode()},
+                status=201 if request.method == "POST" else 200,
+                headers={"X-Provider": "fake"},
+            )
+
+        app = web.Application(middlewares=[record])
+        app.router.add_get("/system/functions", list_functions)
+        app.router.add_get("/system/function/{name}", status)
+        app.router.add_post("/system/scale-function/{name}", scale)
+        app.router.add_get("/system/info", info)
+        app.router.add_get("/system/logs", logs)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_route("*", "/system/{tail:.*}", echo)
+        return app
+
+
+@dataclass
+class Stack:
+    client: TestClient  # type: ignore[type-arg]
+    app: web.Application
+    config: GatewayConfig
+    provider: FakeProvider
+    upstream: Upstream
+    hosts: Path
+    function_port: int
+
+    def set_hosts(self, functions: dict[str, list[str]]) -> None:
+        set_hosts(self.hosts, functions)
+
+
+StartStack = Callable[..., Awaitable[Stack]]
+
+
+@pytest.fixture
+async def start_stack(
+    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path
+) -> AsyncIterator[StartStack]:
+    """Start replicas (``replicas`` = loopback IPs, all on one function port), the fake provider and a gateway."""
+
+    async def start(
+        replicas: tuple[str, ...] = ("127.0.0.1",),
+        functions: dict[str, list[str]] | None = None,
+        provider: FakeProvider | None = None,
+        **env: str,
+    ) -> Stack:
+        control = Upstream()
+        function_port = free_port()
+        for ip in replicas:
+            server = TestServer(replica_app(ip, control), host=ip, port=function_port)
+            await server.start_server()
+            servers.append(server)
+        fake = provider or FakeProvider()
+        provider_server = await aiohttp_server(fake.app())
+        fake.url = f"http://127.0.0.1:{provider_server.port}"
+        hosts = tmp_path / "hosts"
+        set_hosts(hosts, functions if functions is not None else {"echo.openfaas-fn": list(replicas)})
+        config = GatewayConfig.from_env(
+            {
+                "PYFAASD_STATE_DIR": str(tmp_path),
+                "PYFAASD_PROVIDER_URL": fake.url,
+                "PYFAASD_FUNCTION_PORT": str(function_port),
+                "PYFAASD_ACCESS_LOG": "false",
+                **env,
+            }
+        )
+        app = create_app(config, credentials=CREDENTIALS)
+        client = await aiohttp_client(app)
+        clients.append(client)
+        return Stack(client, app, config, fake, control, hosts, function_port)
+
+    servers: list[TestServer] = []
+    clients: list[TestClient] = []  # type: ignore[type-arg]
+    yield start
+    for client in clients:  # the gateway first, while its replicas can still answer a websocket close
+        await client.close()
+    for server in servers:
+        await server.close()

@@ -1,0 +1,120 @@
+"""``python -m gateway`` as a real process with two workers: both serve, metrics add up, SIGTERM drains."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from conftest import PASSWORD, USER, set_hosts
+from helpers import ROOT, free_port, wait_http_ok
+
+
+def json_objects(text: str) -> list[dict[str, object]]:
+    """Every JSON object in the output. Lines of two processes can touch: with PYTHONUNBUFFERED, structlog's
+    PrintLogger writes a message and its newline in two writes, so another worker's line may come between."""
+    decoder = json.JSONDecoder()
+    objects = []
+    position = 0
+    while (start := text.find("{", position)) >= 0:
+        try:
+            value, position = decoder.raw_decode(text, start)
+        except ValueError:
+            position = start + 1
+            continue
+        objects.append(value)
+    return objects
+
+
+def children(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+@dataclass
+class Replica:
+    port: int
+    started: asyncio.Event
+
+
+@pytest.fixture
+async def replica() -> AsyncIterator[Replica]:
+    """A function replica on 127.0.0.1 whose /slow handler tells the test when it started."""
+    started = asyncio.Event()
+
+    async def handle(request: web.Request) -> web.Response:
+        if request.path == "/slow":
+            started.set()
+            await asyncio.sleep(1.0)
+            return web.Response(text="slow done")
+        return web.Response(text="fast")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    server = TestServer(app, host="127.0.0.1", port=free_port())
+    await server.start_server()
+    try:
+        yield Replica(server.port, started)
+    finally:
+        await server.close()
+
+
+async def test_two_workers_serve_add_up_metrics_and_drain_on_sigterm(tmp_path: Path, replica: Replica) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "basic-auth-user").write_text(USER + "\n")
+    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
+    set_hosts(tmp_path / "hosts", {"echo.openfaas-fn": ["127.0.0.1"]})
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
+        "PYFAASD_STATE_DIR": str(tmp_path),
+        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",
+        "PYFAASD_FUNCTION_PORT": str(replica.port),
+        "PYFAASD_GATEWAY_WORKERS": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        await wait_http_ok(port, "/_/health", timeout=20)
+        workers = children(proc.pid)
+        assert len(workers) == 2
+        # New connections each: SO_REUSEPORT spreads them over both workers.
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(40):
+                async with session.get(f"http://127.0.0.1:{port}/function/echo") as response:
+                    assert (response.status, await response.text()) == (200, "fast")
+            for _ in range(6):  # whichever worker answers, it shows the total of both
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    text = await response.text()
+                assert 'gateway_function_invocation_total{function_name="echo.openfaas-fn",code="200"} 40' in text
+            slow = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/function/echo/slow"))
+            async with asyncio.timeout(5):
+                await replica.started.wait()
+            proc.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(10):
+                response = await slow
+                assert (response.status, await response.text()) == (200, "slow done")
+                assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = json_objects((await proc.stdout.read()).decode())  # type: ignore[union-attr]
+    served_by = {line.get("worker") for line in lines if line.get("event") == "request"}
+    assert served_by == {0, 1}
+    assert sum(1 for line in lines if line.get("event") == "request") == 41
+    assert any(line.get("event") == "draining" for line in lines)
