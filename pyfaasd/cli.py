@@ -117,12 +117,43 @@ def _provider(args: argparse.Namespace) -> int:
     return run(args)
 
 
-def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from provider.__main__ import add_arguments as add_provider_arguments
+def _gateway(args: argparse.Namespace) -> int:
+    from gateway.__main__ import run
 
+    return run(args)
+
+
+def _up(args: argparse.Namespace) -> int:
+    from pyfaasd.up import run
+
+    return run(args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from pyfaasd.status import run
+
+    return run(args)
+
+
+def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from gateway.__main__ import add_arguments as add_gateway_arguments
+    from provider.__main__ import add_arguments as add_provider_arguments
+    from pyfaasd.up import add_arguments as add_up_arguments
+
+    up = commands.add_parser("up", help="run provider and gateway in one process, in the foreground")
+    add_up_arguments(up)
+    up.set_defaults(run=_up)
     provider = commands.add_parser("provider", help="run the provider (faas-provider API over Docker)")
     add_provider_arguments(provider)
     provider.set_defaults(run=_provider)
+    gateway = commands.add_parser("gateway", help="run the gateway (public API and /function proxy)")
+    add_gateway_arguments(gateway)
+    gateway.set_defaults(run=_gateway)
+    from pyfaasd.status import add_arguments as add_status_arguments
+
+    status = commands.add_parser("status", help="show the bridge, the daemons and the functions")
+    add_status_arguments(status)
+    status.set_defaults(run=_status)
 
 
 def build_parser() -> argparse.ArgumentParser:

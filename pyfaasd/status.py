@@ -1,0 +1,120 @@
+"""``pyfaasd status``: the bridge, the two daemons, and every function with its replicas.
+
+Reads the same ``PYFAASD_*`` settings as the daemons; asks the provider directly (with the state dir's
+credentials), so it works while the gateway is down. Exit status 0 when both daemons answer, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import urllib.error
+import urllib.request
+from typing import Any
+
+from pyfaasd.auth import CredentialsError, load_credentials, secrets_dir
+from pyfaasd.env import SettingError, parse_listen_address
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", help="state dir (PYFAASD_STATE_DIR, default /var/lib/pyfaasd)")
+    parser.add_argument("--json", action="store_true", help="print the status as JSON")
+
+
+def _get(url: str, authorization: str | None = None) -> tuple[int, Any]:
+    headers = {"Authorization": authorization} if authorization else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310 (local http URLs we built)
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:  # noqa: S310
+            body = response.read()
+            return response.status, json.loads(body) if body.strip().startswith((b"[", b"{")) else None
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except (OSError, ValueError):
+        return 0, None
+
+
+def collect(env: dict[str, str]) -> dict[str, Any]:
+    from netconf import NetConfig, Network
+
+    config = NetConfig.from_env(env)
+    status: dict[str, Any] = {"state_dir": str(config.state_dir)}
+    net = asyncio.run(Network(config).status())
+    status["bridge"] = {
+        "name": config.bridge,
+        "present": net.bridge is not None,
+        "up": bool(net.bridge and net.bridge.up),
+        "subnet": str(config.subnet),
+        "ip_forward": net.ip_forward,
+        "rules": len(net.rules),
+        "allocations": len(net.allocations),
+    }
+    provider_host, provider_port = parse_listen_address(
+        "PYFAASD_PROVIDER_ADDR", env.get("PYFAASD_PROVIDER_ADDR") or "127.0.0.1:8081"
+    )
+    gateway_host, gateway_port = parse_listen_address(
+        "PYFAASD_GATEWAY_ADDR", env.get("PYFAASD_GATEWAY_ADDR") or "0.0.0.0:8080"
+    )
+    gateway_host = "127.0.0.1" if gateway_host == "0.0.0.0" else gateway_host
+    provider_url = f"http://{provider_host}:{provider_port}"
+    status["provider"] = {"url": provider_url, "up": _get(f"{provider_url}/healthz")[0] == 200}
+    gateway_url = f"http://{gateway_host}:{gateway_port}"
+    status["gateway"] = {"url": gateway_url, "up": _get(f"{gateway_url}/healthz")[0] == 200}
+    functions: list[dict[str, Any]] = []
+    if status["provider"]["up"]:
+        try:
+            authorization = load_credentials(secrets_dir(config.state_dir)).authorization
+        except CredentialsError as e:
+            status["error"] = str(e)
+            return status
+        code, namespaces = _get(f"{provider_url}/system/namespaces", authorization)
+        for namespace in namespaces if code == 200 and isinstance(namespaces, list) else []:
+            _, listed = _get(f"{provider_url}/system/functions?namespace={namespace}", authorization)
+            for fn in listed or []:
+                functions.append(
+                    {
+                        "name": fn["name"],
+                        "namespace": fn.get("namespace", namespace),
+                        "image": fn["image"],
+                        "replicas": fn.get("replicas", 0),
+                        "available": fn.get("availableReplicas", 0),
+                    }
+                )
+    status["functions"] = functions
+    return status
+
+
+def render(status: dict[str, Any]) -> str:
+    bridge = status["bridge"]
+    lines = [
+        f"state dir  {status['state_dir']}",
+        f"bridge     {bridge['name']} {bridge['subnet']}: "
+        + ("up" if bridge["up"] else "present, down" if bridge["present"] else "absent")
+        + f", {bridge['allocations']} addresses in use",
+        f"provider   {status['provider']['url']}: {'up' if status['provider']['up'] else 'not answering'}",
+        f"gateway    {status['gateway']['url']}: {'up' if status['gateway']['up'] else 'not answering'}",
+    ]
+    if "error" in status:
+        lines.append(f"error      {status['error']}")
+    if status.get("functions"):
+        lines.append("")
+        lines.append(f"{'FUNCTION':<40} {'READY':>7}  IMAGE")
+        for fn in status["functions"]:
+            ready = f"{fn['available']}/{fn['replicas']}"
+            lines.append(f"{fn['name'] + '.' + fn['namespace']:<40} {ready:>7}  {fn['image']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    env = dict(os.environ)
+    if args.state_dir:
+        env["PYFAASD_STATE_DIR"] = args.state_dir
+    try:
+        status = collect(env)
+    except (SettingError, ValueError) as e:
+        print(f"pyfaasd status: {e}")
+        return 2
+    print(json.dumps(status, indent=2) if args.json else render(status))
+    return 0 if status["provider"]["up"] and status["gateway"]["up"] else 1

@@ -1,0 +1,150 @@
+"""``pyfaasd up``: the provider and the gateway in one process, in the foreground.
+
+For a first run and for development. The bridge is ensured and the credentials are created if absent (their
+path is printed, never the password). The provider starts first (it recovers functions from Docker and writes
+the hosts file), then the gateway. Ctrl-C or SIGTERM drains the gateway, stops the provider and exits 0; the
+function containers keep running in Docker for the next start.
+
+Everything is configured by the same ``PYFAASD_*`` variables as the two daemons (docs/provider.md,
+docs/gateway.md); the flags of ``up`` cover the common ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+
+from gateway.config import GatewayConfig
+from provider.config import ProviderConfig
+from pyfaasd import notify
+from pyfaasd.auth import ensure_credentials, secrets_dir
+from pyfaasd.env import SettingError
+from pyfaasd.log import configure_logging
+
+FLAGS = {
+    "state_dir": "PYFAASD_STATE_DIR",
+    "bridge": "PYFAASD_BRIDGE",
+    "subnet": "PYFAASD_SUBNET",
+    "gateway_addr": "PYFAASD_GATEWAY_ADDR",
+    "provider_addr": "PYFAASD_PROVIDER_ADDR",
+    "log_level": "PYFAASD_LOG_LEVEL",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state-dir", help="state dir (PYFAASD_STATE_DIR, default /var/lib/pyfaasd)")
+    parser.add_argument("--bridge", help="bridge name (PYFAASD_BRIDGE, default pyfaasd0)")
+    parser.add_argument("--subnet", help="function subnet (PYFAASD_SUBNET, default 10.62.0.0/16)")
+    parser.add_argument("--gateway-addr", help="gateway listen address (PYFAASD_GATEWAY_ADDR, default 0.0.0.0:8080)")
+    parser.add_argument(
+        "--provider-addr", help="provider listen address (PYFAASD_PROVIDER_ADDR, default 127.0.0.1:8081)"
+    )
+    parser.add_argument("--log-level", help="debug, info, warning or error (PYFAASD_LOG_LEVEL, default info)")
+
+
+def effective_env(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
+    """The environment with the flags laid over it; the gateway finds the provider where it listens."""
+    merged = {k: v for k, v in env.items() if v}
+    for flag, name in FLAGS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            merged[name] = value
+    if "PYFAASD_PROVIDER_URL" not in merged:
+        address = merged.get("PYFAASD_PROVIDER_ADDR", "127.0.0.1:8081")
+        host, _, port = address.rpartition(":")
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        merged["PYFAASD_PROVIDER_URL"] = f"http://{host}:{port}"
+    return merged
+
+
+def run(args: argparse.Namespace) -> int:
+    from netconf import ConfigError as NetConfigError
+
+    env = effective_env(args, os.environ)
+    try:
+        provider_config = ProviderConfig.from_env(env)
+        gateway_config = GatewayConfig.from_env(env)
+        configure_logging(provider_config.log_level)
+    except (SettingError, NetConfigError, ValueError) as e:
+        print(f"pyfaasd up: {e}", file=sys.stderr)
+        return 2
+    directory = secrets_dir(provider_config.state_dir)
+    credentials, created = ensure_credentials(directory)
+    if created:
+        print(f"pyfaasd up: created credentials for user {credentials.user!r} in {directory}", file=sys.stderr)
+    print(
+        f"pyfaasd up: log in with: cat {directory}/basic-auth-password | "
+        f"faas-cli login --username {credentials.user} --password-stdin",
+        file=sys.stderr,
+    )
+
+    import uvloop
+
+    return uvloop.run(_serve(provider_config, gateway_config))
+
+
+async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig) -> int:
+    from gateway.server import serve as serve_gateway
+    from provider.server import serve as serve_provider
+
+    log = structlog.get_logger("pyfaasd.up")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.create_task(stop.wait())
+    stop_provider, stop_gateway = asyncio.Event(), asyncio.Event()
+    provider_ready, gateway_ready = asyncio.Event(), asyncio.Event()
+    provider = asyncio.create_task(serve_provider(provider_config, stop_provider, on_ready=provider_ready.set))
+    gateway: asyncio.Task[None] | None = None
+    watchdog = notify.start_watchdog()
+    try:
+        if not await _until(provider_ready, provider, stopping):
+            return 0 if stop.is_set() else 1
+        gateway = asyncio.create_task(serve_gateway(gateway_config, ready=gateway_ready.set, stop=stop_gateway))
+        if not await _until(gateway_ready, gateway, stopping):
+            return 0 if stop.is_set() else 1
+        notify.ready()
+        log.info("pyfaasd_up", gateway=f"{gateway_config.host}:{gateway_config.port}")
+        await asyncio.wait({stopping, provider, gateway}, return_when=asyncio.FIRST_COMPLETED)
+        return 0 if stop.is_set() else 1
+    finally:
+        notify.stopping()
+        stopping.cancel()
+        stop_gateway.set()
+        failed = gateway is not None and await _failed(gateway)
+        stop_provider.set()
+        failed = await _failed(provider) or failed
+        await notify.stop_watchdog(watchdog)
+        if failed:
+            log.error("pyfaasd_up_stopped_after_a_failure")
+
+
+async def _until(event: asyncio.Event, *tasks: asyncio.Task[Any]) -> bool:
+    """Wait until ``event`` is set or one of ``tasks`` ends; whether the event was set."""
+    waiter = asyncio.create_task(event.wait())
+    try:
+        await asyncio.wait({waiter, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    return event.is_set()
+
+
+async def _failed(task: asyncio.Task[None]) -> bool:
+    """Wait for a part to finish; log and return True if it failed."""
+    try:
+        await task
+    except asyncio.CancelledError:
+        return False
+    except Exception as e:
+        structlog.get_logger("pyfaasd.up").error("pyfaasd_up_part_failed", error=str(e), error_type=type(e).__name__)
+        return True
+    return False
