@@ -1,0 +1,51 @@
+"""The whole stack (``pyfaasd up``) as a subprocess on a throwaway bridge, subnet, ports and state dir."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from docker_support import require_image
+from helpers import docker_available
+from provider_harness import ProviderProcess
+
+ECHO = "pyfaasd/fn-echo-http:latest"
+HELLO = "pyfaasd/fn-hello-python:latest"
+
+
+@pytest.fixture(scope="session")
+def stack_prerequisites() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the stack needs root (bridge, veth, iptables)")
+    if not docker_available():
+        pytest.skip("needs a running Docker Engine (scripts/setup starts one)")
+    if shutil.which("iptables") is None:
+        pytest.skip("needs iptables")
+    require_image(ECHO)
+    require_image(HELLO)
+
+
+@pytest.fixture
+def make_stack(stack_prerequisites: None, tmp_path: Path) -> Iterator[Callable[[], ProviderProcess]]:
+    made: list[ProviderProcess] = []
+
+    def make() -> ProviderProcess:
+        stack = ProviderProcess.stack(tmp_path / f"state{len(made)}")
+        made.append(stack)
+        stack.start()
+        return stack
+
+    try:
+        yield make
+    finally:
+        for stack in made:
+            stack.cleanup()
+
+
+@pytest.fixture
+def name() -> str:
+    return f"e{secrets.token_hex(3)}"

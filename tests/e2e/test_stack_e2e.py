@@ -1,0 +1,163 @@
+"""The whole stack as a user meets it: ``pyfaasd up`` driven only over HTTP, the way faas-cli does (facts §5.2)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from conftest import ECHO
+from provider_harness import ProviderProcess, Reply, http, wait_for
+
+pytestmark = pytest.mark.docker
+
+MakeStack = Callable[[], ProviderProcess]
+FAAS_CLI = {"User-Agent": "faas-cli/0.17.0"}
+
+
+def invoke(stack: ProviderProcess, path: str, body: bytes | None = None, method: str = "POST") -> Reply:
+    headers = {**FAAS_CLI, "Content-Type": "text/plain"}
+    return http(method, f"{stack.url}/function/{path}", body, headers, timeout=30)
+
+
+def faas_cli_deploy(stack: ProviderProcess, body: dict[str, object]) -> int:
+    """faas-cli deploy's default: PUT (rolling update), and POST when the function does not exist yet."""
+    reply = stack.call("PUT", "/system/functions", body)
+    if reply.status == 404:
+        reply = stack.call("POST", "/system/functions", body)
+    assert reply.status in (200, 202), (reply.status, reply.text)  # the only codes faas-cli counts as success
+    return reply.status
+
+
+def test_faas_cli_flow(make_stack: MakeStack, name: str) -> None:
+    stack = make_stack()
+
+    # login: GET /system/functions with basic auth; a wrong password is 401
+    assert stack.call("GET", "/system/functions").status == 200
+    bad = http(
+        "GET",
+        f"{stack.url}/system/functions",
+        headers={"Authorization": "Basic " + base64.b64encode(b"admin:x").decode()},
+    )
+    assert bad.status == 401
+    assert bad.headers["WWW-Authenticate"] == 'Basic realm="Restricted"'
+
+    # deploy: PUT → 404 → POST
+    spec = {"service": name, "image": ECHO, "labels": {"app": name}, "envVars": {"K": "v"}}
+    assert stack.call("PUT", "/system/functions", spec).status == 404
+    faas_cli_deploy(stack, spec)
+
+    # invoke, always with the namespace suffix
+    reply = invoke(stack, f"{name}.openfaas-fn/sub/path?x=1", b"hi there")
+    assert reply.status == 200, reply.text
+    echoed = reply.json()
+    assert (echoed["method"], echoed["path"], echoed["body"]) == ("POST", "/sub/path?x=1", "hi there")
+    assert echoed["headers"]["X-Forwarded-Prefix"] == f"/function/{name}.openfaas-fn"
+    assert "X-Call-Id" in echoed["headers"]
+    assert invoke(stack, name, method="GET").status == 200  # the bare name works too
+
+    # list and describe
+    listed = {f["name"]: f for f in stack.call("GET", "/system/functions").json()}
+    assert listed[name]["availableReplicas"] == 1
+    assert listed[name]["invocationCount"] >= 2
+    assert listed[name]["labels"] == {"app": name}
+    described = stack.call("GET", f"/system/function/{name}?namespace=openfaas-fn&usage=1")
+    assert described.status == 200
+    assert described.json()["availableReplicas"] == 1
+    assert stack.call("GET", f"/system/function/{name}x?namespace=openfaas-fn").status == 404
+
+    # pyfaasd status sees both daemons and the function
+    out = subprocess.run(
+        [sys.executable, "-m", "pyfaasd.cli", "status", "--json"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    status = json.loads(out.stdout)
+    assert status["bridge"]["up"]
+    assert {"name": name, "namespace": "openfaas-fn", "image": ECHO, "replicas": 1, "available": 1} in status[
+        "functions"
+    ]
+
+    # version
+    info = stack.call("GET", "/system/info").json()
+    assert info["provider"]["provider"] == "pyfaasd"
+    assert info["provider"]["orchestration"] == "docker"
+    assert "release" in info["version"]
+
+    # secrets: create, list, update, remove
+    secret = f"{name}-token"
+    assert stack.call("POST", "/system/secrets", {"name": secret, "value": "v1"}).status in (200, 201, 202)
+    assert stack.call("POST", "/system/secrets", {"name": secret, "value": "v1"}).status == 409  # --replace → PUT
+    assert stack.call("PUT", "/system/secrets", {"name": secret, "value": "v2"}).status in (200, 202)
+    assert {"name": secret, "namespace": "openfaas-fn"} in stack.call("GET", "/system/secrets").json()
+    assert stack.call("DELETE", "/system/secrets", {"name": secret, "namespace": "openfaas-fn"}).status in (200, 202)
+
+    # logs: NDJSON with what the function printed
+    def logged() -> list[dict[str, str]]:
+        reply = stack.call("GET", f"/system/logs?name={name}&namespace=openfaas-fn&follow=false&tail=-1")
+        assert reply.status == 200
+        return [json.loads(line) for line in reply.text.splitlines()]
+
+    lines = wait_for(lambda: [m for m in logged() if "/sub/path" in m["text"]], what="the invocation in the logs")
+    assert set(lines[0]) == {"name", "namespace", "instance", "timestamp", "text"}
+
+    # rolling update through PUT, then remove
+    assert faas_cli_deploy(stack, {**spec, "envVars": {"K": "v2"}}) in (200, 202)
+    assert stack.call("GET", f"/system/function/{name}").json()["envVars"] == {"K": "v2"}
+    assert invoke(stack, f"{name}.openfaas-fn").status == 200
+    assert stack.call("DELETE", "/system/functions", {"functionName": name, "namespace": "openfaas-fn"}).status == 200
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 404
+    gone = invoke(stack, f"{name}.openfaas-fn")
+    assert gone.status == 404
+    assert gone.headers.get("X-OpenFaaS-Internal") == "gateway"
+
+
+def test_two_replicas_share_the_load_and_scale_from_zero(make_stack: MakeStack, name: str) -> None:
+    stack = make_stack()
+    faas_cli_deploy(stack, {"service": name, "image": ECHO})
+    reply = stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2})
+    assert reply.status == 200, reply.text
+    served: Counter[str] = Counter()
+    for _ in range(200):
+        reply = invoke(stack, f"{name}.openfaas-fn", method="GET")
+        assert reply.status == 200
+        served[reply.json()["hostname"]] += 1
+    assert len(served) == 2
+    assert min(served.values()) >= 50  # round robin, roughly even
+
+    assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 0}).status == 200
+    assert stack.hosts(name) == []
+    reply = invoke(stack, f"{name}.openfaas-fn", method="GET")  # held until a replica is ready
+    assert reply.status == 200
+    assert stack.call("GET", f"/system/function/{name}").json()["availableReplicas"] == 1
+
+
+def test_sigterm_finishes_the_request_in_flight_and_a_restart_serves_without_redeploy(
+    make_stack: MakeStack, name: str
+) -> None:
+    stack = make_stack()
+    faas_cli_deploy(stack, {"service": name, "image": ECHO})
+    result: list[Reply] = []
+    slow = threading.Thread(target=lambda: result.append(invoke(stack, f"{name}.openfaas-fn?sleep=1.5", method="GET")))
+    slow.start()
+    started = f'gateway_function_invocation_started{{function_name="{name}.openfaas-fn"}} 1'
+    wait_for(lambda: started in http("GET", f"{stack.url}/metrics").text, timeout=10, what="the slow request to start")
+    assert stack.stop(signal.SIGTERM) == 0
+    slow.join(10)
+    assert [r.status for r in result] == [200]
+    assert len(stack.containers(running_only=True)) == 1  # the function outlives the stack
+
+    stack.start()
+    reply = invoke(stack, f"{name}.openfaas-fn", b"again")
+    assert reply.status == 200
+    assert reply.json()["body"] == "again"
+    assert len(stack.containers()) == 1
