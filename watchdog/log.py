@@ -31,7 +31,8 @@ def configure_logging(level: str = "info", json: bool | None = None) -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        # One write per line (PrintLogger writes the newline apart), so forked workers never interleave lines.
+        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=_LEVELS[level], stream=sys.stderr, format="%(name)s %(levelname)s %(message)s")
