@@ -27,6 +27,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
+from pyfaasd import notify
 from pyfaasd.auth import Credentials, load_credentials
 
 log = structlog.get_logger("gateway")
@@ -38,7 +39,7 @@ WORKER_POLL_S = 0.05
 async def serve(
     config: GatewayConfig,
     *,
-    ready: Callable[[], None] | None = None,
+    ready: Callable[[], object] | None = None,
     stop: asyncio.Event | None = None,
     credentials: Credentials | None = None,
     metrics: GatewayMetrics | None = None,
@@ -73,29 +74,79 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
 
 
 def run_single(config: GatewayConfig, credentials: Credentials) -> int:
-    uvloop.run(serve(config, credentials=credentials))
+    """One serving process; tells systemd (if it is watching) when it listens and when it stops."""
+
+    async def main() -> None:
+        watchdog = notify.start_watchdog()
+        try:
+            await serve(config, credentials=credentials, ready=notify.ready)
+        finally:
+            notify.stopping()
+            await notify.stop_watchdog(watchdog)
+
+    uvloop.run(main())
     return 0
 
 
 def run_workers(config: GatewayConfig, credentials: Credentials) -> int:
-    """Fork ``config.workers`` serving processes and supervise them; the exit code."""
+    """Fork ``config.workers`` serving processes and supervise them; the exit code.
+
+    Each worker writes one byte to a pipe once it listens; the supervisor (the process systemd watches) reports
+    READY=1 when every worker has.
+    """
     metrics = GatewayMetrics(config.workers)
-    pids = [_fork(lambda i=i: _worker(config, credentials, metrics, i)) for i in range(config.workers)]  # type: ignore[misc]
-    return uvloop.run(_supervise(pids))
+    ready_r, ready_w = os.pipe()
+    pids = [
+        _fork(lambda i=i: _worker(config, credentials, metrics, i, ready_w))  # type: ignore[misc]
+        for i in range(config.workers)
+    ]
+    os.close(ready_w)
+    try:
+        return uvloop.run(_supervise(pids, ready_r, config.workers))
+    finally:
+        os.close(ready_r)
 
 
-def _worker(config: GatewayConfig, credentials: Credentials, metrics: GatewayMetrics, index: int) -> int:
+def _worker(config: GatewayConfig, credentials: Credentials, metrics: GatewayMetrics, index: int, ready_w: int) -> int:
     metrics.select_worker(index)
     structlog.contextvars.bind_contextvars(worker=index)
-    uvloop.run(serve(config, credentials=credentials, metrics=metrics, worker=index))
+
+    def ready() -> None:
+        os.write(ready_w, b".")
+        os.close(ready_w)
+
+    uvloop.run(serve(config, credentials=credentials, metrics=metrics, worker=index, ready=ready))
     return 0
 
 
-async def _supervise(pids: list[int]) -> int:
+async def _supervise(pids: list[int], ready_r: int, workers: int) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _on_signal, stop, sig)
+    listening = 0
+
+    def on_ready() -> None:
+        nonlocal listening
+        data = os.read(ready_r, 64)
+        listening += len(data)
+        if not data or listening >= workers:
+            loop.remove_reader(ready_r)
+            if listening >= workers:
+                notify.ready()
+
+    os.set_blocking(ready_r, False)
+    loop.add_reader(ready_r, on_ready)
+    watchdog = notify.start_watchdog()
+    try:
+        return await _run_until_stopped(pids, stop)
+    finally:
+        loop.remove_reader(ready_r)
+        notify.stopping()
+        await notify.stop_watchdog(watchdog)
+
+
+async def _run_until_stopped(pids: list[int], stop: asyncio.Event) -> int:
     lost = asyncio.create_task(_first_exit(pids))
     requested = asyncio.create_task(stop.wait())
     await asyncio.wait({lost, requested}, return_when=asyncio.FIRST_COMPLETED)

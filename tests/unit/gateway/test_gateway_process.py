@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +34,19 @@ def json_objects(text: str) -> list[dict[str, object]]:
             continue
         objects.append(value)
     return objects
+
+
+def notify_socket(path: Path) -> socket.socket:
+    """A datagram socket standing in for systemd's NOTIFY_SOCKET."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.setblocking(False)
+    return sock
+
+
+async def next_notification(sock: socket.socket, timeout: float = 10.0) -> str:
+    async with asyncio.timeout(timeout):
+        return (await asyncio.get_running_loop().sock_recv(sock, 4096)).decode()
 
 
 def children(pid: int) -> list[int]:
@@ -83,12 +97,15 @@ async def test_two_workers_serve_add_up_metrics_and_drain_on_sigterm(tmp_path: P
         "PYFAASD_FUNCTION_PORT": str(replica.port),
         "PYFAASD_GATEWAY_WORKERS": "2",
         "PYTHONPATH": str(ROOT),
+        "NOTIFY_SOCKET": str(tmp_path / "notify"),
     }
+    notifications = notify_socket(tmp_path / "notify")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     try:
         await wait_http_ok(port, "/_/health", timeout=20)
+        assert await next_notification(notifications) == "READY=1"  # from the supervisor, once both listen
         workers = children(proc.pid)
         assert len(workers) == 2
         # New connections each: SO_REUSEPORT spreads them over both workers.
@@ -109,7 +126,9 @@ async def test_two_workers_serve_add_up_metrics_and_drain_on_sigterm(tmp_path: P
                 response = await slow
                 assert (response.status, await response.text()) == (200, "slow done")
                 assert await proc.wait() == 0
+        assert await next_notification(notifications) == "STOPPING=1"
     finally:
+        notifications.close()
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
@@ -118,3 +137,34 @@ async def test_two_workers_serve_add_up_metrics_and_drain_on_sigterm(tmp_path: P
     assert served_by == {0, 1}
     assert sum(1 for line in lines if line.get("event") == "request") == 41
     assert any(line.get("event") == "draining" for line in lines)
+
+
+async def test_one_worker_tells_systemd_when_it_listens_and_when_it_stops(tmp_path: Path, replica: Replica) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "basic-auth-user").write_text(USER + "\n")
+    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
+        "PYFAASD_STATE_DIR": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "NOTIFY_SOCKET": str(tmp_path / "notify"),
+    }
+    notifications = notify_socket(tmp_path / "notify")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        assert await next_notification(notifications, timeout=20) == "READY=1"
+        await wait_http_ok(port, "/_/health", timeout=5)  # READY=1 came once it listens
+        proc.send_signal(signal.SIGTERM)
+        assert await next_notification(notifications) == "STOPPING=1"
+        async with asyncio.timeout(10):
+            assert await proc.wait() == 0
+    finally:
+        notifications.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
