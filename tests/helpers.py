@@ -57,3 +57,14 @@ async def wait_http_ok(port: int, path: str = "/_/health", timeout: float = 20.0
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.05)
+
+
+def installable_executable() -> Path:
+    """An executable for the unit files in tests: the venv's ``pyfaasd`` script, or ``/usr/bin/env`` when this
+    checkout lives where the units treat paths specially (/tmp and /var/tmp are refused because of
+    PrivateTmp=yes; /home and /root make ProtectHome read-only). The install and unit tests need an existing
+    executable whose place does not change what they check; CI may clone anywhere."""
+    script = Path(sys.executable).parent / "pyfaasd"
+    if not str(script.absolute()).startswith(("/tmp/", "/var/tmp/", "/home/", "/root/")):
+        return script
+    return Path("/usr/bin/env")

@@ -1,8 +1,8 @@
 import stat
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import installable_executable
 
 from pyfaasd import cli, install
 from pyfaasd.install import (
@@ -18,7 +18,7 @@ from pyfaasd.install import (
     WriteFile,
 )
 
-EXECUTABLE = Path(sys.executable).parent / "pyfaasd"
+EXECUTABLE = installable_executable()
 SYSTEMCTL = "/usr/bin/systemctl"
 BOTH = ("pyfaasd-provider.service", "pyfaasd.service")
 
@@ -249,7 +249,7 @@ def test_uninstall_dry_run_changes_nothing(opts):
 def test_cli_install_dry_run_uses_the_flags(tmp_path, capsys):
     state, units = tmp_path / "state", tmp_path / "units"
     args = ["install", "--dry-run", "--state-dir", str(state), "--unit-dir", str(units)]
-    code = cli.main([*args, "--env-file", "/etc/x.env", "--no-start"])
+    code = cli.main([*args, "--env-file", "/etc/x.env", "--no-start", "--pyfaasd", str(EXECUTABLE)])
     assert code == 0
     out = capsys.readouterr().out
     assert f"write {units / 'pyfaasd.service'}" in out
@@ -267,7 +267,9 @@ def test_cli_uninstall_dry_run(tmp_path, capsys):
 def test_cli_install_on_this_machine_without_systemd_exits_non_zero(tmp_path, capsys):
     if install.observe(tmp_path, tmp_path).systemd_usable:
         pytest.skip("systemd runs here; this checks the refusal on machines without it")
-    code = cli.main(["install", "--state-dir", str(tmp_path / "s"), "--unit-dir", str(tmp_path / "u")])
+    code = cli.main(
+        ["install", "--state-dir", str(tmp_path / "s"), "--unit-dir", str(tmp_path / "u"), "--pyfaasd", str(EXECUTABLE)]
+    )
     assert code == 1
     assert "pyfaasd up" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

@@ -9,18 +9,18 @@ status is 0 and nothing is printed about our units; the negative tests prove tha
 
 import shutil
 import subprocess
-import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import installable_executable
 
 from pyfaasd import install
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
 REPO = Path(__file__).resolve().parents[3]
-EXECUTABLE = Path(sys.executable).parent / "pyfaasd"  # the venv's real console script
+EXECUTABLE = installable_executable()
 
 
 def options(**overrides) -> install.InstallOptions:
