@@ -7,7 +7,7 @@ from aiohttp import web
 from provider.config import ProviderConfig
 from provider.handlers import functions, logs, namespaces, secrets, system
 from provider.keys import CONFIG, CREDENTIALS, NAMESPACES, ORCHESTRATOR, SECRETS
-from provider.middleware import basic_auth, errors, metrics_middleware, request_context
+from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
 from provider.secrets import SecretStore
@@ -27,7 +27,7 @@ def create_app(
     registry = Registry()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[request_context, metrics_middleware(registry), basic_auth, errors],
+        middlewares=[observe(registry), basic_auth, errors],
     )
     app[CONFIG] = config
     app[CREDENTIALS] = credentials

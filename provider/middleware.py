@@ -1,4 +1,4 @@
-"""The provider's middlewares: request id and one access line, metrics, basic auth, error → status."""
+"""The provider's middlewares: request id, access line and metrics; basic auth; error → status."""
 
 from __future__ import annotations
 
@@ -31,30 +31,6 @@ def text_error(status: int, message: str) -> web.Response:
 
 
 @web.middleware
-async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Call-Id") or uuid.uuid4().hex
-    start = time.perf_counter()
-    with structlog.contextvars.bound_contextvars(request_id=request_id):
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as e:
-            status = e.status
-            raise
-        finally:
-            if request.path not in QUIET_PATHS:
-                log.info(
-                    "request",
-                    method=request.method,
-                    path=request.path,
-                    status=status,
-                    duration_ms=round((time.perf_counter() - start) * 1000, 2),
-                )
-
-
-@web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
@@ -80,7 +56,8 @@ async def basic_auth(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-def metrics_middleware(registry: Registry) -> Middleware:
+def observe(registry: Registry) -> Middleware:
+    """The outermost middleware: binds the request id, writes one access line, and counts /system requests."""
     requests = registry.counter(
         "provider_http_requests_total", "Requests to the provider's /system API.", ("code", "method", "path")
     )
@@ -91,22 +68,31 @@ def metrics_middleware(registry: Registry) -> Middleware:
     )
 
     @web.middleware
-    async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/system/"):
-            return await handler(request)
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.headers.get("X-Call-Id") or uuid.uuid4().hex
         start = time.perf_counter()
         status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as e:
-            status = e.status
-            raise
-        finally:
-            path = next((p.rstrip("/") for p in _TEMPLATED if request.path.startswith(p)), request.path)
-            code = str(status)
-            requests.labels(code, request.method, path).inc()
-            durations.labels(code, request.method, path).observe(time.perf_counter() - start)
+        with structlog.contextvars.bound_contextvars(request_id=request_id):
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as e:
+                status = e.status
+                raise
+            finally:
+                elapsed = time.perf_counter() - start
+                if request.path.startswith("/system/"):
+                    path = next((p.rstrip("/") for p in _TEMPLATED if request.path.startswith(p)), request.path)
+                    requests.labels(str(status), request.method, path).inc()
+                    durations.labels(str(status), request.method, path).observe(elapsed)
+                if request.path not in QUIET_PATHS:
+                    log.info(
+                        "request",
+                        method=request.method,
+                        path=request.path,
+                        status=status,
+                        duration_ms=round(elapsed * 1000, 2),
+                    )
 
-    return metrics
+    return middleware
