@@ -14,10 +14,8 @@ process only supervises: it passes SIGTERM on and exits 0 when every worker exit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import sys
 from collections.abc import Callable
 
 import structlog
@@ -29,11 +27,11 @@ from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
 from pyfaasd import notify
 from pyfaasd.auth import Credentials, load_credentials
+from watchdog.forking import first_exit, fork_child, send_signal, wait_exit
 
 log = structlog.get_logger("gateway")
 
 LISTEN_BACKLOG = 1024
-WORKER_POLL_S = 0.05
 
 
 async def serve(
@@ -97,7 +95,7 @@ def run_workers(config: GatewayConfig, credentials: Credentials) -> int:
     metrics = GatewayMetrics(config.workers)
     ready_r, ready_w = os.pipe()
     pids = [
-        _fork(lambda i=i: _worker(config, credentials, metrics, i, ready_w))  # type: ignore[misc]
+        fork_child(lambda i=i: _worker(config, credentials, metrics, i, ready_w))  # type: ignore[misc]
         for i in range(config.workers)
     ]
     os.close(ready_w)
@@ -147,7 +145,7 @@ async def _supervise(pids: list[int], ready_r: int, workers: int) -> int:
 
 
 async def _run_until_stopped(pids: list[int], stop: asyncio.Event) -> int:
-    lost = asyncio.create_task(_first_exit(pids))
+    lost = asyncio.create_task(first_exit(pids))
     requested = asyncio.create_task(stop.wait())
     await asyncio.wait({lost, requested}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
@@ -159,49 +157,12 @@ async def _run_until_stopped(pids: list[int], stop: asyncio.Event) -> int:
     requested.cancel()
     lost.cancel()
     for pid in pids:
-        _signal(pid, signal.SIGTERM)
+        send_signal(pid, signal.SIGTERM)
     for pid in pids:
-        if await _wait_exit(pid) != 0:
+        if await wait_exit(pid) != 0:
             code = 1
     log.info("gateway_stopped", code=code)
     return code
-
-
-def _fork(child: Callable[[], int]) -> int:
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        code = child()
-    except BaseException:
-        log.exception("worker_crashed")
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-async def _first_exit(pids: list[int]) -> tuple[int, int]:
-    while True:
-        for pid in pids:
-            done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG never blocks)
-            if done:
-                return pid, os.waitstatus_to_exitcode(status)
-        await asyncio.sleep(WORKER_POLL_S * 4)
-
-
-async def _wait_exit(pid: int) -> int:
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG never blocks)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        await asyncio.sleep(WORKER_POLL_S)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
 
 
 def run(config: GatewayConfig) -> int:

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
-from collections.abc import Callable
 
 import structlog
 import uvloop
@@ -27,6 +25,7 @@ from watchdog.access_log import AccessLog
 from watchdog.app import Watchdog, create_app, create_metrics_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
+from watchdog.forking import first_exit, fork_child, send_signal, wait_exit
 from watchdog.readiness import Readiness
 from watchdog.shared import Flags, Limiter, Metrics
 
@@ -34,7 +33,6 @@ log = structlog.get_logger("watchdog")
 
 LISTEN_HOST = "0.0.0.0"  # IPv4 only: asyncio makes "::" IPv6-only (docs/architecture.md)
 LISTEN_BACKLOG = 1024
-WORKER_POLL_S = 0.2
 
 
 class Shutdown:
@@ -71,7 +69,7 @@ def run(config: WatchdogConfig) -> int:
     if config.workers == 1:
         return uvloop.run(_serve_single(config, readiness, supervisor, limiter, metrics))
     pids = [
-        _fork(lambda i=i: uvloop.run(_serve_worker(config, readiness, limiter, metrics, i)))  # type: ignore[misc]
+        fork_child(lambda i=i: uvloop.run(_serve_worker(config, readiness, limiter, metrics, i)))  # type: ignore[misc]
         for i in range(config.workers)
     ]
     return uvloop.run(_serve_primary(config, readiness, supervisor, metrics, pids))
@@ -112,7 +110,7 @@ async def _serve_primary(
     shutdown = Shutdown()
     metrics_runner = await _start_metrics(config, metrics)
     await supervisor.start(readiness)
-    lost = asyncio.create_task(_first_exit(pids))
+    lost = asyncio.create_task(first_exit(pids))
     requested = asyncio.create_task(shutdown.requested.wait())
     await asyncio.wait({lost, requested}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
@@ -125,10 +123,10 @@ async def _serve_primary(
     lost.cancel()
     readiness.start_draining()
     for pid in pids:
-        _signal(pid, signal.SIGTERM)
+        send_signal(pid, signal.SIGTERM)
     hurry = asyncio.create_task(_forward_hurry(shutdown, pids))
     for pid in pids:
-        status = await _wait_exit(pid)
+        status = await wait_exit(pid)
         if status != 0:
             code = 1
     hurry.cancel()
@@ -183,44 +181,7 @@ async def _drain(config: WatchdogConfig, readiness: Readiness, runner: web.AppRu
     await runner.cleanup()
 
 
-def _fork(child: Callable[[], int]) -> int:
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
-        code = child()
-    except BaseException:
-        log.exception("worker_crashed")
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-
-
-async def _first_exit(pids: list[int]) -> tuple[int, int]:
-    while True:
-        for pid in pids:
-            done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG never blocks)
-            if done:
-                return pid, os.waitstatus_to_exitcode(status)
-        await asyncio.sleep(WORKER_POLL_S)
-
-
-async def _wait_exit(pid: int) -> int:
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222  (WNOHANG never blocks)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        await asyncio.sleep(WORKER_POLL_S / 4)
-
-
 async def _forward_hurry(shutdown: Shutdown, pids: list[int]) -> None:
     await shutdown.hurried.wait()
     for pid in pids:
-        _signal(pid, signal.SIGTERM)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
+        send_signal(pid, signal.SIGTERM)
