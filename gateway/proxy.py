@@ -57,6 +57,7 @@ from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from netconf.hosts import DEFAULT_NAMESPACE
 from watchdog.headers import HOP_BY_HOP
+from watchdog.websocket import relay_websocket
 
 log = structlog.get_logger("gateway")
 
@@ -345,27 +346,4 @@ class FunctionProxy:
             raise UpstreamConnectError(f"cannot connect to function {key}: {exc.os_error.strerror}") from None
         except aiohttp.ClientError as exc:
             raise UpstreamConnectError(f"websocket to function {key} failed: {exc!r}") from None
-        client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else ())
-        await client.prepare(request)
-
-        async def pump(
-            source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-            sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-        ) -> None:
-            async for message in source:
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    await sink.send_str(message.data)
-                elif message.type is aiohttp.WSMsgType.BINARY:
-                    await sink.send_bytes(message.data)
-            await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
-
-        async with upstream:
-            tasks = [asyncio.create_task(pump(client, upstream)), asyncio.create_task(pump(upstream, client))]
-            try:
-                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-        await client.close()
-        return client
+        return await relay_websocket(request, upstream)

@@ -32,6 +32,7 @@ from watchdog.upstream import (
     UpstreamProtocolError,
     request_head,
 )
+from watchdog.websocket import relay_websocket
 
 log = structlog.get_logger("watchdog.http")
 
@@ -276,25 +277,4 @@ class HttpExecutor:
             raise FunctionNotReadyError(f"cannot connect to the function process: {exc.os_error}") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"websocket upgrade refused by the function: {exc!r}") from None
-        client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else ())
-        await client.prepare(request)
-
-        async def pump(
-            source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-            sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-        ) -> None:
-            async for message in source:
-                if message.type is aiohttp.WSMsgType.TEXT:
-                    await sink.send_str(message.data)
-                elif message.type is aiohttp.WSMsgType.BINARY:
-                    await sink.send_bytes(message.data)
-            await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
-
-        async with upstream:
-            tasks = [asyncio.create_task(pump(client, upstream)), asyncio.create_task(pump(upstream, client))]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        await client.close()
-        return client
+        return await relay_websocket(request, upstream)
