@@ -134,7 +134,7 @@ class Orchestrator:
     async def containers_of(self, namespace: str, name: str) -> list[Container]:
         """Every container of a function, stopped ones too (their logs are still wanted)."""
         self.get(namespace, name)
-        return [c for c in await self._runtime.list_functions() if c.key == (namespace, name)]
+        return await self._runtime.list_functions((namespace, name))
 
     @property
     def runtime(self) -> DockerRuntime:
@@ -194,7 +194,7 @@ class Orchestrator:
             for replica in fn.replicas.values():
                 replica.ready = False
             self._publish()
-            containers = [c for c in await self._runtime.list_functions() if c.key == fn.key]
+            containers = await self._runtime.list_functions(fn.key)
             known = {c.id: c for c in containers}
             for replica in fn.replicas.values():
                 known.setdefault(replica.container.id, replica.container)
@@ -283,7 +283,7 @@ class Orchestrator:
             self._functions[key] = fn
         if stale:
             await self._remove_containers(stale, grace=False)
-        await self._network.reconcile(c.id for fn in self._functions.values() for c in self._containers(fn))
+        await self._network.reconcile(cid for fn in self._functions.values() for cid in fn.replicas)
         await asyncio.gather(*(self._converge(fn) for fn in self._functions.values()))
         self._publish()
         log.info("provider_recovered", functions=len(self._functions), removed_stale=len(stale))
@@ -599,17 +599,6 @@ class Orchestrator:
             if r.ready and r.ip is not None
         ]
         write_hosts(self._config.hosts_path, self._config.net.bridge_ip, replicas)
-
-    def ready_replicas(self) -> list[tuple[str, str, IPv4Address]]:
-        return [
-            (fn.spec.namespace, fn.spec.service, r.ip)
-            for fn in self._functions.values()
-            for r in fn.replicas.values()
-            if r.ready and r.ip is not None
-        ]
-
-    def _containers(self, fn: FunctionState) -> list[Container]:
-        return [r.container for r in fn.replicas.values()]
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.get_running_loop().create_task(coro, name=name)
