@@ -75,3 +75,14 @@ def parse_listen_address(name: str, value: str) -> tuple[str, int]:
         raise SettingError(f"{name}: {host!r} is not an IPv4 address (pyfaasd listens on IPv4 only)") from None
     port = parse_int(name, port_text, minimum=0, maximum=65535)
     return host, port
+
+
+def local_url(name: str, value: str) -> str:
+    """The ``http://`` URL a client on this host uses for a server listening at ``HOST:PORT``.
+
+    A wildcard listen address (``0.0.0.0``, or ``:PORT``) is reached at 127.0.0.1.
+    """
+    host, port = parse_listen_address(name, value)
+    if host == "0.0.0.0":
+        host = "127.0.0.1"
+    return f"http://{host}:{port}"

@@ -15,7 +15,7 @@ import urllib.request
 from typing import Any
 
 from pyfaasd.auth import CredentialsError, load_credentials, secrets_dir
-from pyfaasd.env import SettingError, parse_listen_address
+from pyfaasd.env import SettingError, local_url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,16 +51,9 @@ def collect(env: dict[str, str]) -> dict[str, Any]:
         "rules": len(net.rules),
         "allocations": len(net.allocations),
     }
-    provider_host, provider_port = parse_listen_address(
-        "PYFAASD_PROVIDER_ADDR", env.get("PYFAASD_PROVIDER_ADDR") or "127.0.0.1:8081"
-    )
-    gateway_host, gateway_port = parse_listen_address(
-        "PYFAASD_GATEWAY_ADDR", env.get("PYFAASD_GATEWAY_ADDR") or "0.0.0.0:8080"
-    )
-    gateway_host = "127.0.0.1" if gateway_host == "0.0.0.0" else gateway_host
-    provider_url = f"http://{provider_host}:{provider_port}"
+    provider_url = local_url("PYFAASD_PROVIDER_ADDR", env.get("PYFAASD_PROVIDER_ADDR") or "127.0.0.1:8081")
+    gateway_url = local_url("PYFAASD_GATEWAY_ADDR", env.get("PYFAASD_GATEWAY_ADDR") or "0.0.0.0:8080")
     status["provider"] = {"url": provider_url, "up": _get(f"{provider_url}/healthz")[0] == 200}
-    gateway_url = f"http://{gateway_host}:{gateway_port}"
     status["gateway"] = {"url": gateway_url, "up": _get(f"{gateway_url}/healthz")[0] == 200}
     functions: list[dict[str, Any]] = []
     if status["provider"]["up"]:

@@ -25,7 +25,7 @@ from gateway.config import GatewayConfig
 from provider.config import ProviderConfig
 from pyfaasd import notify
 from pyfaasd.auth import ensure_credentials, secrets_dir
-from pyfaasd.env import SettingError
+from pyfaasd.env import SettingError, local_url
 from pyfaasd.log import configure_logging
 
 FLAGS = {
@@ -58,18 +58,15 @@ def effective_env(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
             merged[name] = value
     if "PYFAASD_PROVIDER_URL" not in merged:
         address = merged.get("PYFAASD_PROVIDER_ADDR", "127.0.0.1:8081")
-        host, _, port = address.rpartition(":")
-        if host in ("", "0.0.0.0"):
-            host = "127.0.0.1"
-        merged["PYFAASD_PROVIDER_URL"] = f"http://{host}:{port}"
+        merged["PYFAASD_PROVIDER_URL"] = local_url("PYFAASD_PROVIDER_ADDR", address)
     return merged
 
 
 def run(args: argparse.Namespace) -> int:
     from netconf import ConfigError as NetConfigError
 
-    env = effective_env(args, os.environ)
     try:
+        env = effective_env(args, os.environ)
         provider_config = ProviderConfig.from_env(env)
         gateway_config = GatewayConfig.from_env(env)
         configure_logging(provider_config.log_level)

@@ -10,7 +10,7 @@ from pyfaasd.auth import (
     ensure_credentials,
     load_credentials,
 )
-from pyfaasd.env import SettingError, parse_bool, parse_duration, parse_int, parse_listen_address
+from pyfaasd.env import SettingError, local_url, parse_bool, parse_duration, parse_int, parse_listen_address
 
 
 @pytest.mark.parametrize(
@@ -80,3 +80,9 @@ def test_check_authorization():
         Credentials("root", "pw:with:colons").authorization,
     ):
         assert not check_authorization(bad, creds)
+
+
+def test_local_url_reaches_a_wildcard_listener_on_loopback():
+    assert local_url("A", "0.0.0.0:8080") == "http://127.0.0.1:8080"
+    assert local_url("A", ":8081") == "http://127.0.0.1:8081"
+    assert local_url("A", "10.0.0.5:9") == "http://10.0.0.5:9"
