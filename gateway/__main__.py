@@ -13,9 +13,9 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from gateway.config import SETTINGS, GatewayConfig
-from pyfaasd.auth import CredentialsError
-from pyfaasd.env import SettingError
-from pyfaasd.log import configure_logging
+from servicekit.auth import CredentialsError
+from servicekit.log import configure_logging
+from servicekit.settings import SettingError
 
 EXIT_CONFIG = 2
 _BOOLEAN_FLAGS = frozenset({"--scale-from-zero", "--access-log"})

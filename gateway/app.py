@@ -34,8 +34,8 @@ from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from gateway.system import SystemProxy, version_info
-from pyfaasd.auth import Credentials, load_credentials
-from pyfaasd.metrics import CONTENT_TYPE
+from servicekit.auth import Credentials, load_credentials
+from servicekit.metrics import CONTENT_TYPE
 
 log = structlog.get_logger("gateway")
 

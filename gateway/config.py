@@ -1,7 +1,7 @@
 """The gateway's configuration: a pure function of an environment mapping (flags are laid over it by __main__).
 
 Every setting is a ``PYFAASD_*`` variable and a flag of the same meaning (SETTINGS); a value that does not parse
-is a :class:`~pyfaasd.env.SettingError` naming the variable.
+is a :class:`~servicekit.settings.SettingError` naming the variable.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Final, Self
 from urllib.parse import urlsplit
 
-from pyfaasd.auth import secrets_dir
-from pyfaasd.env import SettingError, parse_bool, parse_duration, parse_int, parse_listen_address
-from pyfaasd.log import parse_level
+from servicekit.auth import secrets_dir
+from servicekit.log import parse_level
+from servicekit.settings import SettingError, parse_bool, parse_duration, parse_int, parse_listen_address
 
 
 @dataclass(frozen=True, slots=True)

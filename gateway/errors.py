@@ -5,7 +5,7 @@ Every such response carries ``X-OpenFaaS-Internal: gateway`` and a one-line plai
 
 from __future__ import annotations
 
-from pyfaasd.auth import CHALLENGE
+from servicekit.auth import CHALLENGE
 
 
 class GatewayError(Exception):

@@ -1,4 +1,4 @@
-"""Sending a client's request upstream and the answer back, on the pooled keep-alive client of watchdog.upstream.
+"""Sending a client's request upstream and the answer back, on the pooled keep-alive client of servicekit.upstream.
 
 Shared by the function proxy (to replicas) and the ``/system`` pass-through (to the provider). Request bodies
 up to :data:`BUFFERED_REQUEST_MAX` are read whole (within ``read_timeout``) and sent with the head in one write;
@@ -26,8 +26,8 @@ from gateway.errors import (
     UpstreamConnectError,
     UpstreamTimeoutError,
 )
-from watchdog.headers import HOP_BY_HOP
-from watchdog.upstream import (
+from servicekit.headers import HOP_BY_HOP
+from servicekit.upstream import (
     ResponseHead,
     UpstreamClosedError,
     UpstreamConnection,

@@ -1,7 +1,7 @@
 """The gateway's Prometheus metrics (names and labels as the OpenFaaS gateway's, facts §2.6).
 
 ``function_name`` is ``<name>.<namespace>``. With several workers the values are in a
-:class:`~pyfaasd.metrics.SharedStore` created before the fork, so ``/metrics`` and ``invocationCount`` show
+:class:`~servicekit.metrics.SharedStore` created before the fork, so ``/metrics`` and ``invocationCount`` show
 totals across workers whichever worker answers.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from pyfaasd.metrics import CounterChild, HistogramChild, LocalStore, Registry, SharedStore
+from servicekit.metrics import CounterChild, HistogramChild, LocalStore, Registry, SharedStore
 
 ServiceCounts = Callable[[], Iterable[tuple[Sequence[str], float]]]
 

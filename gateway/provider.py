@@ -9,9 +9,9 @@ from typing import Any
 from gateway.config import ProviderAddress
 from gateway.errors import GatewayError, ProviderError, UpstreamTimeoutError
 from gateway.forward import exchange, read_whole
-from pyfaasd import __version__
-from pyfaasd.auth import Credentials
-from watchdog.upstream import ResponseHead, UpstreamPool
+from servicekit.auth import Credentials
+from servicekit.upstream import ResponseHead, UpstreamPool
+from servicekit.version import __version__
 
 USER_AGENT = f"pyfaasd-gateway/{__version__}"
 

@@ -56,8 +56,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from netconf.hosts import DEFAULT_NAMESPACE
-from watchdog.headers import HOP_BY_HOP
-from watchdog.websocket import relay_websocket
+from servicekit.headers import HOP_BY_HOP
+from servicekit.websocket import relay_websocket
 
 log = structlog.get_logger("gateway")
 

@@ -25,9 +25,9 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
-from pyfaasd import notify
-from pyfaasd.auth import Credentials, load_credentials
-from watchdog.forking import first_exit, fork_child, send_signal, wait_exit
+from servicekit import notify
+from servicekit.auth import Credentials, load_credentials
+from servicekit.workers import first_exit, fork_child, send_signal, wait_exit
 
 log = structlog.get_logger("gateway")
 

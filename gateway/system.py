@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
-from pathlib import Path
 from typing import Any, Final
 
 from aiohttp import web
@@ -35,9 +34,9 @@ from gateway.forward import (
 from gateway.metrics import GatewayMetrics
 from gateway.provider import USER_AGENT, ProviderClient
 from netconf.hosts import DEFAULT_NAMESPACE
-from pyfaasd import __version__
-from pyfaasd.auth import REJECTION, Credentials, check_authorization
-from watchdog.upstream import ResponseHead, UpstreamConnection
+from servicekit.auth import REJECTION, Credentials, check_authorization
+from servicekit.upstream import ResponseHead, UpstreamConnection
+from servicekit.version import __version__, commit_sha
 
 _SYSTEM_DROP: Final = REQUEST_DROP | {b"authorization"}
 # Go's FunctionStatus field order: invocationCount goes before the first of these that is present.
@@ -46,27 +45,7 @@ _AFTER_INVOCATION_COUNT: Final = ("replicas", "availableReplicas", "createdAt", 
 
 def version_info() -> dict[str, str]:
     """The gateway's VersionInfo: the release, and the git commit when running from a checkout."""
-    return {"sha": _git_sha(Path(__file__).resolve().parent.parent), "release": __version__}
-
-
-def _git_sha(root: Path) -> str:
-    """HEAD's commit read from the .git directory (no subprocess); "" when there is none."""
-    git = root / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head
-        ref = head[5:]
-        loose = git / ref
-        if loose.is_file():
-            return loose.read_text().strip()
-        for line in (git / "packed-refs").read_text().splitlines():
-            sha, _, name = line.partition(" ")
-            if name == ref:
-                return sha
-    except OSError:
-        pass
-    return ""
+    return {"sha": commit_sha(), "release": __version__}
 
 
 def add_invocation_counts(functions: list[Any], counts: dict[str, float], default_namespace: str) -> bool:

@@ -14,9 +14,9 @@ import structlog
 from netconf import ConfigError as NetConfigError
 from provider.config import ProviderConfig, PullPolicy
 from provider.errors import ProviderError
-from pyfaasd import notify
-from pyfaasd.env import SettingError
-from pyfaasd.log import configure_logging
+from servicekit import notify
+from servicekit.log import configure_logging
+from servicekit.settings import SettingError
 
 FLAGS = {
     "state_dir": "PYFAASD_STATE_DIR",

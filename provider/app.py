@@ -11,8 +11,8 @@ from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
 from provider.secrets import SecretStore
-from pyfaasd.auth import Credentials
-from pyfaasd.metrics import CONTENT_TYPE, Registry
+from servicekit.auth import Credentials
+from servicekit.metrics import CONTENT_TYPE, Registry
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 

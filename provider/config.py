@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Self
 
 from netconf import NetConfig
-from pyfaasd.env import SettingError, parse_duration, parse_int, parse_listen_address
+from servicekit.settings import SettingError, parse_duration, parse_int, parse_listen_address
 
 
 class PullPolicy(enum.StrEnum):

@@ -8,7 +8,7 @@ from provider.config import ProviderConfig
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
 from provider.secrets import SecretStore
-from pyfaasd.auth import Credentials
+from servicekit.auth import Credentials
 
 CONFIG = web.AppKey("config", ProviderConfig)
 CREDENTIALS = web.AppKey("credentials", Credentials)

@@ -11,8 +11,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from provider.errors import ProviderError
 from provider.keys import CREDENTIALS
-from pyfaasd.auth import CHALLENGE, REJECTION, check_authorization
-from pyfaasd.metrics import Registry
+from servicekit.auth import CHALLENGE, REJECTION, check_authorization
+from servicekit.metrics import Registry
 
 log = structlog.get_logger("provider.http")
 

@@ -21,7 +21,7 @@ from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator, follow_events
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
-from pyfaasd.auth import ensure_credentials
+from servicekit.auth import ensure_credentials
 
 log = structlog.get_logger("provider")
 

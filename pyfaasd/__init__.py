@@ -1,3 +1,1 @@
-"""pyfaasd: the umbrella package (CLI, shared logging set-up, version)."""
-
-__version__ = "0.1.0"
+"""pyfaasd: the command-line interface and the composition root of the services."""

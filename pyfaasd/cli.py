@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from pyfaasd import __version__
+from servicekit.version import __version__
 
 
 def _version(_args: argparse.Namespace) -> int:
@@ -80,7 +80,7 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
         "install", parents=[common], help="install, enable and start the systemd units (pyfaasd-provider, pyfaasd)"
     )
     install.add_argument(
-        "--env-file", default="/etc/pyfaasd/pyfaasd.env", help="optional PYFAASD_* settings file the units read"
+        "--env-file", default="/etc/pyfaasd/servicekit.settings", help="optional PYFAASD_* settings file the units read"
     )
     install.add_argument("--pyfaasd", metavar="PATH", help="the pyfaasd executable the units run (default: this one)")
     install.add_argument("--no-start", action="store_true", help="write and enable the units, but do not start them")

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
-from pyfaasd.auth import DEFAULT_USER, PASSWORD_FILE, USER_FILE, ensure_credentials, secrets_dir
+from servicekit.auth import DEFAULT_USER, PASSWORD_FILE, USER_FILE, ensure_credentials, secrets_dir
 
 ENV_STATE_DIR = "PYFAASD_STATE_DIR"
 DEFAULT_STATE_DIR = Path("/var/lib/pyfaasd")
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
-DEFAULT_ENV_FILE = Path("/etc/pyfaasd/pyfaasd.env")
+DEFAULT_ENV_FILE = Path("/etc/pyfaasd/servicekit.settings")
 
 PROVIDER_UNIT = "pyfaasd-provider.service"
 GATEWAY_UNIT = "pyfaasd.service"

@@ -40,8 +40,8 @@ from typing import Any
 
 import yaml
 
-from pyfaasd import __version__
-from pyfaasd.auth import DEFAULT_USER, Credentials, CredentialsError, load_credentials, secrets_dir
+from servicekit.auth import DEFAULT_USER, Credentials, CredentialsError, load_credentials, secrets_dir
+from servicekit.version import __version__
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 ENV_GATEWAY = "OPENFAAS_URL"

@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from pyfaasd.auth import CredentialsError, load_credentials, secrets_dir
-from pyfaasd.env import SettingError, local_url
+from servicekit.auth import CredentialsError, load_credentials, secrets_dir
+from servicekit.settings import SettingError, local_url
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,10 +23,10 @@ import structlog
 
 from gateway.config import GatewayConfig
 from provider.config import ProviderConfig
-from pyfaasd import notify
-from pyfaasd.auth import ensure_credentials, secrets_dir
-from pyfaasd.env import SettingError, local_url
-from pyfaasd.log import configure_logging
+from servicekit import notify
+from servicekit.auth import ensure_credentials, secrets_dir
+from servicekit.log import configure_logging
+from servicekit.settings import SettingError, local_url
 
 FLAGS = {
     "state_dir": "PYFAASD_STATE_DIR",

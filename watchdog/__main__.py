@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from watchdog import __version__
+from servicekit.version import __version__
 from watchdog.config import ConfigError, WatchdogConfig
 from watchdog.errors import StartupError
 from watchdog.log import configure_logging

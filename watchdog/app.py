@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from servicekit.headers import DURATION, INTERNAL, duration_header
 from watchdog.access_log import AccessLog
 from watchdog.config import ConfigError, WatchdogConfig, parse_duration
 from watchdog.errors import InvocationError
 from watchdog.executor import Executor
-from watchdog.headers import DURATION, INTERNAL, duration_header
 from watchdog.readiness import Readiness
 from watchdog.shared import Limiter, Metrics, Recorder
 

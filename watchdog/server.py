@@ -21,11 +21,11 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from servicekit.workers import first_exit, fork_child, send_signal, wait_exit
 from watchdog.access_log import AccessLog
 from watchdog.app import Watchdog, create_app, create_metrics_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
-from watchdog.forking import first_exit, fork_child, send_signal, wait_exit
 from watchdog.readiness import Readiness
 from watchdog.shared import Flags, Limiter, Metrics
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from pyfaasd import __version__
-from pyfaasd.version import commit_sha
+from servicekit.version import __version__, commit_sha
 
 
 async def info(request: web.Request) -> web.Response:

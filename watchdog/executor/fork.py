@@ -18,9 +18,9 @@ import time
 import structlog
 from aiohttp import web
 
+from servicekit.headers import DURATION, duration_header
 from watchdog.config import Mode, WatchdogConfig
 from watchdog.errors import FunctionError, FunctionTimeoutError
-from watchdog.headers import DURATION, duration_header
 from watchdog.process import OutputForwarder, kill, spawn
 
 log = structlog.get_logger("watchdog.fork")

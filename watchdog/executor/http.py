@@ -19,12 +19,8 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from watchdog.config import WatchdogConfig
-from watchdog.errors import FunctionNotReadyError, FunctionTimeoutError, UpstreamError
-from watchdog.headers import DURATION, duration_header, forwardable
-from watchdog.process import OutputForwarder, spawn, terminate
-from watchdog.readiness import Readiness
-from watchdog.upstream import (
+from servicekit.headers import DURATION, duration_header, forwardable
+from servicekit.upstream import (
     ResponseHead,
     UpstreamClosedError,
     UpstreamConnection,
@@ -32,7 +28,11 @@ from watchdog.upstream import (
     UpstreamProtocolError,
     request_head,
 )
-from watchdog.websocket import relay_websocket
+from servicekit.websocket import relay_websocket
+from watchdog.config import WatchdogConfig
+from watchdog.errors import FunctionNotReadyError, FunctionTimeoutError, UpstreamError
+from watchdog.process import OutputForwarder, spawn, terminate
+from watchdog.readiness import Readiness
 
 log = structlog.get_logger("watchdog.http")
 

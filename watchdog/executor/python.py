@@ -39,9 +39,9 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiMapping
 
+from servicekit.headers import DURATION, duration_header
 from watchdog.config import WatchdogConfig
 from watchdog.errors import BadRequestError, FunctionError, FunctionTimeoutError, StartupError
-from watchdog.headers import DURATION, duration_header
 
 log = structlog.get_logger("watchdog.python")
 

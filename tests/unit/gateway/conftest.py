@@ -20,7 +20,7 @@ from pytest_aiohttp import AiohttpClient, AiohttpServer
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from netconf.hosts import Replica, write_hosts
-from pyfaasd.auth import Credentials
+from servicekit.auth import Credentials
 
 USER = "admin"
 PASSWORD = "s3cret-pw"  # noqa: S105

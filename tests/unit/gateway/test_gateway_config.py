@@ -9,7 +9,7 @@ import pytest
 
 from gateway.__main__ import add_arguments, config_from, main
 from gateway.config import GatewayConfig
-from pyfaasd.env import SettingError
+from servicekit.settings import SettingError
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

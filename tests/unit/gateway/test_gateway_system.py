@@ -12,7 +12,7 @@ from conftest import AUTH, CREDENTIALS, FakeProvider, StartStack
 from helpers import free_port
 
 from gateway.system import add_invocation_counts
-from pyfaasd import __version__
+from servicekit.version import __version__
 
 
 @pytest.mark.parametrize(

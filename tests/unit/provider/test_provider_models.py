@@ -10,7 +10,7 @@ from provider.errors import InvalidRequestError, LogRequestError
 from provider.logs import LogRequest
 from provider.models import FunctionDeployment, FunctionStatus, ScaleRequest, SecretRequest, format_time
 from provider.quantity import memory_bytes, nano_cpus
-from pyfaasd.env import SettingError
+from servicekit.settings import SettingError
 
 
 @pytest.mark.parametrize(

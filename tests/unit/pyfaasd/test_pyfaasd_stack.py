@@ -8,8 +8,8 @@ import pytest
 from aiohttp import web
 
 from pyfaasd import cli, stack
-from pyfaasd.auth import Credentials, ensure_credentials
 from pyfaasd.stack import StackError, StackFunction
+from servicekit.auth import Credentials, ensure_credentials
 
 
 def write(path: Path, text: str) -> Path:

@@ -3,14 +3,14 @@ import stat
 
 import pytest
 
-from pyfaasd.auth import (
+from servicekit.auth import (
     Credentials,
     CredentialsError,
     check_authorization,
     ensure_credentials,
     load_credentials,
 )
-from pyfaasd.env import SettingError, local_url, parse_bool, parse_duration, parse_int, parse_listen_address
+from servicekit.settings import SettingError, local_url, parse_bool, parse_duration, parse_int, parse_listen_address
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Forked serving processes: start one, wait for the first to exit, wait for one, signal one.
 
 Used by the watchdog's ``workers`` and by the gateway's ``--workers`` (the gateway may import this module, as it
-does ``watchdog.upstream``: docs/architecture.md, "Decisions → Packages"). Stdlib and structlog only.
+does ``servicekit.upstream``: docs/architecture.md, "Decisions → Packages"). Stdlib and structlog only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""pyfaasd.metrics: Prometheus text format 0.0.4, labels, histograms, and totals across forked workers."""
+"""servicekit.metrics: Prometheus text format 0.0.4, labels, histograms, and totals across forked workers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from pyfaasd.metrics import CONTENT_TYPE, DEFAULT_BUCKETS, Registry, SharedStore
+from servicekit.metrics import CONTENT_TYPE, DEFAULT_BUCKETS, Registry, SharedStore
 
 
 def test_counter_and_gauge_render_with_escaped_labels() -> None:

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import cast
 
-from watchdog.headers import HOP_BY_HOP
+from servicekit.headers import HOP_BY_HOP
 
 MAX_HEAD = 64 * 1024  # a response head larger than this is refused
 READ_HIGH_WATER = 256 * 1024  # pause reading from the upstream above this many buffered bytes

@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from pyfaasd import notify
+from servicekit import notify
 
 
 @pytest.fixture
