@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 # Run as a script, bench/ comes first on sys.path, and bench/netconf.py would shadow the netconf package.
 if Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
-from provider_harness import ProviderProcess, get  # noqa: E402
+from tests.provider_harness import ProviderProcess, get  # noqa: E402
 
 IMAGE = "pyfaasd/fn-hello-python:latest"
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import free_port
+
+from tests.helpers import free_port
 
 
 @pytest.fixture

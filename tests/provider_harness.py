@@ -22,10 +22,9 @@ from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
-from helpers import ROOT, free_port
-from net_support import force_cleanup, free_test_subnet
-
 from netconf import read_hosts
+from tests.helpers import ROOT, free_port
+from tests.net_support import force_cleanup, free_test_subnet
 
 
 @dataclass

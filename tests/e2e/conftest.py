@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from docker_support import require_image
-from helpers import docker_available
-from provider_harness import ProviderProcess
+
+from tests.docker_support import require_image
+from tests.helpers import docker_available
+from tests.provider_harness import ProviderProcess
 
 ECHO = "pyfaasd/fn-echo-http:latest"
 HELLO = "pyfaasd/fn-hello-python:latest"

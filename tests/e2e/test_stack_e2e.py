@@ -12,8 +12,9 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from conftest import ECHO
-from provider_harness import ProviderProcess, Reply, http, wait_for
+
+from tests.e2e.conftest import ECHO
+from tests.provider_harness import ProviderProcess, Reply, http, wait_for
 
 pytestmark = pytest.mark.docker
 
@@ -49,7 +50,7 @@ def test_faas_cli_flow(make_stack: MakeStack, name: str) -> None:
     assert bad.headers["WWW-Authenticate"] == 'Basic realm="Restricted"'
 
     # deploy: PUT → 404 → POST
-    spec = {"service": name, "image": ECHO, "labels": {"app": name}, "envVars": {"K": "v"}}
+    spec: dict[str, object] = {"service": name, "image": ECHO, "labels": {"app": name}, "envVars": {"K": "v"}}
     assert stack.call("PUT", "/system/functions", spec).status == 404
     faas_cli_deploy(stack, spec)
 

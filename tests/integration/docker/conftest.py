@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 
 import aiodocker
 import pytest
-from docker_support import TEST_LABEL
-from helpers import docker_available
+
+from tests.docker_support import TEST_LABEL
+from tests.helpers import docker_available
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,15 @@ import asyncio
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import aiodocker
 import aiohttp
 import pytest
-from docker_support import TEST_LABEL, unique_name
-from net_support import free_test_subnet
 
 from netconf import NetConfig, Network
+from tests.docker_support import TEST_LABEL, unique_name
+from tests.net_support import free_test_subnet
 
 pytestmark = pytest.mark.docker
 
@@ -48,7 +49,7 @@ async def test_container_with_network_none_attached_by_pid_serves_http(
 ) -> None:
     network = Network(NetConfig(bridge=f"pft{secrets.token_hex(4)}", subnet=free_test_subnet(), state_dir=tmp_path))
     name = unique_name("pft-netconf")
-    config = {
+    config: dict[str, Any] = {
         "Image": image,
         "Entrypoint": ["python3", "-m", "http.server", "8080", "--bind", "0.0.0.0"],
         "Cmd": [],

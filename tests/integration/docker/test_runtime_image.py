@@ -7,8 +7,9 @@ from typing import Any
 import aiodocker
 import aiohttp
 import pytest
-from docker_support import TEST_LABEL, require_image, unique_name
-from helpers import free_port, wait_http_ok
+
+from tests.docker_support import TEST_LABEL, require_image, unique_name
+from tests.helpers import free_port, wait_http_ok
 
 pytestmark = pytest.mark.docker
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.docker
 async def run_function(docker: aiodocker.Docker, image: str, **host_config: Any) -> tuple[Any, int]:
     require_image(image)
     port = free_port()
-    config = {
+    config: dict[str, Any] = {
         "Image": image,
         "Labels": {TEST_LABEL: "1"},
         "Env": ["healthcheck_interval=0.5s", "write_timeout=5s"],

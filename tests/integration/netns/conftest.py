@@ -15,9 +15,16 @@ from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
-from netns_helpers import MakeNetwork, Server, StartServer, force_cleanup, free_test_subnet, listen
 
 from netconf import NetConfig, Network
+from tests.integration.netns.netns_helpers import (
+    MakeNetwork,
+    Server,
+    StartServer,
+    force_cleanup,
+    free_test_subnet,
+    listen,
+)
 
 
 @pytest.fixture(autouse=True)

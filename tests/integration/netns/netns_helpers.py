@@ -10,9 +10,8 @@ from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
 from typing import TypeVar
 
-from net_support import TEST_SUPERNET, force_cleanup, free_test_subnet, leftovers
-
 from netconf import Network, _netlink
+from tests.net_support import TEST_SUPERNET, force_cleanup, free_test_subnet, leftovers
 
 T = TypeVar("T")
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import uvloop
-from netns_helpers import MakeNetwork, StartServer, in_netns, ip_out, leftovers, tcp_ask, tcp_ask_from
 
 from netconf import (
     AddressInUseError,
@@ -27,6 +26,15 @@ from netconf import (
     mac_for,
 )
 from netconf.firewall import list_rules
+from tests.integration.netns.netns_helpers import (
+    MakeNetwork,
+    StartServer,
+    in_netns,
+    ip_out,
+    leftovers,
+    tcp_ask,
+    tcp_ask_from,
+)
 
 pytestmark = pytest.mark.netns
 

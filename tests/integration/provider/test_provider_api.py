@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 import pytest
-from conftest import ECHO, HELLO
-from provider_harness import ProviderProcess, get, wait_for
+
+from tests.integration.provider.conftest import ECHO, HELLO
+from tests.provider_harness import ProviderProcess, get, wait_for
 
 pytestmark = pytest.mark.docker
 

@@ -7,8 +7,9 @@ import subprocess
 from collections.abc import Callable
 
 import pytest
-from conftest import HELLO
-from provider_harness import ProviderProcess, get, wait_for
+
+from tests.integration.provider.conftest import HELLO
+from tests.provider_harness import ProviderProcess, get, wait_for
 
 pytestmark = pytest.mark.docker
 

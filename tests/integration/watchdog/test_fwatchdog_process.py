@@ -13,7 +13,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from helpers import free_port, http_mode_env, wait_http_ok
+
+from tests.helpers import free_port, http_mode_env, wait_http_ok
 
 
 def start_fwatchdog(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:

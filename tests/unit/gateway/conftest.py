@@ -14,13 +14,13 @@ import pytest
 import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from helpers import free_port
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from gateway.app import create_app
 from gateway.config import GatewayConfig
 from netconf.hosts import Replica, write_hosts
 from servicekit.auth import Credentials
+from tests.helpers import free_port
 
 USER = "admin"
 PASSWORD = "s3cret-pw"  # noqa: S105

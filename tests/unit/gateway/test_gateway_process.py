@@ -16,8 +16,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from conftest import PASSWORD, USER, set_hosts
-from helpers import ROOT, free_port, wait_http_ok
+
+from tests.helpers import ROOT, free_port, wait_http_ok
+from tests.unit.gateway.conftest import PASSWORD, USER, set_hosts
 
 
 def json_objects(text: str) -> list[dict[str, object]]:
@@ -77,6 +78,7 @@ async def replica() -> AsyncIterator[Replica]:
     server = TestServer(app, host="127.0.0.1", port=free_port())
     await server.start_server()
     try:
+        assert server.port is not None
         yield Replica(server.port, started)
     finally:
         await server.close()

@@ -9,11 +9,11 @@ import uuid
 
 import aiohttp
 import pytest
-from conftest import StartStack
 
 from gateway.errors import BadRequestError, FunctionNotFoundError
 from gateway.keys import METRICS, POOLS, RESOLVER
 from gateway.proxy import new_call_id, split_function_path, split_name
+from tests.unit.gateway.conftest import StartStack
 
 
 @pytest.mark.parametrize(
@@ -184,7 +184,7 @@ async def test_server_sent_events_arrive_event_by_event(start_stack: StartStack)
     stack = await start_stack(PYFAASD_UPSTREAM_TIMEOUT="300ms")
     response = await stack.client.get("/function/echo/sse", headers={"Accept": "text/event-stream"})
     assert response.headers["Content-Type"] == "text/event-stream"
-    events = []
+    events: list[bytes] = []
     async with asyncio.timeout(5):
         while len(events) < 3:
             line = await response.content.readline()

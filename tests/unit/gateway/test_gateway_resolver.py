@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from conftest import set_hosts
-
 from gateway import resolver as resolver_module
 from gateway.resolver import Resolver
+from tests.unit.gateway.conftest import set_hosts
 
 
 class Clock:

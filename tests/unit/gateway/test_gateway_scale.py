@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from conftest import FakeProvider, StartStack
-
 from gateway.keys import SCALER
+from tests.unit.gateway.conftest import FakeProvider, StartStack
 
 
 def deployed(provider: FakeProvider, key: str, **fields: object) -> None:

@@ -8,11 +8,11 @@ import json
 import platform
 
 import pytest
-from conftest import AUTH, CREDENTIALS, FakeProvider, StartStack
-from helpers import free_port
 
 from gateway.system import add_invocation_counts
 from servicekit.version import __version__
+from tests.helpers import free_port
+from tests.unit.gateway.conftest import AUTH, CREDENTIALS, FakeProvider, StartStack
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from helpers import installable_executable
 
 from pyfaasd import cli, install
 from pyfaasd.install import (
@@ -17,6 +16,7 @@ from pyfaasd.install import (
     UninstallOptions,
     WriteFile,
 )
+from tests.helpers import installable_executable
 
 EXECUTABLE = installable_executable()
 SYSTEMCTL = "/usr/bin/systemctl"

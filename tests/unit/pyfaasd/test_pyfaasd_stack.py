@@ -246,7 +246,8 @@ class FakeGateway:
     """/system/functions with a scripted answer per method; records every request."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, dict, str | None]] = []
+        self.requests: list[tuple[str, dict[str, object], str | None]] = []
+        self.url = ""
         self.answers: dict[str, tuple[int, str]] = {"PUT": (404, "not found"), "POST": (202, "")}
 
     async def handle(self, request: web.Request) -> web.Response:

@@ -11,11 +11,12 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers import installable_executable
 
 from pyfaasd import install
+from tests.helpers import installable_executable
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(SYSTEMD_ANALYZE is None, reason="systemd-analyze is not installed")
@@ -23,8 +24,8 @@ REPO = Path(__file__).resolve().parents[3]
 EXECUTABLE = installable_executable()
 
 
-def options(**overrides) -> install.InstallOptions:
-    values = {"executable": EXECUTABLE, "state_dir": Path("/var/lib/pyfaasd")}
+def options(**overrides: Any) -> install.InstallOptions:
+    values: dict[str, Any] = {"executable": EXECUTABLE, "state_dir": Path("/var/lib/pyfaasd")}
     values.update(overrides)
     return install.InstallOptions(**values)
 

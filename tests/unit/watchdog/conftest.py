@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import uvloop
 from pytest_aiohttp import AiohttpClient
-from watchdog_harness import Harness, StartWatchdog
 
+from tests.watchdog_harness import Harness, StartWatchdog
 from watchdog.app import Watchdog, create_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import build_executor, build_supervisor

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from watchdog_harness import StartWatchdog
+
+from tests.watchdog_harness import StartWatchdog
 
 
 async def test_serializing_cat_echoes_the_body_with_content_type(start_watchdog: StartWatchdog) -> None:

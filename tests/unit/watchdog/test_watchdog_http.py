@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 
 import aiohttp
-from helpers import free_port, http_mode_env
-from watchdog_harness import Harness, StartWatchdog
+
+from tests.helpers import free_port, http_mode_env
+from tests.watchdog_harness import Harness, StartWatchdog
 
 
 async def wait_ready(harness: Harness, timeout: float = 10.0) -> None:

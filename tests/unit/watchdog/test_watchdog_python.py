@@ -8,8 +8,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from watchdog_harness import StartWatchdog
 
+from tests.watchdog_harness import StartWatchdog
 from watchdog.config import WatchdogConfig
 from watchdog.errors import StartupError
 from watchdog.executor.python import load_handler

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from watchdog_harness import StartWatchdog
 
+from tests.watchdog_harness import StartWatchdog
 from watchdog.errors import StartupError
 
 

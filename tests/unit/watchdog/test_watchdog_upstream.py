@@ -6,7 +6,8 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from watchdog_harness import Harness, StartWatchdog
+
+from tests.watchdog_harness import Harness, StartWatchdog
 
 Answer = Callable[[bytes], bytes]
 
