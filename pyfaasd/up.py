@@ -17,12 +17,14 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from gateway.config import GatewayConfig
 from provider.config import ProviderConfig
+from pyfaasd.pidfile import pid_file
 from servicekit import notify
 from servicekit.auth import ensure_credentials, secrets_dir
 from servicekit.log import configure_logging
@@ -47,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--provider-addr", help="provider listen address (PYFAASD_PROVIDER_ADDR, default 127.0.0.1:8081)"
     )
     parser.add_argument("--log-level", help="debug, info, warning or error (PYFAASD_LOG_LEVEL, default info)")
+    parser.add_argument(
+        "--pid-file", type=Path, help="write the pid here while running; removed on exit (scripts/run uses it)"
+    )
 
 
 def effective_env(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
@@ -85,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    return uvloop.run(_serve(provider_config, gateway_config))
+    with pid_file(getattr(args, "pid_file", None)):
+        return uvloop.run(_serve(provider_config, gateway_config))
 
 
 async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig) -> int:

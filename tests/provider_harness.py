@@ -67,7 +67,8 @@ class ProviderProcess:
     @classmethod
     def stack(cls, state_dir: Path, **kwargs: Any) -> ProviderProcess:
         """``pyfaasd up``: provider and gateway in one process; requests go to the gateway."""
-        return cls(state_dir=state_dir, command=("-m", "pyfaasd.cli", "up"), gateway_port=free_port(), **kwargs)
+        command = ("-m", "pyfaasd.cli", "up", "--pid-file", str(state_dir / "up.pid"))
+        return cls(state_dir=state_dir, command=command, gateway_port=free_port(), **kwargs)
 
     @property
     def url(self) -> str:
@@ -88,7 +89,8 @@ class ProviderProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.state_dir.parent / f"{self.bridge}-{self.command[-1]}.log"
+        kind = "up" if self.gateway_port else "provider"
+        return self.state_dir.parent / f"{self.bridge}-{kind}.log"
 
     def start(self, timeout: float = 30.0) -> None:
         self.starts += 1

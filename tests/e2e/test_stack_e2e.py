@@ -152,7 +152,11 @@ def test_sigterm_finishes_the_request_in_flight_and_a_restart_serves_without_red
     slow.start()
     started = f'gateway_function_invocation_started{{function_name="{name}.openfaas-fn"}} 1'
     wait_for(lambda: started in http("GET", f"{stack.url}/metrics").text, timeout=10, what="the slow request to start")
+    pid_file = stack.state_dir / "up.pid"
+    assert stack.proc is not None
+    assert pid_file.read_text().strip() == str(stack.proc.pid)
     assert stack.stop(signal.SIGTERM) == 0
+    assert not pid_file.exists()  # a later `kill $(cat ...)` can never hit a reused pid
     slow.join(10)
     assert [r.status for r in result] == [200]
     assert len(stack.containers(running_only=True)) == 1  # the function outlives the stack
