@@ -88,3 +88,25 @@ class RuntimeFailureError(ProviderError):
     """Docker or the network refused an operation for a reason that is ours, not the user's."""
 
     status = 500
+
+
+class CodeBundleInvalidError(ProviderError):
+    """An upload that is not a bundle we can store, or an entry in it that is unsafe: the message names it."""
+
+    status = 400
+
+
+class CodeBundleTooLargeError(ProviderError):
+    """A bundle over one of the size, file-count or unpacked-size limits."""
+
+    status = 413
+
+
+class CodeNotFoundError(ProviderError):
+    status = 404
+
+
+class CodeInUseError(ProviderError):
+    """A bundle that functions still use cannot be removed: the message names them."""
+
+    status = 409
