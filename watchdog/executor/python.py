@@ -42,6 +42,7 @@ from multidict import CIMultiDictProxy, MultiMapping
 from servicekit.headers import DURATION, duration_header
 from watchdog.config import WatchdogConfig
 from watchdog.errors import BadRequestError, FunctionError, FunctionTimeoutError, StartupError
+from watchdog.imports import missing_modules
 
 log = structlog.get_logger("watchdog.python")
 
@@ -92,6 +93,11 @@ def load_handler(config: WatchdogConfig) -> Handler:
     for entry in (str(directory), config.packages_path):
         if entry not in sys.path:
             sys.path.append(entry)
+    missing = missing_modules(directory)
+    if missing:
+        raise StartupError(
+            f"{source}: imports modules that are not installed: {', '.join(missing)} (add them to requirements.txt)"
+        )
     try:
         module = _import(directory, source)
     except Exception as exc:

@@ -198,7 +198,8 @@ async def test_a_package_handler_can_use_relative_imports(start_watchdog, tmp_pa
     [
         (None, "no handler.py"),
         ("x = 1\n", "defines neither handle(event, context) nor run(...)"),
-        ("import no_such_module_here\n", "failed to import"),
+        ("raise RuntimeError('boom')\n", "failed to import"),
+        ("import no_such_module_here\n", "imports modules that are not installed: no_such_module_here"),
         ("handle = 3\n", "handle is not a function"),
     ],
 )
