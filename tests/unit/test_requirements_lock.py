@@ -23,7 +23,8 @@ def locked() -> dict[str, str]:
 def test_every_dependency_is_locked_within_its_range() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = locked()
-    for text in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+    extras = project["optional-dependencies"]
+    for text in [*project["dependencies"], *extras["test"], *extras["images"]]:
         requirement = Requirement(text)
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{name} is in pyproject.toml but not in requirements.lock: run scripts/lock"
