@@ -110,3 +110,9 @@ class CodeInUseError(ProviderError):
     """A bundle that functions still use cannot be removed: the message names them."""
 
     status = 409
+
+
+class DependencyInstallError(ProviderError):
+    """pip could not install a code function's requirements.txt: the message ends with pip's last lines."""
+
+    status = 422
