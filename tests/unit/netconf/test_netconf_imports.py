@@ -27,8 +27,9 @@ def test_pyroute2_is_imported_only_by_netlink_module() -> None:
     assert importers == ["_netlink.py"]
 
 
-def test_netconf_imports_only_stdlib_and_pyroute2() -> None:
-    allowed = set(sys.stdlib_module_names) | {"netconf", "pyroute2"}
+def test_netconf_imports_only_stdlib_pyroute2_and_the_foundation() -> None:
+    # structlog and servicekit since netconf logs and reads its settings like every other part (issue 21).
+    allowed = set(sys.stdlib_module_names) | {"netconf", "pyroute2", "servicekit", "structlog"}
     for path in PACKAGE.glob("*.py"):
         assert _imported_modules(path) <= allowed, path.name
 
