@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -16,6 +15,7 @@ from provider.errors import ProviderError
 from servicekit import notify
 from servicekit.log import configure_logging
 from servicekit.settings import SettingError, add_flags, with_flags
+from servicekit.shutdown import Shutdown
 
 EXIT_CONFIG = 2
 
@@ -44,13 +44,10 @@ async def _main(config: ProviderConfig) -> int:
     from provider.server import serve  # the heavy part (aiohttp, aiodocker, pyroute2) only when serving
 
     log = structlog.get_logger("provider")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    shutdown = Shutdown()
     watchdog = notify.start_watchdog()
     try:
-        await serve(config, stop, on_ready=notify.ready, on_stopping=notify.stopping)
+        await serve(config, shutdown.requested, on_ready=notify.ready, on_stopping=notify.stopping)
     except ProviderError as e:
         log.error("provider_failed", error=str(e))
         return 1

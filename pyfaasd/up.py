@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from typing import Any, Final
@@ -30,6 +29,7 @@ from servicekit import notify
 from servicekit.auth import ensure_credentials, secrets_dir
 from servicekit.log import configure_logging
 from servicekit.settings import LOG_LEVEL, STATE_DIR, Setting, SettingError, add_flags, with_flags
+from servicekit.shutdown import Shutdown
 
 # The daemons' own rows; the two listen addresses take names that say whose they are.
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
@@ -83,10 +83,7 @@ async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig)
     from provider.server import serve as serve_provider
 
     log = structlog.get_logger("pyfaasd.up")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = Shutdown().requested
     stopping = asyncio.create_task(stop.wait())
     stop_provider, stop_gateway = asyncio.Event(), asyncio.Event()
     provider_ready, gateway_ready = asyncio.Event(), asyncio.Event()
