@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from netconf.config import SETTINGS, NetConfig
 from netconf.errors import NetconfError
+from servicekit.log import configure_logging
 from servicekit.settings import SettingError, add_flags, with_flags
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except SettingError as e:
         print(f"netconf: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    # Logs go to stderr: stdout carries the status (JSON with --json).
+    configure_logging("info" if args.verbose else "warning", stream=sys.stderr)
     try:
         return asyncio.run(_run(args.command, config, as_json=args.json))
     except NetconfError as e:

@@ -12,11 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from servicekit.log import configure_logging
 from servicekit.settings import SettingError
 from servicekit.version import __version__
 from watchdog.config import WatchdogConfig
 from watchdog.errors import StartupError
-from watchdog.log import configure_logging
 
 EXIT_CONFIG = 2
 
