@@ -184,7 +184,7 @@ def parse_http_url(name: str, value: str) -> HttpUrl:
     """An http:// URL with a host (port 80 if none); ``localhost`` is dialled as 127.0.0.1 (IPv4 only)."""
     parts = urlsplit(value.strip())
     if parts.scheme != "http" or not parts.hostname:
-        raise SettingError(f"{name}: {value!r} must be an http:// URL such as http://127.0.0.1:8081")
+        raise SettingError(f"{name}: {value!r} must be an http:// URL (http://HOST[:PORT][/PATH])")
     try:
         port = parts.port or 80
     except ValueError:
