@@ -16,8 +16,9 @@ import structlog
 from aiohttp import web
 
 from servicekit.headers import DURATION, INTERNAL, duration_header
+from servicekit.settings import SettingError, parse_duration
 from watchdog.access_log import AccessLog
-from watchdog.config import ConfigError, WatchdogConfig, parse_duration
+from watchdog.config import WatchdogConfig
 from watchdog.errors import InvocationError
 from watchdog.executor import Executor
 from watchdog.readiness import Readiness
@@ -49,7 +50,7 @@ def request_timeout(config: WatchdogConfig, header: str | None) -> float | None:
     if header:
         try:
             wanted = parse_duration("X-Timeout", header)
-        except ConfigError:
+        except SettingError:
             return config.exec_timeout_s
         if 0 < wanted <= config.exec_timeout_s:
             return wanted

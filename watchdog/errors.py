@@ -42,5 +42,5 @@ class FunctionTimeoutError(InvocationError):
 class StartupError(Exception):
     """The watchdog cannot start: a handler that does not load, a static_path that is not a directory.
 
-    Like a ConfigError, the process exits with status 2 and the message.
+    Like a SettingError, the process exits with status 2 and the message.
     """
