@@ -14,7 +14,7 @@ import time
 import aiohttp
 import structlog
 
-from provider.errors import FunctionStartError, ProviderError
+from provider.errors import ProviderError
 from provider.models import FunctionDeployment
 from provider.replicas import Replicas
 from provider.runtime import Container, ContainerEvent, Network, Runtime
@@ -140,7 +140,7 @@ class Reactions:
 
     async def _on_died(self, fn: FunctionState, replica: ReplicaState, exit_code: int | None) -> None:
         async with fn.lock:
-            if not fn.holds(replica) or self._state.is_managed(replica.container.id):
+            if not fn.holds(replica) or self._state.is_managed(replica.container.id) or replica.restarting:
                 return
             replica.ready = False
             self._replicas.publish()
@@ -156,8 +156,7 @@ class Reactions:
                 return
             if time.monotonic() - replica.started_at > self._timings.stable_after_s:
                 replica.restarts = 0
-            delay = backoff(self._timings.restart_backoff_s, replica.restarts)
-            replica.restarts += 1
+            delay = self._next_delay(replica)
             log.warning(
                 "replica_died",
                 function=fn.spec.service,
@@ -166,18 +165,38 @@ class Reactions:
                 exit_code=exit_code if exit_code is not None else info.exit_code,
                 restart_in_s=delay,
             )
-        await asyncio.sleep(delay)
-        async with fn.lock:
-            if not fn.holds(replica) or fn.desired == 0:
+            replica.restarting = True
+        try:
+            await self._restart(fn, replica, delay)
+        finally:
+            replica.restarting = False
+
+    async def _restart(self, fn: FunctionState, replica: ReplicaState, delay: float) -> None:
+        """Bring a crashed replica up again after ``delay``, and again with longer delays until it serves."""
+        while True:
+            await asyncio.sleep(delay)
+            async with fn.lock:
+                if not fn.holds(replica) or fn.desired == 0 or replica.ready:
+                    return
+                try:
+                    await self._replicas.bring_up(fn, replica)
+                except ProviderError as e:
+                    delay = self._next_delay(replica)
+                    log.error(
+                        "replica_restart_failed",
+                        function=fn.spec.service,
+                        container=replica.container.name,
+                        error=str(e),
+                        retry_in_s=delay,
+                    )
+                    continue
+                self._replicas.publish()
                 return
-            try:
-                await self._replicas.bring_up(fn, replica)
-            except FunctionStartError as e:
-                log.error(
-                    "replica_restart_failed", function=fn.spec.service, container=replica.container.name, error=str(e)
-                )
-                return
-            self._replicas.publish()
+
+    def _next_delay(self, replica: ReplicaState) -> float:
+        delay = backoff(self._timings.restart_backoff_s, replica.restarts)
+        replica.restarts += 1
+        return delay
 
     async def _on_started(self, fn: FunctionState, replica: ReplicaState) -> None:
         async with fn.lock:

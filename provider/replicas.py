@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from ipaddress import IPv4Address
 
 import structlog
 
-from netconf import write_hosts
+from netconf import NetconfError, NetnsNotFoundError, write_hosts
 from provider.config import ProviderConfig, PullPolicy
 from provider.container_spec import ReplicaSpec, container_config
-from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError
+from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, network_error
 from provider.readiness import NotReadyError, wait_ready
 from provider.runtime import Container, Network, Probe, Runtime
 from provider.scale_store import ScaleStore
@@ -25,6 +26,8 @@ from provider.state import FunctionState, ReplicaState, State, Timings
 from provider.tasks import Background
 
 log = structlog.get_logger("provider")
+
+EXIT_POLL_S = 0.05
 
 
 class Replicas:
@@ -133,10 +136,8 @@ class Replicas:
             info = await self._runtime.start(cid)
             replica.container = info
             if not info.running:
-                raise FunctionStartError(info.exit_message())
-            attachment = await self._network.connect(info.pid, cid)
-            replica.ip = attachment.ip
-            replica.started_at = time.monotonic()
+                raise await self._not_ready(fn, cid, info.exit_message())
+            ip = await self._attach(fn, replica)
 
             async def still_running() -> str | None:
                 current = await self._runtime.inspect(cid)
@@ -146,24 +147,57 @@ class Replicas:
                 return None if current.running else current.exit_message()
 
             try:
-                await wait_ready(self._probe, attachment.ip, self._config.ready_timeout_s, still_running)
+                await wait_ready(self._probe, ip, self._config.ready_timeout_s, still_running)
             except NotReadyError as e:
-                tail = await self._log_tail(cid)
-                raise FunctionStartError(
-                    f"function {fn.spec.service}.{fn.spec.namespace} did not become ready: {e}{tail}"
-                ) from None
+                raise await self._not_ready(fn, cid, str(e)) from None
             replica.ready = True
 
     async def adopt(self, fn: FunctionState, replica: ReplicaState) -> None:
         """A running container found on start or started by someone else: attach it and wait for health."""
-        container = replica.container
-        attachment = await self._network.connect(container.pid, container.id)
-        replica.ip = attachment.ip
-        replica.started_at = time.monotonic()
-        if await self._probe.healthy(attachment.ip):
+        ip = await self._attach(fn, replica)
+        if await self._probe.healthy(ip):
             replica.ready = True
         else:
-            self._background.spawn(self.await_ready(fn, replica), f"ready {container.name}")
+            self._background.spawn(self.await_ready(fn, replica), f"ready {replica.container.name}")
+
+    async def _attach(self, fn: FunctionState, replica: ReplicaState) -> IPv4Address:
+        """Connect the replica's network namespace to the bridge (its address is kept across restarts).
+
+        A namespace that is gone means the container's process ended between start (or inspect) and now, say
+        OOM-killed: that is reported as the container's exit, once Docker has noticed it.
+        """
+        container = replica.container
+        try:
+            attachment = await self._network.connect(container.pid, container.id)
+        except NetnsNotFoundError as e:
+            reason = await self._exit_of(replica)
+            if reason is None:
+                raise network_error(e, self._config.net.subnet) from e
+            raise await self._not_ready(fn, container.id, reason) from None
+        except NetconfError as e:
+            raise network_error(e, self._config.net.subnet) from e
+        replica.ip = attachment.ip
+        replica.started_at = time.monotonic()
+        return attachment.ip
+
+    async def _exit_of(self, replica: ReplicaState) -> str | None:
+        """Why the replica's container stopped, waiting a moment for Docker to see it; None if it still runs."""
+        deadline = time.monotonic() + self._timings.exit_report_wait_s
+        while True:
+            current = await self._runtime.inspect(replica.container.id)
+            if current is None:
+                return "its container was removed"
+            replica.container = current
+            if not current.running:
+                return current.exit_message()
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(EXIT_POLL_S)
+
+    async def _not_ready(self, fn: FunctionState, container_id: str, reason: str) -> FunctionStartError:
+        tail = await self._log_tail(container_id)
+        name = f"{fn.spec.service}.{fn.spec.namespace}"
+        return FunctionStartError(f"function {name} did not become ready: {reason}{tail}")
 
     async def await_ready(self, fn: FunctionState, replica: ReplicaState) -> None:
         """A replica that is running but not yet healthy: keep checking until it is, then publish it."""

@@ -23,6 +23,9 @@ RETIRE_GRACE_S = 1.0  # how long a replica keeps serving after it left the hosts
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 30.0  # a replica up this long has its restart backoff reset
 SLOW_READY_POLL_S = 0.5
+# After an attach failed because the container's network namespace is gone: how long Docker may take to report
+# the exit of its process (it learns of it asynchronously).
+EXIT_REPORT_WAIT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +36,7 @@ class Timings:
     restart_backoff_s: tuple[float, ...] = RESTART_BACKOFF_S
     stable_after_s: float = STABLE_AFTER_S
     slow_ready_poll_s: float = SLOW_READY_POLL_S
+    exit_report_wait_s: float = EXIT_REPORT_WAIT_S
 
 
 def backoff(delays: tuple[float, ...], attempt: int) -> float:
@@ -47,6 +51,7 @@ class ReplicaState:
     ready: bool = False
     started_at: float = 0.0
     restarts: int = 0
+    restarting: bool = False  # a restart after a crash is under way (waiting out its backoff, or retrying)
 
 
 @dataclass(slots=True)

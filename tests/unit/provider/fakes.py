@@ -366,7 +366,7 @@ class FakeProbe:
         return not behaviour.never_ready and container.probes > behaviour.probes_until_ready
 
 
-FAST = Timings(retire_grace_s=0.0, restart_backoff_s=(0.01, 0.05, 0.2), slow_ready_poll_s=0.01)
+FAST = Timings(retire_grace_s=0.0, restart_backoff_s=(0.01, 0.05, 0.2), slow_ready_poll_s=0.01, exit_report_wait_s=0.2)
 
 
 class World:
@@ -430,7 +430,8 @@ class World:
     def serving(self, name: str, replicas: int, namespace: str = "openfaas-fn") -> bool:
         """``replicas`` containers run, each attached, and exactly those are in the hosts file."""
         running = self.runtime.of(name, namespace, running=True)
-        return len(running) == replicas and self.hosts(name, namespace) == self.ips(name, namespace)
+        hosts = self.hosts(name, namespace)
+        return len(running) == len(hosts) == replicas and hosts == self.ips(name, namespace)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 3.0, what: str = "the condition") -> None:
