@@ -48,7 +48,7 @@ class Core:
         state = State()
         background = Background()
         replicas = Replicas(config, state, runtime, network, probe, secrets, scale_store, background, timings)
-        reactions = Reactions(state, replicas, runtime, network, scale_store, background, timings)
+        reactions = Reactions(state, replicas, runtime, scale_store, background, timings)
         orchestrator = Orchestrator(config, state, replicas, runtime, secrets, namespaces, scale_store)
         return cls(state, replicas, reactions, orchestrator, background, runtime)
 

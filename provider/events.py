@@ -17,7 +17,7 @@ import structlog
 from provider.errors import ProviderError
 from provider.models import FunctionDeployment
 from provider.replicas import Replicas
-from provider.runtime import Container, ContainerEvent, Network, Runtime
+from provider.runtime import Container, ContainerEvent, Runtime
 from provider.scale_store import ScaleStore
 from provider.state import FunctionState, ReplicaState, State, Timings, backoff
 from provider.tasks import Background
@@ -31,7 +31,6 @@ class Reactions:
         state: State,
         replicas: Replicas,
         runtime: Runtime,
-        network: Network,
         scale_store: ScaleStore,
         background: Background,
         timings: Timings,
@@ -39,7 +38,6 @@ class Reactions:
         self._state = state
         self._replicas = replicas
         self._runtime = runtime
-        self._network = network
         self._scale_store = scale_store
         self._background = background
         self._timings = timings
@@ -79,7 +77,7 @@ class Reactions:
             )
         if stale:
             await self._replicas.remove(stale, grace=False)
-        await self._network.reconcile(cid for fn in functions.values() for cid in fn.replicas)
+        await self._replicas.free_addresses_except(cid for fn in functions.values() for cid in fn.replicas)
         await asyncio.gather(*(self._converge(fn) for fn in functions.values()))
         self._replicas.publish()
         log.info("provider_recovered", functions=len(functions), removed_stale=len(stale))
@@ -100,12 +98,17 @@ class Reactions:
         self._replicas.publish()
 
     async def _converge(self, fn: FunctionState) -> None:
+        """Attach the running replicas, then start or stop replicas until the desired count run.
+
+        A replica that cannot be attached is replaced (if it still runs) or started again (if it exited
+        meanwhile): one bad replica never keeps the others, or the provider, from serving.
+        """
         async with fn.lock:
             try:
-                ordered = fn.by_index()
-                for replica in ordered:
+                for replica in fn.by_index():
                     if replica.container.running:
-                        await self._replicas.adopt(fn, replica)
+                        await self._adopt_or_drop(fn, replica)
+                ordered = fn.by_index()
                 active = [r for r in ordered if r.container.running]
                 if len(active) < fn.desired:
                     await self._replicas.grow(fn, fn.desired, ordered)
@@ -115,6 +118,26 @@ class Reactions:
                 log.error(
                     "function_recovery_failed", function=fn.spec.service, namespace=fn.spec.namespace, error=str(e)
                 )
+
+    async def _adopt_or_drop(self, fn: FunctionState, replica: ReplicaState) -> bool:
+        """Adopt a running replica; if that fails, remove it when it still runs. Whether it was adopted."""
+        try:
+            await self._replicas.adopt(fn, replica)
+        except ProviderError as e:
+            running = replica.container.running
+            log.error(
+                "replica_adopt_failed",
+                function=fn.spec.service,
+                namespace=fn.spec.namespace,
+                container=replica.container.name,
+                error=str(e),
+                action="replace" if running else "restart",
+            )
+            if running:
+                fn.replicas.pop(replica.container.id, None)
+                await self._replicas.remove([replica.container], grace=False)
+            return False
+        return True
 
     # -- events ------------------------------------------------------------------------------------------
 
@@ -208,30 +231,36 @@ class Reactions:
             replica.container = info
             replica.ready = False
             self._replicas.publish()
-            await self._replicas.adopt(fn, replica)
+            if await self._adopt_or_drop(fn, replica):
+                log.info("replica_reattached", function=fn.spec.service, container=info.name, ip=str(replica.ip))
+            elif not fn.holds(replica):
+                await self._replace(fn, replica)
             self._replicas.publish()
-            log.info("replica_reattached", function=fn.spec.service, container=info.name, ip=str(replica.ip))
 
     async def _on_destroyed(self, fn: FunctionState, replica: ReplicaState) -> None:
         async with fn.lock:
-            if fn.replicas.pop(replica.container.id, None) is None:
+            if not fn.holds(replica):
                 return
-            self._replicas.publish()
-            if replica.ip is not None:
-                await self._network.detach(replica.ip)
             log.warning("replica_removed_outside", function=fn.spec.service, container=replica.container.name)
+            fn.replicas.pop(replica.container.id, None)
+            self._replicas.publish()
+            await self._replicas.remove([replica.container], grace=False)  # frees its address
+            await self._replace(fn, replica)
+            self._replicas.publish()
+
+    async def _replace(self, fn: FunctionState, gone: ReplicaState) -> None:
+        """A new replica in place of one that was removed (a parked container if the function is at zero)."""
+        try:
             if fn.desired > 0:
                 used = {r.container.replica for r in fn.replicas.values()}
                 free = next(i for i in range(len(used) + 1) if i not in used)
-                try:
-                    for new in await self._replicas.create(fn, [free]):
-                        fn.replicas[new.container.id] = new
-                except ProviderError as e:
-                    log.error("replica_replace_failed", function=fn.spec.service, error=str(e))
+                for new in await self._replicas.create(fn, [free]):
+                    fn.replicas[new.container.id] = new
             elif not fn.replicas:
                 parked = await self._replicas.create_parked(fn)
                 fn.replicas[parked.container.id] = parked
-            self._replicas.publish()
+        except ProviderError as e:
+            log.error("replica_replace_failed", function=fn.spec.service, container=gone.container.name, error=str(e))
 
 
 async def follow_events(reactions: Reactions, runtime: Runtime) -> None:

@@ -263,6 +263,13 @@ class Replicas:
             if isinstance(result, BaseException):
                 log.error("container_remove_failed", error=str(result))
 
+    async def free_addresses_except(self, container_ids: Iterable[str]) -> None:
+        """Free the addresses of containers that no longer exist (all but ``container_ids``)."""
+        try:
+            await self._network.reconcile(container_ids)
+        except NetconfError as e:
+            raise network_error(e, self._config.net.subnet) from e
+
     # -- the image and the hosts file --------------------------------------------------------------------
 
     async def ensure_image(self, image: str) -> None:

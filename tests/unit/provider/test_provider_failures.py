@@ -9,7 +9,7 @@ import pytest
 from fakes import Behaviour, World, until
 from structlog.testing import capture_logs
 
-from netconf import NetlinkOperationError, NetnsNotFoundError
+from netconf import NetlinkOperationError, NetnsBusyError, NetnsNotFoundError
 from provider.errors import FunctionStartError, ProviderError
 
 # -- 1. the Docker-event follower ------------------------------------------------------------------------------
@@ -96,3 +96,34 @@ async def test_a_restart_whose_replica_is_oom_killed_before_attach_is_logged_and
 
     failed = next(e for e in logs if e["event"] == "replica_restart_failed")
     assert "more memory than its limit" in failed["error"]
+
+
+# -- 4. one bad adopted replica --------------------------------------------------------------------------------
+
+
+async def test_an_adopted_replica_with_a_foreign_eth0_is_replaced_and_the_rest_served(world: World) -> None:
+    await world.deploy("echo", labels={"com.openfaas.scale.min": "2"})
+    await world.deploy("other")
+    bad, good = world.runtime.of("echo")
+    world.network.foreign_eth0.add(bad.pid)  # say its bridge was deleted and something else made an eth0
+    await world.core.close()
+    world.network.attached.clear()
+
+    with capture_logs() as logs:
+        await world.restart()
+
+    assert bad.id not in world.runtime.containers
+    assert good.id in world.runtime.containers
+    assert world.serving("echo", 2)
+    assert world.serving("other", 1)
+    assert any(e["event"] == "replica_adopt_failed" and e["container"] == bad.name for e in logs)
+
+
+async def test_a_replica_restarted_from_outside_into_a_busy_namespace_is_replaced(world: World) -> None:
+    await world.deploy("echo")
+    [container] = world.runtime.of("echo")
+    world.network.failures.append(NetnsBusyError("the network namespace already has an interface eth0"))
+
+    world.runtime.restart_outside(container.id)
+
+    await until(lambda: container.id not in world.runtime.containers and world.serving("echo", 1), what="a replacement")
