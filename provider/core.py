@@ -11,7 +11,7 @@ import contextlib
 from dataclasses import dataclass
 
 from provider.config import ProviderConfig
-from provider.events import Reactions, follow_events
+from provider.events import EventFollower, Reactions
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
 from provider.replicas import Replicas
@@ -28,8 +28,8 @@ class Core:
     replicas: Replicas
     reactions: Reactions
     orchestrator: Orchestrator
+    follower: EventFollower
     background: Background
-    runtime: Runtime
     events: asyncio.Task[None] | None = None
 
     @classmethod
@@ -50,11 +50,12 @@ class Core:
         replicas = Replicas(config, state, runtime, network, probe, secrets, scale_store, background, timings)
         reactions = Reactions(state, replicas, runtime, scale_store, background, timings)
         orchestrator = Orchestrator(config, state, replicas, runtime, secrets, namespaces, scale_store)
-        return cls(state, replicas, reactions, orchestrator, background, runtime)
+        follower = EventFollower(runtime, reactions, timings)
+        return cls(state, replicas, reactions, orchestrator, follower, background)
 
     async def start(self) -> None:
         """Follow Docker's events, then recover the functions found in Docker."""
-        self.events = asyncio.create_task(follow_events(self.reactions, self.runtime), name="docker events")
+        self.events = asyncio.create_task(self.follower.run(), name="docker events")
         await self.reactions.recover()
 
     async def close(self) -> None:

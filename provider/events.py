@@ -8,7 +8,6 @@ a container died, was started by someone else (``docker restart``), was OOM-kill
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import aiohttp
@@ -263,14 +262,47 @@ class Reactions:
             log.error("replica_replace_failed", function=fn.spec.service, container=gone.container.name, error=str(e))
 
 
-async def follow_events(reactions: Reactions, runtime: Runtime) -> None:
-    """Feed Docker's container events to the reactions, reconnecting if the stream ends."""
-    while True:
-        try:
-            async for event in runtime.events():
-                reactions.handle(event)
-        except (aiohttp.ClientError, OSError, ProviderError) as e:
-            log.warning("docker_events_lost", error=str(e))
-        await asyncio.sleep(1.0)
-        with contextlib.suppress(ProviderError):
-            await reactions.resync()
+class EventFollower:
+    """Feeds Docker's container events to the reactions for as long as the provider runs.
+
+    Nothing ends it but cancellation: when the stream ends (dockerd restarted) or anything fails, it logs why,
+    waits (longer after each failure in a row), looks at every replica again (``resync``: events were missed)
+    and subscribes again. While it is not following, ``problem()`` says why, and ``/healthz`` answers 503.
+    """
+
+    def __init__(self, runtime: Runtime, reactions: Reactions, timings: Timings) -> None:
+        self._runtime = runtime
+        self._reactions = reactions
+        self._timings = timings
+        self._problem: str | None = None
+
+    def problem(self) -> str | None:
+        """Why Docker's events are not being followed right now; None while they are."""
+        return self._problem
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            since = time.monotonic()
+            self._problem = None
+            try:
+                async for event in self._runtime.events():
+                    self._reactions.handle(event)
+                problem = "Docker's event stream ended"
+                log.warning("docker_events_lost", error=problem)
+            except (aiohttp.ClientError, OSError, ProviderError) as e:
+                problem = f"Docker's event stream broke: {e}"
+                log.warning("docker_events_lost", error=str(e))
+            except Exception as e:
+                problem = f"following Docker's events failed: {type(e).__name__}: {e}"
+                log.exception("docker_events_failed", error=f"{type(e).__name__}: {e}")
+            if time.monotonic() - since > self._timings.stable_after_s:
+                failures = 0
+            delay = backoff(self._timings.events_retry_s, failures)
+            failures += 1
+            self._problem = f"{problem}; following them again in {delay:g}s"
+            await asyncio.sleep(delay)
+            try:
+                await self._reactions.resync()
+            except Exception as e:
+                log.exception("docker_resync_failed", error=f"{type(e).__name__}: {e}")

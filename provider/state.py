@@ -26,6 +26,7 @@ SLOW_READY_POLL_S = 0.5
 # After an attach failed because the container's network namespace is gone: how long Docker may take to report
 # the exit of its process (it learns of it asynchronously).
 EXIT_REPORT_WAIT_S = 2.0
+EVENTS_RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)  # before following Docker's events again after the stream ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +38,7 @@ class Timings:
     stable_after_s: float = STABLE_AFTER_S
     slow_ready_poll_s: float = SLOW_READY_POLL_S
     exit_report_wait_s: float = EXIT_REPORT_WAIT_S
+    events_retry_s: tuple[float, ...] = EVENTS_RETRY_S
 
 
 def backoff(delays: tuple[float, ...], attempt: int) -> float:

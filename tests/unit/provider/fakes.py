@@ -366,7 +366,13 @@ class FakeProbe:
         return not behaviour.never_ready and container.probes > behaviour.probes_until_ready
 
 
-FAST = Timings(retire_grace_s=0.0, restart_backoff_s=(0.01, 0.05, 0.2), slow_ready_poll_s=0.01, exit_report_wait_s=0.2)
+FAST = Timings(
+    retire_grace_s=0.0,
+    restart_backoff_s=(0.01, 0.05, 0.2),
+    slow_ready_poll_s=0.01,
+    exit_report_wait_s=0.2,
+    events_retry_s=(0.01, 0.05),
+)
 
 
 class World:
@@ -376,6 +382,7 @@ class World:
     """
 
     def __init__(self, state_dir: Path, subnet: str = "10.99.0.0/28", timings: Timings = FAST) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
         self.config = ProviderConfig(
             net=NetConfig(bridge="pft0", subnet=IPv4Network(subnet), state_dir=state_dir),
             ready_timeout_s=1.0,

@@ -31,6 +31,31 @@ async def test_the_event_follower_survives_a_netconf_error_and_keeps_restarting_
     await until(lambda: container.starts == 2 and world.serving("echo", 1), what="the restart")
 
 
+async def test_the_event_follower_is_restarted_after_an_unexpected_error(world: World) -> None:
+    await world.deploy("echo")
+    [container] = world.runtime.of("echo")
+
+    world.runtime.end_streams(RuntimeError("boom"))  # anything at all: a bug, a malformed event
+    await until(lambda: world.runtime.following == 0, what="the stream to break")
+    await until(lambda: world.runtime.following == 1, timeout=5, what="the follower to subscribe again")
+    world.runtime.exit(container.id, 137)
+
+    await until(lambda: container.starts == 2 and world.serving("echo", 1), what="the restart")
+
+
+async def test_a_broken_follower_is_logged_shown_in_health_and_restarted(world: World) -> None:
+    follower = world.core.follower
+    assert follower.problem() is None
+
+    with capture_logs() as logs:
+        world.runtime.end_streams(RuntimeError("boom"))
+        await until(lambda: follower.problem() is not None, what="the follower to report the failure")
+        assert "boom" in (follower.problem() or "")
+        await until(lambda: follower.problem() is None and world.runtime.following == 1, what="the follower back")
+
+    assert any(e["event"] == "docker_events_failed" and "boom" in e["error"] for e in logs)
+
+
 # -- 2. netconf errors at the provider's edge ------------------------------------------------------------------
 
 
