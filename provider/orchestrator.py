@@ -1,5 +1,8 @@
 """The faas-provider API's operations on functions: deploy, rolling update, scale, delete, list and get.
 
+Every operation checks that the function's namespace exists (``NamespaceStore.require``, a 400 otherwise), so
+the handlers need not.
+
 The replicas themselves are handled by ``provider/replicas.py``, recovery and Docker's events by
 ``provider/events.py``; all three share the view of ``provider/state.py``.
 """
@@ -12,7 +15,7 @@ from datetime import UTC, datetime
 import structlog
 
 from provider.config import ProviderConfig
-from provider.errors import FunctionExistsError, NamespaceInvalidError, SecretMissingError
+from provider.errors import FunctionExistsError, SecretMissingError
 from provider.models import FunctionDeployment, FunctionStatus, format_time
 from provider.namespaces import NamespaceStore
 from provider.replicas import Replicas
@@ -46,11 +49,13 @@ class Orchestrator:
     # -- queries ---------------------------------------------------------------------------------------
 
     def list_functions(self, namespace: str) -> list[FunctionStatus]:
-        self._require_namespace(namespace)
+        self._namespaces.require(namespace)
         found = [fn.status() for (ns, _), fn in self._state.functions.items() if ns == namespace]
         return sorted(found, key=lambda s: s.spec.service)
 
     def get(self, namespace: str, name: str) -> FunctionState:
+        """The function, after checking its namespace exists (400) and it does (404)."""
+        self._namespaces.require(namespace)
         return self._state.get(namespace, name)
 
     def has_functions(self, namespace: str) -> bool:
@@ -58,7 +63,7 @@ class Orchestrator:
 
     async def containers_of(self, namespace: str, name: str) -> list[Container]:
         """Every container of a function, stopped ones too (their logs are still wanted)."""
-        self._state.get(namespace, name)
+        self.get(namespace, name)
         return await self._runtime.list_functions((namespace, name))
 
     @property
@@ -95,7 +100,7 @@ class Orchestrator:
             self._state.deploying.discard(key)
 
     async def update(self, spec: FunctionDeployment) -> FunctionStatus:
-        fn = self._state.get(spec.namespace, spec.service)
+        fn = self.get(spec.namespace, spec.service)
         self._check_deployable(spec)
         async with fn.lock:
             await self._replicas.ensure_image(spec.image)
@@ -113,7 +118,7 @@ class Orchestrator:
             return fn.status()
 
     async def delete(self, namespace: str, name: str) -> None:
-        fn = self._state.get(namespace, name)
+        fn = self.get(namespace, name)
         async with fn.lock:
             self._state.functions.pop(fn.key, None)
             for replica in fn.replicas.values():
@@ -128,7 +133,7 @@ class Orchestrator:
             log.info("function_deleted", function=name, namespace=namespace)
 
     async def scale(self, namespace: str, name: str, replicas: int) -> FunctionStatus:
-        fn = self._state.get(namespace, name)
+        fn = self.get(namespace, name)
         async with fn.lock:
             current = fn.by_index()
             running = [r for r in current if r.container.running or r.ready]
@@ -143,12 +148,8 @@ class Orchestrator:
 
     # -- checks ------------------------------------------------------------------------------------------
 
-    def _require_namespace(self, namespace: str) -> None:
-        if not self._namespaces.exists(namespace):
-            raise NamespaceInvalidError(f"namespace {namespace} does not exist")
-
     def _check_deployable(self, spec: FunctionDeployment) -> None:
-        self._require_namespace(spec.namespace)
+        self._namespaces.require(spec.namespace)
         missing = self._secrets.missing(spec.namespace, spec.secrets)
         if missing:
             raise SecretMissingError(

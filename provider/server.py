@@ -45,8 +45,8 @@ async def serve(
         network = Network(config.net)
         bridge = await network.ensure_bridge()
         log.info("bridge_ready", bridge=bridge.name, ip=str(config.net.bridge_ip), subnet=str(config.net.subnet))
-        secret_store = SecretStore(config.secrets_dir, config.secrets_gid)
         namespace_store = NamespaceStore(config.state_dir / "namespaces")
+        secret_store = SecretStore(config.secrets_dir, config.secrets_gid, namespace_store)
         probe = HttpProbe(config.function_port)
         core = Core.build(
             config, runtime, network, probe, secret_store, namespace_store, ScaleStore(config.state_dir / "replicas")

@@ -391,8 +391,8 @@ class World:
         self.runtime = FakeRuntime(self.config.net.bridge)
         self.network = FakeNetwork(self.runtime, self.config.net.subnet)
         self.probe = FakeProbe(self.runtime, self.network)
-        self.secrets = SecretStore(self.config.secrets_dir, gid=os.getgid())
         self.namespaces = NamespaceStore(state_dir / "namespaces")
+        self.secrets = SecretStore(self.config.secrets_dir, os.getgid(), self.namespaces)
         self.scale_store = ScaleStore(state_dir / "replicas")
         self.timings = timings
         self.core = self._build()

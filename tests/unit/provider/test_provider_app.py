@@ -80,3 +80,32 @@ async def test_a_replica_oom_killed_at_start_is_a_422_saying_so(make_client: Any
     assert response.status == 422
     assert "killed for using more memory than its limit" in await response.text()
     assert world.runtime.containers == {}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/system/functions?namespace=nope", None),
+        ("POST", "/system/functions", {"service": "fn", "image": "fn:1", "namespace": "nope"}),
+        ("PUT", "/system/functions", {"service": "fn", "image": "fn:1", "namespace": "nope"}),
+        ("DELETE", "/system/functions", {"functionName": "fn", "namespace": "nope"}),
+        ("GET", "/system/function/fn?namespace=nope", None),
+        ("POST", "/system/scale-function/fn", {"serviceName": "fn", "replicas": 1, "namespace": "nope"}),
+        ("GET", "/system/logs?name=fn&namespace=nope", None),
+        ("GET", "/system/secrets?namespace=nope", None),
+        ("POST", "/system/secrets", {"name": "s", "value": "v", "namespace": "nope"}),
+        ("PUT", "/system/secrets", {"name": "s", "value": "v", "namespace": "nope"}),
+        ("DELETE", "/system/secrets", {"name": "s", "namespace": "nope"}),
+    ],
+)
+async def test_every_function_and_secret_route_refuses_an_unknown_namespace_with_a_400(
+    make_client: Any, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    world, client = await make_client()
+    await world.deploy("fn")  # exists in openfaas-fn, so a 404 would mean the namespace was not checked
+
+    response = await client.request(method, path, json=body, headers=AUTH)
+
+    assert response.status == 400, await response.text()
+    assert "namespace nope does not exist" in await response.text()
+    assert world.runtime.of("fn", "nope") == []
