@@ -162,7 +162,7 @@ class Reactions:
 
     async def _on_died(self, fn: FunctionState, replica: ReplicaState, exit_code: int | None) -> None:
         async with fn.lock:
-            if not fn.holds(replica) or self._state.is_managed(replica.container.id) or replica.restarting:
+            if not self._current(fn, replica) or self._state.is_managed(replica.container.id) or replica.restarting:
                 return
             replica.ready = False
             self._replicas.publish()
@@ -198,7 +198,7 @@ class Reactions:
         while True:
             await asyncio.sleep(delay)
             async with fn.lock:
-                if not fn.holds(replica) or fn.desired == 0 or replica.ready:
+                if not self._current(fn, replica) or fn.desired == 0 or replica.ready:
                     return
                 try:
                     await self._replicas.bring_up(fn, replica)
@@ -215,6 +215,10 @@ class Reactions:
                 self._replicas.publish()
                 return
 
+    def _current(self, fn: FunctionState, replica: ReplicaState) -> bool:
+        """Whether the function is still deployed and ``replica`` still one of its (not deleted or replaced)."""
+        return self._state.find(fn.key) is fn and fn.holds(replica)
+
     def _next_delay(self, replica: ReplicaState) -> float:
         delay = backoff(self._timings.restart_backoff_s, replica.restarts)
         replica.restarts += 1
@@ -222,7 +226,7 @@ class Reactions:
 
     async def _on_started(self, fn: FunctionState, replica: ReplicaState) -> None:
         async with fn.lock:
-            if not fn.holds(replica) or self._state.is_managed(replica.container.id):
+            if not self._current(fn, replica) or self._state.is_managed(replica.container.id):
                 return
             info = await self._runtime.inspect(replica.container.id)
             if info is None or not info.running:
@@ -238,7 +242,7 @@ class Reactions:
 
     async def _on_destroyed(self, fn: FunctionState, replica: ReplicaState) -> None:
         async with fn.lock:
-            if not fn.holds(replica):
+            if not self._current(fn, replica):
                 return
             log.warning("replica_removed_outside", function=fn.spec.service, container=replica.container.name)
             fn.replicas.pop(replica.container.id, None)

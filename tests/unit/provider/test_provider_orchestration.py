@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import Behaviour, FakeContainer, World, until
+from fakes import FAST, Behaviour, FakeContainer, World, until
 from structlog.testing import capture_logs
 
 from provider.errors import (
@@ -381,16 +383,25 @@ async def test_the_removals_of_a_rolling_update_are_not_replaced(world: World) -
     assert world.serving("echo", 2)
 
 
-async def test_a_replica_dying_while_its_function_is_deleted_is_not_brought_back(world: World) -> None:
-    await world.deploy("echo", labels={"com.openfaas.scale.min": "2"})
-    [first, _] = world.runtime.of("echo")
+async def test_a_replica_dying_while_its_function_is_deleted_is_not_brought_back(tmp_path: Path) -> None:
+    world = World(tmp_path, timings=replace(FAST, restart_backoff_s=(0.2,)))
+    await world.start()
+    try:
+        await world.deploy("echo", labels={"com.openfaas.scale.min": "2"})
+        [first, _] = world.runtime.of("echo")
 
-    world.runtime.exit(first.id, 1)
-    await world.orchestrator.delete("openfaas-fn", "echo")
-    await asyncio.sleep(0.3)
+        with capture_logs() as logs:
+            world.runtime.exit(first.id, 1)
+            await until(lambda: any(e["event"] == "replica_died" for e in logs), what="the restart to be planned")
+            await world.orchestrator.delete("openfaas-fn", "echo")
+            await asyncio.sleep(0.5)  # past the restart's delay
 
-    assert world.runtime.of("echo") == []
-    assert world.network.allocations == {}
+        assert world.runtime.of("echo") == []
+        assert world.network.allocations == {}
+        assert [e for e in logs if e["event"] == "replica_restart_failed"] == []
+        assert first.starts == 1
+    finally:
+        await world.core.close()
 
 
 async def test_a_crash_missed_while_the_event_stream_was_down_is_found_by_the_resync(world: World) -> None:
