@@ -51,6 +51,7 @@ class Behaviour:
 
     exit_on_start: int | None = None  # the process exits at once: start() already finds it stopped
     oom_at_start: bool = False  # runs at start, then is OOM-killed before the network can be attached
+    exit_seen_late: int = 0  # after such an exit, how many inspects still show it running (Docker lags)
     probes_until_ready: int = 0  # health checks answered "not yet" before the first healthy one
     never_ready: bool = False
     exit_when_probed: int | None = None  # the process exits with this status at its first health check
@@ -70,6 +71,7 @@ class FakeContainer:
     oom_killed: bool = False
     probes: int = 0
     starts: int = 0
+    stale: list[Container] = field(default_factory=list)  # what the next inspects show, if Docker lags behind
 
     @property
     def key(self) -> tuple[str, str]:
@@ -123,7 +125,9 @@ class FakeRuntime:
     async def inspect(self, container_id: str) -> Container | None:
         await asyncio.sleep(0)
         found = self.containers.get(container_id)
-        return None if found is None else found.view()
+        if found is None:
+            return None
+        return found.stale.pop() if found.stale else found.view()
 
     async def create(self, name: str, config: Mapping[str, Any]) -> str:
         await asyncio.sleep(0)
@@ -153,6 +157,7 @@ class FakeRuntime:
             elif behaviour.oom_at_start:
                 seen = container.view()  # Docker's inspect right after start still saw it running
                 self.exit(container.id, 137, oom=True)
+                container.stale = [seen] * behaviour.exit_seen_late
                 return seen
         return container.view()
 

@@ -108,6 +108,15 @@ async def test_a_replica_oom_killed_before_its_network_is_attached_is_reported_a
     assert world.network.allocations == {}
 
 
+async def test_an_oom_kill_before_attach_is_reported_even_when_docker_notices_the_exit_late(world: World) -> None:
+    # Under load, dockerd may still say "running" for a moment after the process (and its namespace) is gone.
+    world.runtime.behaviours["fn:1"] = Behaviour(oom_at_start=True, exit_seen_late=2)
+
+    with pytest.raises(FunctionStartError, match="killed for using more memory than its limit"):
+        await world.deploy("echo")
+    assert world.runtime.containers == {}
+
+
 async def test_a_restart_whose_replica_is_oom_killed_before_attach_is_logged_and_retried(world: World) -> None:
     await world.deploy("echo")
     [container] = world.runtime.of("echo")
