@@ -80,11 +80,6 @@ class Network:
     def config(self) -> NetConfig:
         return self._config
 
-    @property
-    def ipam(self) -> Ipam:
-        """The synchronous allocator (for tools and tests; async code uses the methods below)."""
-        return self._ipam
-
     # -- bridge ----------------------------------------------------------------------------------------
 
     async def ensure_bridge(self) -> BridgeInfo:
