@@ -6,7 +6,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from fakes import World
+
+from tests.unit.provider.fakes import World
 
 
 @pytest.fixture

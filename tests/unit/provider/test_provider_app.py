@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
-from fakes import FAST, Behaviour, World, until
 from pytest_aiohttp import AiohttpClient
 
 from provider.app import create_app
 from provider.state import Timings
 from servicekit.auth import Credentials
+from tests.unit.provider.fakes import FAST, Behaviour, World, until
 
 CREDENTIALS = Credentials("admin", "secret")
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:secret").decode()}

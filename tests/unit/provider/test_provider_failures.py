@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fakes import Behaviour, World, until
 from structlog.testing import capture_logs
 
 from netconf import NetlinkOperationError, NetnsBusyError, NetnsNotFoundError
 from provider.errors import FunctionStartError, ProviderError
+from tests.unit.provider.fakes import Behaviour, World, until
 
 # -- 1. the Docker-event follower ------------------------------------------------------------------------------
 

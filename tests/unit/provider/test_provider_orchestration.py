@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import FAST, Behaviour, FakeContainer, World, until
 from structlog.testing import capture_logs
 
 from provider.errors import (
@@ -21,6 +20,7 @@ from provider.errors import (
     SecretMissingError,
 )
 from provider.models import FunctionDeployment
+from tests.unit.provider.fakes import FAST, Behaviour, FakeContainer, World, until
 
 # -- deploy ----------------------------------------------------------------------------------------------------
 
