@@ -24,7 +24,6 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.access_log import AccessLog
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, NotFoundError, from_relay
 from gateway.keys import CONFIG, METRICS, POOLS, PROVIDER, PROXY, RESOLVER, SCALER, SYSTEM
@@ -35,6 +34,7 @@ from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from gateway.system import SystemProxy, version_info
+from servicekit.access_log import AccessLog
 from servicekit.auth import Credentials, load_credentials
 from servicekit.metrics import CONTENT_TYPE
 from servicekit.relay import RelayError

@@ -28,7 +28,6 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.access_log import AccessLog
 from gateway.config import GatewayConfig
 from gateway.errors import (
     BadRequestError,
@@ -46,6 +45,7 @@ from gateway.pools import Pools
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from netconf.hosts import DEFAULT_NAMESPACE
+from servicekit.access_log import AccessLog
 from servicekit.headers import HOP_BY_HOP
 from servicekit.relay import RelayError, body_length, proxy, read_body
 from servicekit.request_head import REQUEST_DROP, RequestHead
@@ -198,7 +198,8 @@ class FunctionProxy:
             if counted:
                 self._metrics.request_finished(key, status, elapsed)
             if self._access_log is not None:
-                self._access_log.request(request.method, request.path, key, status, elapsed, call_id)
+                fields = (("function", key), ("request_id", call_id))
+                self._access_log.request(request.method, request.path, status, elapsed, fields)
 
     def _head(
         self,

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from servicekit.access_log import AccessLog
 from servicekit.headers import DURATION, INTERNAL, duration_header
-from watchdog.access_log import AccessLog
 from watchdog.config import ConfigError, WatchdogConfig, parse_duration
 from watchdog.errors import InvocationError
 from watchdog.executor import Executor
@@ -120,9 +120,8 @@ def create_app(watchdog: Watchdog) -> web.Application:
             limiter.release()
             recorder.finished(request.method, status, elapsed)
             if access_log is not None:
-                access_log.request(
-                    request.method, request.path, status, elapsed, (call_id or "none") if log_callid else None
-                )
+                fields = (("call_id", call_id or "none"),) if log_callid else ()
+                access_log.request(request.method, request.path, status, elapsed, fields)
             if bound is not None:
                 structlog.contextvars.reset_contextvars(**bound)
 

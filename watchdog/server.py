@@ -21,8 +21,8 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from servicekit.access_log import AccessLog
 from servicekit.workers import first_exit, fork_child, send_signal, wait_exit
-from watchdog.access_log import AccessLog
 from watchdog.app import Watchdog, create_app, create_metrics_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
