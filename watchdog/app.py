@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from servicekit.access_log import AccessLog
 from servicekit.headers import DURATION, INTERNAL, duration_header
 from servicekit.settings import SettingError, parse_duration
-from watchdog.access_log import AccessLog
 from watchdog.config import WatchdogConfig
 from watchdog.errors import InvocationError
 from watchdog.executor import Executor
@@ -121,9 +121,8 @@ def create_app(watchdog: Watchdog) -> web.Application:
             limiter.release()
             recorder.finished(request.method, status, elapsed)
             if access_log is not None:
-                access_log.request(
-                    request.method, request.path, status, elapsed, (call_id or "none") if log_callid else None
-                )
+                fields = (("call_id", call_id or "none"),) if log_callid else ()
+                access_log.request(request.method, request.path, status, elapsed, fields)
             if bound is not None:
                 structlog.contextvars.reset_contextvars(**bound)
 

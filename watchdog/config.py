@@ -54,6 +54,7 @@ class WatchdogConfig:
     exec_timeout_s: float = 30.0
     healthcheck_interval_s: float = 30.0
     max_inflight: int = 0
+    max_body_bytes: int = 0  # http mode's request body limit; 0 is none, as in of-watchdog
     prefix_logs: bool = True
     log_buffer_size: int = 65536
     content_type: str = "application/octet-stream"
@@ -154,6 +155,7 @@ class WatchdogConfig:
             exec_timeout_s=duration("exec_timeout", defaults.exec_timeout_s),
             healthcheck_interval_s=duration("healthcheck_interval", write_timeout),
             max_inflight=integer("max_inflight", defaults.max_inflight, minimum=0),
+            max_body_bytes=integer("max_body_bytes", defaults.max_body_bytes, minimum=0),
             prefix_logs=boolean("prefix_logs", defaults.prefix_logs),
             log_buffer_size=log_buffer_size,
             content_type=content_type,

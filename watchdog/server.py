@@ -18,9 +18,9 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from servicekit.access_log import AccessLog
 from servicekit.shutdown import Shutdown
 from servicekit.workers import fork_workers, supervise
-from watchdog.access_log import AccessLog
 from watchdog.app import Watchdog, create_app, create_metrics_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
