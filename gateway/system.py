@@ -112,15 +112,10 @@ class SystemProxy:
         )
 
     async def list_functions(self, request: web.Request) -> web.StreamResponse:
-        self.authorize(request)
-        connection, head, deadline = await self._send(request)
-        if head.status != 200:
-            return await self._relay(request, connection, head, deadline)
-        data = await self._read(connection, head, deadline)
-        try:
-            functions = json.loads(data)
-        except ValueError:
-            functions = None
+        answer = await self._provider_json(request)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        head, data, functions = answer
         if isinstance(functions, list):
             namespace = request.query.get("namespace") or DEFAULT_NAMESPACE
             if add_invocation_counts(functions, self._metrics.invocation_counts(), namespace):
@@ -128,17 +123,25 @@ class SystemProxy:
         return whole_response(head, data)
 
     async def info(self, request: web.Request) -> web.StreamResponse:
+        answer = await self._provider_json(request)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        _head, _data, provider = answer
+        body = {"provider": provider, "version": self._version, "arch": self._arch}
+        return web.json_response(body)
+
+    async def _provider_json(self, request: web.Request) -> web.StreamResponse | tuple[ResponseHead, bytes, object]:
+        """The provider's 200 answer (head, body, parsed JSON or None), or any other answer relayed as it is."""
         self.authorize(request)
         connection, head, deadline = await self._send(request)
         if head.status != 200:
             return await self._relay(request, connection, head, deadline)
         data = await self._read(connection, head, deadline)
         try:
-            provider = json.loads(data)
+            parsed: object = json.loads(data)
         except ValueError:
-            provider = None
-        body = {"provider": provider, "version": self._version, "arch": self._arch}
-        return web.json_response(body)
+            parsed = None
+        return head, data, parsed
 
     # -- the pass-through --------------------------------------------------------------------------------
 
