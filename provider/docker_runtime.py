@@ -122,14 +122,14 @@ class DockerRuntime:
 
     # -- images ------------------------------------------------------------------------------------------
 
-    async def image_present(self, image: str) -> bool:
+    async def image_id(self, image: str) -> str | None:
         try:
-            await self._docker.images.inspect(image)
+            data = await self._docker.images.inspect(image)
         except aiodocker.DockerError as e:
             if e.status == 404:
-                return False
+                return None
             raise _error(f"inspect image {image}", e) from e
-        return True
+        return str(data["Id"])
 
     async def pull(self, image: str, docker_config: Path | None) -> None:
         auth = registry_auth(image, docker_config)
@@ -232,6 +232,7 @@ def _container(data: Mapping[str, Any]) -> Container | None:
         exit_code=int(state.get("ExitCode") or 0),
         oom_killed=bool(state.get("OOMKilled")),
         created=str(data.get("Created", "")),
+        image_id=str(data.get("Image", "")),
     )
 
 

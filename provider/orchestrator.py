@@ -103,7 +103,12 @@ class Orchestrator:
         fn = self.get(spec.namespace, spec.service)
         self._check_deployable(spec)
         async with fn.lock:
-            await self._replicas.ensure_image(spec.image)
+            image_id = await self._replicas.ensure_image(spec.image)
+            if spec == fn.spec and fn.replicas and all(r.container.image_id == image_id for r in fn.replicas.values()):
+                # The same deployment on the same image: nothing to roll (faas-cli deploy run twice,
+                # scripts/run run twice). A rebuilt or newly pulled tag has another ID and does roll.
+                log.info("function_unchanged", function=spec.service, namespace=spec.namespace)
+                return fn.status()
             new = FunctionState(spec=spec, generation=uuid.uuid4().hex, created_at=fn.created_at, desired=fn.desired)
             if fn.desired == 0:
                 started = [await self._replicas.create_parked(new)]

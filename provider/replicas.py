@@ -272,17 +272,20 @@ class Replicas:
 
     # -- the image and the hosts file --------------------------------------------------------------------
 
-    async def ensure_image(self, image: str) -> None:
+    async def ensure_image(self, image: str) -> str:
+        """The image present (pulled as the pull policy says); its ID."""
         policy = self._config.pull_policy
-        if policy is PullPolicy.ALWAYS:
-            await self._runtime.pull(image, self._config.docker_config)
-            return
-        if await self._runtime.image_present(image):
-            return
+        found = None if policy is PullPolicy.ALWAYS else await self._runtime.image_id(image)
+        if found is not None:
+            return found
         if policy is PullPolicy.NEVER:
             raise ImageUnavailableError(f"image {image} is not present locally and the pull policy is never")
         log.info("image_pulling", image=image)
         await self._runtime.pull(image, self._config.docker_config)
+        pulled = await self._runtime.image_id(image)
+        if pulled is None:
+            raise ImageUnavailableError(f"image {image} was pulled but is not present")
+        return pulled
 
     def publish(self) -> None:
         write_hosts(self._config.hosts_path, self._config.net.bridge_ip, self._state.ready_replicas())

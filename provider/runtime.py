@@ -35,6 +35,7 @@ class Container:
     exit_code: int
     oom_killed: bool
     created: str  # the runtime's own creation time (RFC 3339)
+    image_id: str = ""  # the image it was created from, by ID (a tag may have moved since)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -84,7 +85,9 @@ class Runtime(Protocol):
 
     async def remove(self, container_id: str) -> None: ...
 
-    async def image_present(self, image: str) -> bool: ...
+    async def image_id(self, image: str) -> str | None:
+        """The ID of the image a reference names here, None when it is not present."""
+        ...
 
     async def pull(self, image: str, docker_config: Path | None) -> None: ...
 

@@ -65,6 +65,7 @@ class FakeContainer:
     image: str
     labels: dict[str, str]
     created: str
+    image_id: str = ""
     running: bool = False
     pid: int = 0
     exit_code: int = 0
@@ -92,6 +93,7 @@ class FakeContainer:
             exit_code=self.exit_code,
             oom_killed=self.oom_killed,
             created=self.created,
+            image_id=self.image_id,
         )
 
 
@@ -104,8 +106,9 @@ class FakeRuntime:
     def __init__(self, bridge: str) -> None:
         self.bridge = bridge
         self.containers: dict[str, FakeContainer] = {}
-        self.images: set[str] = {"fn:1", "fn:2"}
+        self.images: dict[str, str] = {"fn:1": "sha256:fn1-a", "fn:2": "sha256:fn2-a"}  # reference -> image ID
         self.pullable: set[str] = set()
+        self.pullable_ids: dict[str, str] = {}  # what a pull of a reference brings (default: a fixed ID)
         self.behaviours: dict[str, Behaviour] = {}
         self.actions: list[tuple[str, str]] = []  # (what, container name) of every call that changes something
         self._streams: list[Stream] = []
@@ -140,6 +143,7 @@ class FakeRuntime:
             image=config["Image"],
             labels=dict(config["Labels"]),
             created=created.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
+            image_id=self.images.get(config["Image"], ""),
         )
         self.containers[container.id] = container
         self.actions.append(("create", name))
@@ -180,16 +184,16 @@ class FakeRuntime:
         del self.containers[container_id]
         self._emit("destroy", container)
 
-    async def image_present(self, image: str) -> bool:
+    async def image_id(self, image: str) -> str | None:
         await asyncio.sleep(0)
-        return image in self.images
+        return self.images.get(image)
 
     async def pull(self, image: str, docker_config: Path | None) -> None:
         del docker_config
         await asyncio.sleep(0)
         if image not in self.pullable:
             raise ImageUnavailableError(f"image {image} is not present locally and could not be pulled: not found")
-        self.images.add(image)
+        self.images[image] = self.pullable_ids.get(image, f"sha256:{image}-pulled")
 
     async def logs(
         self, container_id: str, *, tail: int | None, since: datetime | None, follow: bool

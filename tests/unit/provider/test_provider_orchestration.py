@@ -145,6 +145,40 @@ async def test_update_of_a_function_at_zero_keeps_it_at_zero_with_one_parked_con
     assert world.hosts("echo") == []
 
 
+async def test_update_with_the_same_spec_and_image_changes_nothing(world: World) -> None:
+    await world.deploy("echo", labels={"com.openfaas.scale.min": "2"})
+    before = {c.id for c in world.runtime.of("echo")}
+    actions = len(world.runtime.actions)
+
+    status = await world.orchestrator.update(_spec("echo", "fn:1", min_scale=2))
+
+    assert status.available_replicas == 2
+    assert {c.id for c in world.runtime.of("echo")} == before
+    assert world.runtime.actions[actions:] == []  # nothing created, stopped or removed: scripts/run run twice
+
+
+async def test_update_with_the_same_spec_rolls_when_the_tag_names_a_new_image(world: World) -> None:
+    await world.deploy("echo")
+    before = {c.id for c in world.runtime.of("echo")}
+    world.runtime.images["fn:1"] = "sha256:fn1-rebuilt"  # docker build -t fn:1 again
+
+    await world.orchestrator.update(_spec("echo", "fn:1"))
+
+    await until(lambda: not {c.id for c in world.runtime.of("echo")} & before, what="the old replica to go")
+    assert [c.image_id for c in world.runtime.of("echo", running=True)] == ["sha256:fn1-rebuilt"]
+
+
+async def test_update_with_a_changed_field_rolls(world: World) -> None:
+    await world.deploy("echo")
+    before = {c.id for c in world.runtime.of("echo")}
+
+    await world.orchestrator.update(
+        FunctionDeployment.parse({"service": "echo", "image": "fn:1", "envVars": {"K": "v"}})
+    )
+
+    await until(lambda: not {c.id for c in world.runtime.of("echo")} & before, what="the old replica to go")
+
+
 async def test_update_of_a_missing_function_is_not_found(world: World) -> None:
     with pytest.raises(FunctionNotFoundError):
         await world.orchestrator.update(_spec("ghost", "fn:2"))
