@@ -21,8 +21,9 @@ from servicekit.settings import SettingError, parse_duration
 from watchdog.config import WatchdogConfig
 from watchdog.errors import InvocationError
 from watchdog.executor import Executor
+from watchdog.metrics import CONTENT_TYPE, FunctionMetrics, Recorder
 from watchdog.readiness import Readiness
-from watchdog.shared import Limiter, Metrics, Recorder
+from watchdog.shared import Limiter
 
 log = structlog.get_logger("watchdog")
 
@@ -139,9 +140,9 @@ def create_app(watchdog: Watchdog) -> web.Application:
     return app
 
 
-def create_metrics_app(metrics: Metrics) -> web.Application:
+def create_metrics_app(metrics: FunctionMetrics) -> web.Application:
     async def render(request: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+        return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
     app.router.add_get("/metrics", render)

@@ -24,8 +24,9 @@ from servicekit.workers import fork_workers, supervise
 from watchdog.app import Watchdog, create_app, create_metrics_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
+from watchdog.metrics import FunctionMetrics
 from watchdog.readiness import Readiness
-from watchdog.shared import Flags, Limiter, Metrics
+from watchdog.shared import Flags, Limiter
 
 log = structlog.get_logger("watchdog")
 
@@ -38,7 +39,7 @@ def run(config: WatchdogConfig) -> int:
     readiness = Readiness(Flags(), config.lock_path, config.suppress_lock)
     readiness.mark_unready()  # a stale lock file from a previous run says nothing about this one
     limiter = Limiter(config.max_inflight, shared=config.workers > 1)
-    metrics = Metrics(config.workers)
+    metrics = FunctionMetrics(config.workers)
     supervisor = build_supervisor(config)
     log.info("watchdog_starting", **config.summary())
     if config.workers == 1:
@@ -48,7 +49,7 @@ def run(config: WatchdogConfig) -> int:
 
 
 async def _serve_single(
-    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, limiter: Limiter, metrics: Metrics
+    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, limiter: Limiter, metrics: FunctionMetrics
 ) -> int:
     shutdown = Shutdown()
     runner, executor = await _start_worker(config, readiness, limiter, metrics, 0)
@@ -65,7 +66,7 @@ async def _serve_single(
 
 
 async def _serve_worker(
-    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: Metrics, index: int
+    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: FunctionMetrics, index: int
 ) -> int:
     structlog.contextvars.bind_contextvars(worker=index)
     shutdown = Shutdown()
@@ -77,7 +78,7 @@ async def _serve_worker(
 
 
 async def _serve_primary(
-    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, metrics: Metrics, pids: list[int]
+    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, metrics: FunctionMetrics, pids: list[int]
 ) -> int:
     shutdown = Shutdown()
     metrics_runner = await _start_metrics(config, metrics)
@@ -91,7 +92,7 @@ async def _serve_primary(
 
 
 async def _start_worker(
-    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: Metrics, index: int
+    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: FunctionMetrics, index: int
 ) -> tuple[web.AppRunner, Executor]:
     executor = build_executor(config, readiness)
     await executor.start()
@@ -114,7 +115,7 @@ def _renders_json(config: WatchdogConfig) -> bool:
     return (not sys.stdout.isatty()) if config.log_json is None else config.log_json
 
 
-async def _start_metrics(config: WatchdogConfig, metrics: Metrics) -> web.AppRunner | None:
+async def _start_metrics(config: WatchdogConfig, metrics: FunctionMetrics) -> web.AppRunner | None:
     if not config.metrics_port:
         return None
     runner = web.AppRunner(create_metrics_app(metrics), handle_signals=False, access_log=None)
