@@ -15,37 +15,19 @@ from collections.abc import Mapping, Sequence
 from gateway.config import SETTINGS, GatewayConfig
 from servicekit.auth import CredentialsError
 from servicekit.log import configure_logging
-from servicekit.settings import SettingError
+from servicekit.settings import SettingError, add_flags, with_flags
 
 EXIT_CONFIG = 2
-_BOOLEAN_FLAGS = frozenset({"--scale-from-zero", "--access-log"})
-
-
-def _dest(flag: str) -> str:
-    return "gateway_" + flag.removeprefix("--").replace("-", "_")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The gateway's flags (each overrides the ``PYFAASD_*`` variable named in its help)."""
-    for setting in SETTINGS:
-        help_text = f"{setting.help} [{setting.env}, default {setting.default or 'see help'}]"
-        if setting.flag in _BOOLEAN_FLAGS:
-            parser.add_argument(
-                setting.flag, dest=_dest(setting.flag), action=argparse.BooleanOptionalAction, help=help_text
-            )
-        else:
-            parser.add_argument(setting.flag, dest=_dest(setting.flag), metavar="VALUE", help=help_text)
+    add_flags(parser, SETTINGS)
 
 
 def config_from(args: argparse.Namespace, env: Mapping[str, str]) -> GatewayConfig:
     """The environment with the given flags laid over it, parsed; SettingError names the variable."""
-    merged = dict(env)
-    for setting in SETTINGS:
-        value = getattr(args, _dest(setting.flag), None)
-        if value is None:
-            continue
-        merged[setting.env] = ("true" if value else "false") if isinstance(value, bool) else str(value)
-    return GatewayConfig.from_env(merged)
+    return GatewayConfig.from_env(with_flags(env, args, SETTINGS))
 
 
 def run(args: argparse.Namespace) -> int:

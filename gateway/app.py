@@ -10,8 +10,9 @@ Routes:
 | ``GET /metrics`` | Prometheus text | no |
 | ``GET /_/health`` | the gateway's own liveness: 200 ``OK`` | no |
 
-Handlers never build error responses: they raise a :class:`~gateway.errors.GatewayError`, and one middleware
-turns it into its status with a one-line text body and ``X-OpenFaaS-Internal: gateway``, logging it once.
+Handlers never build error responses: they raise a :class:`~gateway.errors.GatewayError` (or let the shared
+relay's :class:`~servicekit.relay.RelayError` through, mapped by ``from_relay``), and one middleware turns it
+into its status with a one-line text body and ``X-OpenFaaS-Internal: gateway``, logging it once.
 """
 
 from __future__ import annotations
@@ -23,19 +24,20 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway.access_log import AccessLog
 from gateway.config import GatewayConfig
-from gateway.errors import GatewayError, NotFoundError
-from gateway.forward import Pools
+from gateway.errors import GatewayError, NotFoundError, from_relay
 from gateway.keys import CONFIG, METRICS, POOLS, PROVIDER, PROXY, RESOLVER, SCALER, SYSTEM
 from gateway.metrics import GatewayMetrics
+from gateway.pools import Pools
 from gateway.provider import ProviderClient
 from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from gateway.system import SystemProxy, version_info
+from servicekit.access_log import AccessLog
 from servicekit.auth import Credentials, load_credentials
 from servicekit.metrics import CONTENT_TYPE
+from servicekit.relay import RelayError
 
 log = structlog.get_logger("gateway")
 
@@ -55,12 +57,14 @@ def error_response(error: GatewayError) -> web.Response:
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except GatewayError as exc:
-        if exc.status >= 500:
-            log.warning("request_failed", method=request.method, path=request.path, status=exc.status, error=str(exc))
-        elif exc.status != 401 and exc.status != 404:
-            log.info("request_refused", method=request.method, path=request.path, status=exc.status, error=str(exc))
-        return error_response(exc)
+    except (GatewayError, RelayError) as exc:
+        error = exc if isinstance(exc, GatewayError) else from_relay(exc)
+        status = error.status
+        if status >= 500:
+            log.warning("request_failed", method=request.method, path=request.path, status=status, error=str(error))
+        elif status != 401 and status != 404:
+            log.info("request_refused", method=request.method, path=request.path, status=status, error=str(error))
+        return error_response(error)
     except web.HTTPException:
         raise
     except Exception:

@@ -1,10 +1,14 @@
 """Failures the gateway answers itself, each one status; the error middleware (app.py) turns them into responses.
 
 Every such response carries ``X-OpenFaaS-Internal: gateway`` and a one-line plain-text body (``str(error)``).
+The shared relay's failures (servicekit.relay) become these through :func:`from_relay`.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
+from servicekit import relay
 from servicekit.auth import CHALLENGE
 
 
@@ -88,3 +92,18 @@ class LogsNotSupportedError(GatewayError):
     """The provider has no logs endpoint (it answered 404 or 501)."""
 
     status = 501
+
+
+# What each failure of the shared relay is to the gateway.
+_FROM_RELAY: Final[dict[type[relay.RelayError], type[GatewayError]]] = {
+    relay.BodyTooLargeError: BodyTooLargeError,  # 413
+    relay.BodyTimeoutError: RequestTimeoutError,  # 408
+    relay.UpstreamBrokenError: UpstreamConnectError,  # 502
+    relay.UpstreamBadAnswerError: UpstreamBadResponseError,  # 502
+    relay.AnswerTimeoutError: UpstreamTimeoutError,  # 504
+}
+
+
+def from_relay(error: relay.RelayError) -> GatewayError:
+    """The gateway's error for a failure of the shared relay, with the same message."""
+    return _FROM_RELAY.get(type(error), GatewayError)(str(error))

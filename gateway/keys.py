@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import GatewayConfig
-from gateway.forward import Pools
 from gateway.metrics import GatewayMetrics
+from gateway.pools import Pools
 from gateway.provider import ProviderClient
 from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver

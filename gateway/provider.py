@@ -7,13 +7,15 @@ import json
 from typing import Any
 
 from gateway.config import ProviderAddress
-from gateway.errors import GatewayError, ProviderError, UpstreamTimeoutError
-from gateway.forward import exchange, read_whole
+from gateway.errors import ProviderError, UpstreamTimeoutError, from_relay
 from servicekit.auth import Credentials
+from servicekit.relay import RelayError, exchange, read_whole
+from servicekit.request_head import RequestHead
 from servicekit.upstream import ResponseHead, UpstreamPool
 from servicekit.version import __version__
 
 USER_AGENT = f"pyfaasd-gateway/{__version__}"
+_USER_AGENT = USER_AGENT.encode()
 
 
 class ProviderClient:
@@ -35,25 +37,21 @@ class ProviderClient:
 
     async def call(self, method: str, path_and_query: str, body: bytes | None = None) -> tuple[ResponseHead, bytes]:
         """A small request with a JSON body (or none), answered whole."""
-        lines = [
-            f"{method} {self.target(path_and_query)} HTTP/1.1\r\n".encode(),
-            b"Host: " + self.host_header + b"\r\n",
-            b"Authorization: " + self.authorization + b"\r\n",
-            b"User-Agent: " + USER_AGENT.encode() + b"\r\n",
-            b"Accept: application/json\r\n",
-        ]
+        request = RequestHead(method, self.target(path_and_query))
+        request.add(b"Host", self.host_header)
+        request.add(b"Authorization", self.authorization)
+        request.add(b"User-Agent", _USER_AGENT)
+        request.add(b"Accept", b"application/json")
         if body is not None:
-            lines.append(b"Content-Type: application/json\r\n")
-            lines.append(b"Content-Length: %d\r\n" % len(body))
-        lines.append(b"\r\n")
+            request.add(b"Content-Type", b"application/json")
         try:
             async with asyncio.timeout(self.timeout_s):
-                connection, head = await exchange(self.pool, b"".join(lines), body or b"", None)
+                connection, head = await exchange(self.pool, request.finish(len(body or b"")), body or b"", None)
                 return head, await read_whole(self.pool, connection, head)
         except TimeoutError:
             raise UpstreamTimeoutError(f"the provider did not answer within {self.timeout_s:g}s") from None
-        except GatewayError:
-            raise
+        except RelayError as exc:
+            raise from_relay(exc) from None
         except OSError as exc:
             raise self.unreachable(exc) from None
 

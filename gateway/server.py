@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from collections.abc import Callable
 
 import structlog
@@ -27,7 +26,8 @@ from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
 from servicekit import notify
 from servicekit.auth import Credentials, load_credentials
-from servicekit.workers import first_exit, fork_child, send_signal, wait_exit
+from servicekit.shutdown import Shutdown
+from servicekit.workers import fork_workers, supervise
 
 log = structlog.get_logger("gateway")
 
@@ -45,10 +45,7 @@ async def serve(
 ) -> None:
     """Serve until ``stop`` is set (default: until SIGTERM or SIGINT), then drain and return."""
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _on_signal, stop, sig)
+        stop = Shutdown().requested
     app = create_app(config, credentials=credentials, metrics=metrics, worker=worker)
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.write_timeout_s)
     await runner.setup()
@@ -63,12 +60,6 @@ async def serve(
     finally:
         await runner.cleanup()
     log.info("gateway_stopped")
-
-
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
-    if not stop.is_set():
-        log.info("shutdown_requested", signal=sig.name)
-        stop.set()
 
 
 def run_single(config: GatewayConfig, credentials: Credentials) -> int:
@@ -94,10 +85,7 @@ def run_workers(config: GatewayConfig, credentials: Credentials) -> int:
     """
     metrics = GatewayMetrics(config.workers)
     ready_r, ready_w = os.pipe()
-    pids = [
-        fork_child(lambda i=i: _worker(config, credentials, metrics, i, ready_w))  # type: ignore[misc]
-        for i in range(config.workers)
-    ]
+    pids = fork_workers(config.workers, lambda i: _worker(config, credentials, metrics, i, ready_w))
     os.close(ready_w)
     try:
         return uvloop.run(_supervise(pids, ready_r, config.workers))
@@ -118,10 +106,8 @@ def _worker(config: GatewayConfig, credentials: Credentials, metrics: GatewayMet
 
 
 async def _supervise(pids: list[int], ready_r: int, workers: int) -> int:
-    stop = asyncio.Event()
+    shutdown = Shutdown()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, _on_signal, stop, sig)
     listening = 0
 
     def on_ready() -> None:
@@ -137,32 +123,13 @@ async def _supervise(pids: list[int], ready_r: int, workers: int) -> int:
     loop.add_reader(ready_r, on_ready)
     watchdog = notify.start_watchdog()
     try:
-        return await _run_until_stopped(pids, stop)
+        code = await supervise(pids, shutdown)
+        log.info("gateway_stopped", code=code)
+        return code
     finally:
         loop.remove_reader(ready_r)
         notify.stopping()
         await notify.stop_watchdog(watchdog)
-
-
-async def _run_until_stopped(pids: list[int], stop: asyncio.Event) -> int:
-    lost = asyncio.create_task(first_exit(pids))
-    requested = asyncio.create_task(stop.wait())
-    await asyncio.wait({lost, requested}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if lost.done():
-        pid, status = lost.result()
-        log.error("worker_exited", pid=pid, status=status)
-        pids.remove(pid)
-        code = 1
-    requested.cancel()
-    lost.cancel()
-    for pid in pids:
-        send_signal(pid, signal.SIGTERM)
-    for pid in pids:
-        if await wait_exit(pid) != 0:
-            code = 1
-    log.info("gateway_stopped", code=code)
-    return code
 
 
 def run(config: GatewayConfig) -> int:

@@ -20,25 +20,19 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.config import GatewayConfig
-from gateway.errors import GatewayError, LogsNotSupportedError, UnauthorizedError, UpstreamTimeoutError
-from gateway.forward import (
-    REQUEST_DROP,
-    connection_tokens,
-    exchange,
-    framing,
-    read_body,
-    read_whole,
-    relay,
-    whole_response,
-)
+from gateway.errors import LogsNotSupportedError, UnauthorizedError, UpstreamTimeoutError
 from gateway.metrics import GatewayMetrics
 from gateway.provider import USER_AGENT, ProviderClient
 from netconf.hosts import DEFAULT_NAMESPACE
 from servicekit.auth import REJECTION, Credentials, check_authorization
+from servicekit.relay import body_length, exchange, read_body, read_whole, relay, whole_response
+from servicekit.request_head import REQUEST_DROP, RequestHead
 from servicekit.upstream import ResponseHead, UpstreamConnection
 from servicekit.version import __version__, commit_sha
 
 _SYSTEM_DROP: Final = REQUEST_DROP | {b"authorization"}
+# Client headers the provider's head is completed from.
+_SYSTEM_WATCH: Final = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-host", b"user-agent"})
 # Go's FunctionStatus field order: invocationCount goes before the first of these that is present.
 _AFTER_INVOCATION_COUNT: Final = ("replicas", "availableReplicas", "createdAt", "usage")
 
@@ -118,15 +112,10 @@ class SystemProxy:
         )
 
     async def list_functions(self, request: web.Request) -> web.StreamResponse:
-        self.authorize(request)
-        connection, head, deadline = await self._send(request)
-        if head.status != 200:
-            return await self._relay(request, connection, head, deadline)
-        data = await self._read(connection, head, deadline)
-        try:
-            functions = json.loads(data)
-        except ValueError:
-            functions = None
+        answer = await self._provider_json(request)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        head, data, functions = answer
         if isinstance(functions, list):
             namespace = request.query.get("namespace") or DEFAULT_NAMESPACE
             if add_invocation_counts(functions, self._metrics.invocation_counts(), namespace):
@@ -134,17 +123,25 @@ class SystemProxy:
         return whole_response(head, data)
 
     async def info(self, request: web.Request) -> web.StreamResponse:
+        answer = await self._provider_json(request)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        _head, _data, provider = answer
+        body = {"provider": provider, "version": self._version, "arch": self._arch}
+        return web.json_response(body)
+
+    async def _provider_json(self, request: web.Request) -> web.StreamResponse | tuple[ResponseHead, bytes, object]:
+        """The provider's 200 answer (head, body, parsed JSON or None), or any other answer relayed as it is."""
         self.authorize(request)
         connection, head, deadline = await self._send(request)
         if head.status != 200:
             return await self._relay(request, connection, head, deadline)
         data = await self._read(connection, head, deadline)
         try:
-            provider = json.loads(data)
+            parsed: object = json.loads(data)
         except ValueError:
-            provider = None
-        body = {"provider": provider, "version": self._version, "arch": self._arch}
-        return web.json_response(body)
+            parsed = None
+        return head, data, parsed
 
     # -- the pass-through --------------------------------------------------------------------------------
 
@@ -174,7 +171,7 @@ class SystemProxy:
         config = self._config
         provider = self._provider
         body = await read_body(request, config.max_body_bytes, config.read_timeout_s)
-        length = len(body) if body is not None else request.content_length
+        length = body_length(request, body)
         head = self._head(request, length)
         deadline = asyncio.get_running_loop().time() + provider.timeout_s
         try:
@@ -190,39 +187,21 @@ class SystemProxy:
                 )
         except TimeoutError:
             raise UpstreamTimeoutError(f"the provider did not answer within {provider.timeout_s:g}s") from None
-        except GatewayError:
-            raise
         except OSError as exc:
             raise provider.unreachable(exc) from None
         return connection, response_head, deadline
 
-    def _head(self, request: web.Request, body_length: int | None) -> bytes:
+    def _head(self, request: web.Request, length: int | None) -> bytes:
         provider = self._provider
-        drop = _SYSTEM_DROP
-        if "Connection" in request.headers:
-            drop = drop | connection_tokens(request)
-        target = provider.target(request.raw_path)
-        out = [
-            f"{request.method} {target} HTTP/1.1\r\n".encode("utf-8", "surrogateescape"),
-            b"Host: " + provider.host_header + b"\r\n",
-            b"Authorization: " + provider.authorization + b"\r\n",
-        ]
-        host = b""
-        seen: set[bytes] = set()
-        for name, value in request.raw_headers:
-            lower = name.lower()
-            if lower in drop:
-                if lower == b"host":
-                    host = value
-                continue
-            seen.add(lower)
-            out.append(name + b": " + value + b"\r\n")
-        if b"x-forwarded-for" not in seen:
-            out.append(b"X-Forwarded-For: " + (request.remote or "").encode() + b"\r\n")
-        if host and b"x-forwarded-host" not in seen:
-            out.append(b"X-Forwarded-Host: " + host + b"\r\n")
-        if b"user-agent" not in seen:
-            out.append(b"User-Agent: " + USER_AGENT.encode() + b"\r\n")
-        out.append(framing(request.method, body_length))
-        out.append(b"\r\n")
-        return b"".join(out)
+        head = RequestHead(request.method, provider.target(request.raw_path))
+        head.add(b"Host", provider.host_header)
+        head.add(b"Authorization", provider.authorization)
+        found = head.copy(request, _SYSTEM_DROP, _SYSTEM_WATCH)
+        if b"x-forwarded-for" not in found:
+            head.add(b"X-Forwarded-For", (request.remote or "").encode())
+        host = found.get(b"host")
+        if host and b"x-forwarded-host" not in found:
+            head.add(b"X-Forwarded-Host", host)
+        if b"user-agent" not in found:
+            head.add(b"User-Agent", USER_AGENT.encode())
+        return head.finish(length)

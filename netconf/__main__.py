@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from netconf.config import ENV_BRIDGE, ENV_STATE_DIR, ENV_SUBNET, NetConfig
-from netconf.errors import ConfigError, NetconfError
+from netconf.config import SETTINGS, NetConfig
+from netconf.errors import NetconfError
+from servicekit.log import configure_logging
+from servicekit.settings import SettingError, add_flags, with_flags
 
 if TYPE_CHECKING:
     from netconf.network import NetStatus
@@ -24,17 +25,13 @@ if TYPE_CHECKING:
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
-        base = NetConfig.from_env(os.environ if env is None else env)
-        config = NetConfig.create(
-            bridge=args.bridge or base.bridge,
-            subnet=args.subnet or str(base.subnet),
-            state_dir=args.state_dir or base.state_dir,
-        )
-    except ConfigError as e:
+        config = NetConfig.from_env(with_flags(os.environ if env is None else env, args, SETTINGS))
+    except SettingError as e:
         print(f"netconf: {e}", file=sys.stderr)
         return 2
+    # Logs go to stderr: stdout carries the status (JSON with --json).
+    configure_logging("info" if args.verbose else "warning", stream=sys.stderr)
     try:
         return asyncio.run(_run(args.command, config, as_json=args.json))
     except NetconfError as e:
@@ -45,11 +42,7 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m netconf", description="pyfaasd's function network")
     parser.add_argument("command", choices=("up", "down", "status"), help="create/adopt, remove, or show it")
-    parser.add_argument("--bridge", help=f"bridge name (env {ENV_BRIDGE}, default pyfaasd0)")
-    parser.add_argument(
-        "--subnet", help=f"IPv4 subnet; the bridge IP is its first address (env {ENV_SUBNET}, default 10.62.0.0/16)"
-    )
-    parser.add_argument("--state-dir", help=f"state directory (env {ENV_STATE_DIR}, default /var/lib/pyfaasd)")
+    add_flags(parser, SETTINGS)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what is done")
     return parser

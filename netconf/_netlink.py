@@ -391,14 +391,3 @@ def detach(bridge: str, host_name: str, ip: IPv4Address) -> bool:
                     ) from e
         host = _get_link(ipr, host_name)
         return host is not None and _delete_link(ipr, host)
-
-
-def container_link(netns_fd: int, ifname: str) -> tuple[Link, tuple[IPv4Interface, ...]] | None:
-    """The container end inside a namespace, with its IPv4 addresses (for status and tests)."""
-
-    def look() -> tuple[Link, tuple[IPv4Interface, ...]] | None:
-        with IPRoute() as ipr:
-            link = _get_link(ipr, ifname)
-            return None if link is None else (link, _ipv4_addresses(ipr, link.index))
-
-    return run_in_netns(netns_fd, look)

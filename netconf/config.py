@@ -7,17 +7,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
-from typing import Self
+from typing import Any, Final, Self
 
 from netconf.errors import ConfigError
+from servicekit import defaults
+from servicekit.settings import STATE_DIR, Setting, parse_text
 
 ENV_BRIDGE = "PYFAASD_BRIDGE"
 ENV_SUBNET = "PYFAASD_SUBNET"
-ENV_STATE_DIR = "PYFAASD_STATE_DIR"
 
 DEFAULT_BRIDGE = "pyfaasd0"
 DEFAULT_SUBNET = IPv4Network("10.62.0.0/16")
-DEFAULT_STATE_DIR = Path("/var/lib/pyfaasd")
 
 # Linux allows 15 bytes for an interface name (IFNAMSIZ - 1). We also keep to characters that are safe in an
 # iptables chain name, because the chains are named after the bridge.
@@ -42,7 +42,7 @@ class NetConfig:
 
     bridge: str = DEFAULT_BRIDGE
     subnet: IPv4Network = DEFAULT_SUBNET
-    state_dir: Path = field(default=DEFAULT_STATE_DIR)
+    state_dir: Path = field(default=defaults.STATE_DIR)
 
     def __post_init__(self) -> None:
         if not _BRIDGE_NAME.match(self.bridge):
@@ -60,21 +60,7 @@ class NetConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
         """Read ``PYFAASD_BRIDGE``, ``PYFAASD_SUBNET`` and ``PYFAASD_STATE_DIR``; unset or empty means default."""
-        return cls.create(
-            bridge=env.get(ENV_BRIDGE) or None,
-            subnet=env.get(ENV_SUBNET) or None,
-            state_dir=env.get(ENV_STATE_DIR) or None,
-        )
-
-    @classmethod
-    def create(cls, bridge: str | None = None, subnet: str | None = None, state_dir: str | Path | None = None) -> Self:
-        """Build a config from strings (flags or env values); ``None`` means the default."""
-        network = DEFAULT_SUBNET if subnet is None else parse_subnet(subnet)
-        return cls(
-            bridge=DEFAULT_BRIDGE if bridge is None else bridge,
-            subnet=network,
-            state_dir=DEFAULT_STATE_DIR if state_dir is None else Path(state_dir),
-        )
+        return cls(bridge=BRIDGE.read(env), subnet=SUBNET.read(env), state_dir=STATE_DIR.read(env))
 
     @property
     def bridge_ip(self) -> IPv4Address:
@@ -99,9 +85,20 @@ class NetConfig:
         return self.state_dir / "ipam" / f"{self.bridge}.json"
 
 
-def parse_subnet(value: str) -> IPv4Network:
+def parse_subnet(name: str, value: str) -> IPv4Network:
     """Parse an IPv4 subnet such as ``10.62.0.0/16``; host bits must be zero."""
     try:
         return IPv4Network(value.strip(), strict=True)
     except ValueError as e:
-        raise ConfigError(f"{ENV_SUBNET}: {value!r} is not an IPv4 subnet like 10.62.0.0/16 ({e})") from e
+        raise ConfigError(f"{name}: {value!r} is not an IPv4 subnet like 10.62.0.0/16 ({e})") from e
+
+
+# The network's settings, as rows of the daemons' settings tables (servicekit.settings); the bridge name is
+# checked by NetConfig itself.
+BRIDGE: Final = Setting(
+    ENV_BRIDGE, "--bridge", DEFAULT_BRIDGE, "bridge name; also labels this instance's containers", parse_text
+)
+SUBNET: Final = Setting(
+    ENV_SUBNET, "--subnet", str(DEFAULT_SUBNET), "function subnet; the bridge IP is its first address", parse_subnet
+)
+SETTINGS: Final[tuple[Setting[Any], ...]] = (BRIDGE, SUBNET, STATE_DIR)

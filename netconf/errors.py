@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from servicekit.settings import SettingError
+
 
 class NetconfError(Exception):
     """Base of every error netconf raises on purpose."""
 
 
-class ConfigError(NetconfError, ValueError):
-    """A setting has a bad value; the message names the setting."""
+class ConfigError(NetconfError, SettingError):
+    """A setting has a bad value; the message names the setting (a SettingError, as every daemon's are)."""
 
 
 class SubnetFullError(NetconfError):

@@ -44,8 +44,8 @@ from ipaddress import AddressValueError, IPv4Address
 from pathlib import Path
 
 from netconf.errors import HostsFileError
+from servicekit.defaults import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE  # re-exported for the gateway
 
-DEFAULT_NAMESPACE = "openfaas-fn"
 HEADER = "# pyfaasd hosts: written by the provider, do not edit"
 END_MARKER = "# end crc32="
 FILE_MODE = 0o644

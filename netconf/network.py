@@ -9,18 +9,19 @@ thread finishes; every step is idempotent, so the next call picks up from wherev
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
+
+import structlog
 
 from netconf import _netlink, firewall
 from netconf.config import NetConfig, mac_for
 from netconf.errors import AddressInvalidError
 from netconf.ipam import Allocation, Ipam
 
-log = logging.getLogger("netconf")
+log = structlog.get_logger("netconf")
 
 CONTAINER_IFNAME = "eth0"
 # Host ends are named from the container IP: "vpf" + 8 hex digits = 11 characters (IFNAMSIZ allows 15).
@@ -79,11 +80,6 @@ class Network:
     def config(self) -> NetConfig:
         return self._config
 
-    @property
-    def ipam(self) -> Ipam:
-        """The synchronous allocator (for tools and tests; async code uses the methods below)."""
-        return self._ipam
-
     # -- bridge ----------------------------------------------------------------------------------------
 
     async def ensure_bridge(self) -> BridgeInfo:
@@ -95,11 +91,11 @@ class Network:
         await asyncio.to_thread(_netlink.write_sysctl, IP_FORWARD_SYSCTL, "1")
         added = await firewall.ensure_rules(cfg.bridge, cfg.subnet)
         log.info(
-            "bridge_ensured bridge=%s address=%s created=%s rules_added=%d",
-            cfg.bridge,
-            cfg.bridge_interface,
-            created,
-            len(added),
+            "bridge_ensured",
+            bridge=cfg.bridge,
+            address=str(cfg.bridge_interface),
+            created=created,
+            rules_added=len(added),
         )
         return _bridge_info(state, created=created)
 
@@ -109,7 +105,7 @@ class Network:
         removed = await asyncio.to_thread(_netlink.delete_bridge, cfg.bridge)
         await firewall.remove_rules(cfg.bridge)
         await asyncio.to_thread(self._ipam.clear)
-        log.info("network_removed bridge=%s links_removed=%d", cfg.bridge, len(removed))
+        log.info("network_removed", bridge=cfg.bridge, links_removed=len(removed))
 
     async def status(self) -> NetStatus:
         cfg = self._config
@@ -145,7 +141,7 @@ class Network:
         """Free the addresses of owners that no longer exist; returns what was freed."""
         freed = await asyncio.to_thread(self._ipam.reconcile, list(owners))
         for allocation in freed:
-            log.info("address_reclaimed ip=%s owner=%s", allocation.ip, allocation.owner)
+            log.info("address_reclaimed", ip=str(allocation.ip), owner=allocation.owner)
         return freed
 
     # -- containers ------------------------------------------------------------------------------------
@@ -180,7 +176,7 @@ class Network:
 
         state = await asyncio.to_thread(work)
         if state.created:
-            log.info("container_attached ip=%s netns=%s host_ifname=%s", ip, path, host_ifname(ip))
+            log.info("container_attached", ip=str(ip), netns=str(path), host_ifname=host_ifname(ip))
         return Attachment(
             ip=ip,
             interface=spec_ip,
@@ -216,7 +212,7 @@ class Network:
         removed = await asyncio.to_thread(_netlink.detach, self._config.bridge, host_ifname(ip), ip)
         await self.release(ip)
         if removed:
-            log.info("container_detached ip=%s", ip)
+            log.info("container_detached", ip=str(ip))
         return removed
 
     def _check_usable(self, ip: IPv4Address) -> None:

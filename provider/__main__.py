@@ -5,60 +5,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import structlog
 
-from netconf import ConfigError as NetConfigError
-from provider.config import ProviderConfig, PullPolicy
+from provider.config import SETTINGS, ProviderConfig
 from provider.errors import ProviderError
 from servicekit import notify
 from servicekit.log import configure_logging
-from servicekit.settings import SettingError
+from servicekit.settings import SettingError, add_flags, with_flags
+from servicekit.shutdown import Shutdown
 
-FLAGS = {
-    "state_dir": "PYFAASD_STATE_DIR",
-    "bridge": "PYFAASD_BRIDGE",
-    "subnet": "PYFAASD_SUBNET",
-    "listen": "PYFAASD_PROVIDER_ADDR",
-    "max_replicas": "PYFAASD_MAX_REPLICAS",
-    "pull_policy": "PYFAASD_PULL_POLICY",
-    "docker_config": "PYFAASD_DOCKER_CONFIG",
-    "ready_timeout": "PYFAASD_READY_TIMEOUT",
-    "log_level": "PYFAASD_LOG_LEVEL",
-}
+EXIT_CONFIG = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", help="state directory (PYFAASD_STATE_DIR, default /var/lib/pyfaasd)")
-    parser.add_argument("--bridge", help="bridge name (PYFAASD_BRIDGE, default pyfaasd0)")
-    parser.add_argument("--subnet", help="function subnet (PYFAASD_SUBNET, default 10.62.0.0/16)")
-    parser.add_argument("--listen", help="listen address (PYFAASD_PROVIDER_ADDR, default 127.0.0.1:8081)")
-    parser.add_argument("--max-replicas", help="most replicas of one function (PYFAASD_MAX_REPLICAS, default 20)")
-    parser.add_argument(
-        "--pull-policy",
-        choices=[p.value for p in PullPolicy],
-        help="when to pull images (PYFAASD_PULL_POLICY, default if-not-present)",
-    )
-    parser.add_argument("--docker-config", help="Docker config.json with registry credentials (PYFAASD_DOCKER_CONFIG)")
-    parser.add_argument("--ready-timeout", help="how long a new replica may take to become healthy (default 30s)")
-    parser.add_argument("--log-level", help="debug, info, warning or error (PYFAASD_LOG_LEVEL, default info)")
+    """The provider's flags (each overrides the ``PYFAASD_*`` variable named in its help)."""
+    add_flags(parser, SETTINGS)
 
 
-def config_from_args(args: argparse.Namespace) -> ProviderConfig:
-    overrides = {env: getattr(args, flag, None) for flag, env in FLAGS.items()}
-    return ProviderConfig.from_env(os.environ, overrides)
+def config_from(args: argparse.Namespace, env: Mapping[str, str]) -> ProviderConfig:
+    """The environment with the given flags laid over it, parsed; SettingError names the variable."""
+    return ProviderConfig.from_env(with_flags(env, args, SETTINGS))
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        config = config_from_args(args)
-        configure_logging(config.log_level)
-    except (SettingError, NetConfigError, ValueError) as e:
+        config = config_from(args, os.environ)
+    except SettingError as e:
         print(f"pyfaasd provider: {e}", file=sys.stderr)
-        return 2
+        return EXIT_CONFIG
+    configure_logging(config.log_level)
     return asyncio.run(_main(config))
 
 
@@ -66,13 +44,10 @@ async def _main(config: ProviderConfig) -> int:
     from provider.server import serve  # the heavy part (aiohttp, aiodocker, pyroute2) only when serving
 
     log = structlog.get_logger("provider")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    shutdown = Shutdown()
     watchdog = notify.start_watchdog()
     try:
-        await serve(config, stop, on_ready=notify.ready, on_stopping=notify.stopping)
+        await serve(config, shutdown.requested, on_ready=notify.ready, on_stopping=notify.stopping)
     except ProviderError as e:
         log.error("provider_failed", error=str(e))
         return 1

@@ -5,8 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from provider.config import ProviderConfig
+from provider.events import EventFollower
 from provider.handlers import functions, logs, namespaces, secrets, system
-from provider.keys import CONFIG, CREDENTIALS, NAMESPACES, ORCHESTRATOR, SECRETS
+from provider.keys import CONFIG, CREDENTIALS, EVENTS, NAMESPACES, ORCHESTRATOR, SECRETS
 from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
@@ -23,6 +24,7 @@ def create_app(
     orchestrator: Orchestrator,
     secret_store: SecretStore,
     namespace_store: NamespaceStore,
+    events: EventFollower,
 ) -> web.Application:
     registry = Registry()
     app = web.Application(
@@ -34,6 +36,7 @@ def create_app(
     app[ORCHESTRATOR] = orchestrator
     app[SECRETS] = secret_store
     app[NAMESPACES] = namespace_store
+    app[EVENTS] = events
 
     async def metrics(request: web.Request) -> web.Response:
         del request

@@ -1,4 +1,8 @@
-"""The provider's settings: ``PYFAASD_*`` env vars, each also a flag of ``pyfaasd provider`` (docs/provider.md)."""
+"""The provider's settings: ``PYFAASD_*`` env vars, most also a flag of ``pyfaasd provider`` (docs/provider.md).
+
+SETTINGS is the table (servicekit.settings): the network's rows come from netconf, the shared ones from
+servicekit; a row without a flag is read from the environment only.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,21 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Any, Final, Self
 
 from netconf import NetConfig
-from servicekit.settings import SettingError, parse_duration, parse_int, parse_listen_address
+from netconf.config import BRIDGE, SUBNET
+from servicekit import defaults, settings
+from servicekit.settings import (
+    LOG_LEVEL,
+    STATE_DIR,
+    Choice,
+    Setting,
+    parse_duration,
+    parse_listen_address,
+    parse_optional_path,
+    whole_number,
+)
 
 
 class PullPolicy(enum.StrEnum):
@@ -18,11 +33,62 @@ class PullPolicy(enum.StrEnum):
     NEVER = "never"
 
 
+LISTEN: Final = Setting(
+    "PYFAASD_PROVIDER_ADDR", "--listen", defaults.PROVIDER_ADDR, "where the provider listens", parse_listen_address
+)
+MAX_REPLICAS: Final = Setting(
+    "PYFAASD_MAX_REPLICAS", "--max-replicas", "20", "most replicas of one function", whole_number(1, 1000)
+)
+PULL_POLICY: Final = Setting(
+    "PYFAASD_PULL_POLICY", "--pull-policy", PullPolicy.IF_NOT_PRESENT.value, "when to pull images", Choice(PullPolicy)
+)
+DOCKER_CONFIG: Final = Setting(
+    "PYFAASD_DOCKER_CONFIG",
+    "--docker-config",
+    "",
+    "a Docker config.json with registry credentials",
+    parse_optional_path,
+)
+READY_TIMEOUT: Final = Setting(
+    "PYFAASD_READY_TIMEOUT",
+    "--ready-timeout",
+    "30s",
+    "how long a new replica may take to become healthy",
+    parse_duration,
+)
+PIDS_LIMIT: Final = Setting("PYFAASD_PIDS_LIMIT", None, "512", "pids limit per function container", whole_number(16))
+SECRETS_GID: Final = Setting(
+    "PYFAASD_SECRETS_GID",
+    None,
+    "2000",
+    "group owning secret files, added to function containers",
+    whole_number(1, 2**31 - 1),
+)
+STOP_TIMEOUT: Final = Setting("PYFAASD_STOP_TIMEOUT", None, "10s", "Docker stop timeout of a replica", parse_duration)
+FUNCTION_PORT: Final = settings.FUNCTION_PORT.with_flag(None)  # a flag of the gateway only
+
+SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    STATE_DIR,
+    BRIDGE,
+    SUBNET,
+    LISTEN,
+    MAX_REPLICAS,
+    PULL_POLICY,
+    DOCKER_CONFIG,
+    READY_TIMEOUT,
+    PIDS_LIMIT,
+    SECRETS_GID,
+    STOP_TIMEOUT,
+    FUNCTION_PORT,
+    LOG_LEVEL,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     net: NetConfig = field(default_factory=NetConfig)
-    host: str = "127.0.0.1"
-    port: int = 8081
+    host: str = defaults.PROVIDER_HOST
+    port: int = defaults.PROVIDER_PORT
     max_replicas: int = 20
     pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     docker_config: Path | None = None  # a Docker config.json with registry credentials
@@ -30,7 +96,7 @@ class ProviderConfig:
     pids_limit: int = 512
     secrets_gid: int = 2000  # the group that may read mounted secrets; added to every function container
     stop_timeout_s: float = 10.0
-    function_port: int = 8080
+    function_port: int = defaults.FUNCTION_PORT
     log_level: str = "info"
 
     @property
@@ -46,49 +112,20 @@ class ProviderConfig:
         return self.state_dir / "secrets"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], overrides: Mapping[str, str | None] | None = None) -> Self:
-        """Settings from env vars; ``overrides`` (flags, keyed by env var name) win where not None."""
-        values = {k: v for k, v in env.items() if v}
-        for key, value in (overrides or {}).items():
-            if value is not None:
-                values[key] = value
-        net = NetConfig.create(
-            bridge=values.get("PYFAASD_BRIDGE"),
-            subnet=values.get("PYFAASD_SUBNET"),
-            state_dir=values.get("PYFAASD_STATE_DIR"),
-        )
-        defaults = cls()
-        host, port = (defaults.host, defaults.port)
-        if "PYFAASD_PROVIDER_ADDR" in values:
-            host, port = parse_listen_address("PYFAASD_PROVIDER_ADDR", values["PYFAASD_PROVIDER_ADDR"])
-        policy = defaults.pull_policy
-        if "PYFAASD_PULL_POLICY" in values:
-            try:
-                policy = PullPolicy(values["PYFAASD_PULL_POLICY"].strip().lower())
-            except ValueError:
-                allowed = ", ".join(p.value for p in PullPolicy)
-                raise SettingError(
-                    f"PYFAASD_PULL_POLICY: {values['PYFAASD_PULL_POLICY']!r} is not one of {allowed}"
-                ) from None
-        docker_config = values.get("PYFAASD_DOCKER_CONFIG")
-
-        def number(key: str, default: int, minimum: int, maximum: int | None = None) -> int:
-            return default if key not in values else parse_int(key, values[key], minimum=minimum, maximum=maximum)
-
-        def seconds(key: str, default: float) -> float:
-            return default if key not in values else parse_duration(key, values[key])
-
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        """Settings from ``PYFAASD_*`` in ``env`` (flags already laid over it); SettingError names the variable."""
+        host, port = LISTEN.read(env)
         return cls(
-            net=net,
+            net=NetConfig.from_env(env),
             host=host,
             port=port,
-            max_replicas=number("PYFAASD_MAX_REPLICAS", defaults.max_replicas, 1, 1000),
-            pull_policy=policy,
-            docker_config=Path(docker_config) if docker_config else None,
-            ready_timeout_s=seconds("PYFAASD_READY_TIMEOUT", defaults.ready_timeout_s),
-            pids_limit=number("PYFAASD_PIDS_LIMIT", defaults.pids_limit, 16),
-            secrets_gid=number("PYFAASD_SECRETS_GID", defaults.secrets_gid, 1, 2**31 - 1),
-            stop_timeout_s=seconds("PYFAASD_STOP_TIMEOUT", defaults.stop_timeout_s),
-            function_port=number("PYFAASD_FUNCTION_PORT", defaults.function_port, 1, 65535),
-            log_level=values.get("PYFAASD_LOG_LEVEL", defaults.log_level),
+            max_replicas=MAX_REPLICAS.read(env),
+            pull_policy=PULL_POLICY.read(env),
+            docker_config=DOCKER_CONFIG.read(env),
+            ready_timeout_s=READY_TIMEOUT.read(env),
+            pids_limit=PIDS_LIMIT.read(env),
+            secrets_gid=SECRETS_GID.read(env),
+            stop_timeout_s=STOP_TIMEOUT.read(env),
+            function_port=FUNCTION_PORT.read(env),
+            log_level=LOG_LEVEL.read(env),
         )

@@ -1,16 +1,15 @@
-"""The Docker Engine, through aiodocker: the provider's only aiodocker import.
+"""The Docker Engine, through aiodocker: the provider's only aiodocker import; implements ``provider.runtime.Runtime``.
 
-Everything that leaves this module is a typed dataclass or one of the provider's errors; aiodocker's
-``dict[str, Any]`` payloads and ``DockerError`` stay inside.
+Everything that leaves this module is a typed dataclass of ``provider/runtime.py`` or one of the provider's
+errors; aiodocker's ``dict[str, Any]`` payloads and ``DockerError`` stay inside.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import aiohttp
 import structlog
 
 from provider.errors import DockerUnavailableError, ImageUnavailableError, RuntimeFailureError
+from provider.runtime import Container, ContainerEvent, LogLine
 
 log = structlog.get_logger("provider.docker")
 
@@ -32,44 +32,6 @@ LABEL_GENERATION = "com.pyfaasd.generation"  # changes with every deploy/update
 # The bridge a container belongs to: the identity of a provider instance, so a second instance (tests, a
 # second install) never adopts or restarts the containers of another.
 LABEL_BRIDGE = "com.pyfaasd.bridge"
-
-
-@dataclass(frozen=True, slots=True)
-class Container:
-    """A function container as the provider needs to see it."""
-
-    id: str
-    name: str
-    function: str
-    namespace: str
-    replica: int
-    generation: str
-    spec: str
-    created_label: str
-    running: bool
-    pid: int
-    exit_code: int
-    oom_killed: bool
-    created: str  # Docker's own creation time (RFC 3339)
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.namespace, self.function)
-
-
-@dataclass(frozen=True, slots=True)
-class ContainerEvent:
-    action: str  # start, die, oom, destroy, ...
-    id: str
-    function: str
-    namespace: str
-    exit_code: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class LogLine:
-    timestamp: datetime
-    text: str
 
 
 def _error(action: str, e: aiodocker.DockerError) -> Exception:
@@ -160,14 +122,14 @@ class DockerRuntime:
 
     # -- images ------------------------------------------------------------------------------------------
 
-    async def image_present(self, image: str) -> bool:
+    async def image_id(self, image: str) -> str | None:
         try:
-            await self._docker.images.inspect(image)
+            data = await self._docker.images.inspect(image)
         except aiodocker.DockerError as e:
             if e.status == 404:
-                return False
+                return None
             raise _error(f"inspect image {image}", e) from e
-        return True
+        return str(data["Id"])
 
     async def pull(self, image: str, docker_config: Path | None) -> None:
         auth = registry_auth(image, docker_config)
@@ -215,21 +177,36 @@ class DockerRuntime:
             raise _error("read container logs", e) from e
 
     async def events(self) -> AsyncIterator[ContainerEvent]:
-        """Container events of function containers until the stream ends (dockerd stopped)."""
-        filters = json.dumps({"type": ["container"], "label": [LABEL_FUNCTION, self._instance_filter]})
-        async with self._docker._query("events", method="GET", params={"filters": filters}, timeout=None) as response:
-            async for raw in response.content:
-                with contextlib.suppress(ValueError):
-                    event = json.loads(raw)
-                    attributes = event.get("Actor", {}).get("Attributes", {})
-                    code = attributes.get("exitCode")
-                    yield ContainerEvent(
-                        action=str(event.get("Action", "")).split(":", 1)[0],
-                        id=str(event.get("id") or event.get("Actor", {}).get("ID", "")),
-                        function=attributes.get(LABEL_FUNCTION, ""),
-                        namespace=attributes.get(LABEL_NAMESPACE, ""),
-                        exit_code=int(code) if code is not None and str(code).isdigit() else None,
-                    )
+        """Container events of function containers until the stream ends (dockerd stopped).
+
+        aiodocker's public event API: a subscriber of ``docker.events`` fed by ``events.run``, which runs in a
+        task of ours so that its failure (Docker unreachable, a broken stream) is raised here, not lost.
+        """
+        filters = {"type": ["container"], "label": [LABEL_FUNCTION, self._instance_filter]}
+        subscriber = self._docker.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
+        feed = asyncio.create_task(self._docker.events.run(filters=filters), name="docker events feed")
+        try:
+            while (event := await subscriber.get()) is not None:
+                yield _event(event)
+            await feed  # the stream ended: raise what ended it, if anything did
+        except aiodocker.DockerError as e:
+            raise _error("follow events", e) from e
+        finally:
+            feed.cancel()
+            await asyncio.gather(feed, return_exceptions=True)
+
+
+def _event(event: Mapping[str, Any]) -> ContainerEvent:
+    actor = event.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    code = attributes.get("exitCode")
+    return ContainerEvent(
+        action=str(event.get("Action", "")).split(":", 1)[0],
+        id=str(event.get("id") or actor.get("ID", "")),
+        function=attributes.get(LABEL_FUNCTION, ""),
+        namespace=attributes.get(LABEL_NAMESPACE, ""),
+        exit_code=int(code) if code is not None and str(code).isdigit() else None,
+    )
 
 
 def _container(data: Mapping[str, Any]) -> Container | None:
@@ -255,27 +232,14 @@ def _container(data: Mapping[str, Any]) -> Container | None:
         exit_code=int(state.get("ExitCode") or 0),
         oom_killed=bool(state.get("OOMKilled")),
         created=str(data.get("Created", "")),
+        image_id=str(data.get("Image", "")),
     )
-
-
-def parse_docker_time(text: str) -> datetime:
-    """Docker's RFC 3339 time with nanoseconds, as an aware datetime (microsecond precision)."""
-    text = text.strip()
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    main, _, rest = text.partition(".")
-    if rest:
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits) :]
-        text = f"{main}.{digits[:6].ljust(6, '0')}{zone}"
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _log_line(line: str) -> LogLine:
     stamp, _, text = line.partition(" ")
     try:
-        moment = parse_docker_time(stamp)
+        moment = datetime.fromisoformat(stamp)
     except ValueError:
         return LogLine(datetime.now(UTC), line)
     return LogLine(moment, text.rstrip("\r"))

@@ -5,6 +5,10 @@ Adapters raise these with ``raise ... from e``; handlers never build error respo
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
+
+from netconf.errors import NetconfError, SubnetFullError
+
 
 class ProviderError(Exception):
     """Base of every failure the provider reports; ``status`` is the HTTP status it maps to."""
@@ -78,6 +82,12 @@ class LogRequestError(ProviderError):
     status = 422
 
 
+class NoAddressError(ProviderError):
+    """The function subnet has no free address for another replica: nothing was started."""
+
+    status = 409
+
+
 class DockerUnavailableError(ProviderError):
     """The Docker Engine cannot be reached or failed in a way the user cannot fix."""
 
@@ -88,6 +98,22 @@ class RuntimeFailureError(ProviderError):
     """Docker or the network refused an operation for a reason that is ours, not the user's."""
 
     status = 500
+
+
+class NetworkFailureError(ProviderError):
+    """The function network (netlink, the bridge, the address store) refused an operation: ours, not the user's."""
+
+    status = 500
+
+
+def network_error(e: NetconfError, subnet: IPv4Network) -> ProviderError:
+    """netconf's error as the provider's: a full subnet is the user's to fix (409), the rest is ours (500)."""
+    if isinstance(e, SubnetFullError):
+        return NoAddressError(
+            f"no free address left in the function subnet {subnet} for another replica: scale functions down "
+            "or delete some, or give the bridge a larger subnet (PYFAASD_SUBNET)"
+        )
+    return NetworkFailureError(f"the function network failed: {e}")
 
 
 class CodeBundleInvalidError(ProviderError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from provider.config import ProviderConfig
+from provider.events import EventFollower
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
 from provider.secrets import SecretStore
@@ -15,3 +16,4 @@ CREDENTIALS = web.AppKey("credentials", Credentials)
 ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 SECRETS = web.AppKey("secrets", SecretStore)
 NAMESPACES = web.AppKey("namespaces", NamespaceStore)
+EVENTS = web.AppKey("events", EventFollower)

@@ -15,11 +15,11 @@ import asyncio
 import heapq
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from provider.docker_runtime import Container, DockerRuntime, LogLine, parse_docker_time
 from provider.errors import LogRequestError
 from provider.models import DEFAULT_NAMESPACE, check_dns_label, format_time
+from provider.runtime import Container, LogLine, Runtime
 
 _GO_TRUE = frozenset({"1", "t", "T", "TRUE", "true", "True"})
 _GO_FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False", ""})
@@ -52,11 +52,13 @@ class LogRequest:
         since = None
         if query.get("since", "").strip():
             try:
-                since = parse_docker_time(query["since"])
+                since = datetime.fromisoformat(query["since"].strip())
             except ValueError:
                 raise LogRequestError(
                     f"could not parse the log request: since {query['since']!r} is not an RFC 3339 time"
                 ) from None
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
         follow_text = query.get("follow", "")
         if follow_text not in _GO_TRUE | _GO_FALSE:
             raise LogRequestError(f"could not parse the log request: follow {follow_text!r} is not true or false")
@@ -93,9 +95,7 @@ def select(containers: list[Container], instance: str) -> list[Container]:
     return [c for c in containers if c.name == instance or c.id.startswith(instance)]
 
 
-async def read_logs(
-    runtime: DockerRuntime, request: LogRequest, containers: list[Container]
-) -> AsyncIterator[LogMessage]:
+async def read_logs(runtime: Runtime, request: LogRequest, containers: list[Container]) -> AsyncIterator[LogMessage]:
     histories = await asyncio.gather(*(_history(runtime, c, request.tail, request.since) for c in containers))
     merged = list(heapq.merge(*histories, key=lambda m: m.line.timestamp))
     if request.tail is not None:
@@ -132,7 +132,7 @@ async def read_logs(
 
 
 async def _history(
-    runtime: DockerRuntime, container: Container, tail: int | None, since: datetime | None
+    runtime: Runtime, container: Container, tail: int | None, since: datetime | None
 ) -> list[LogMessage]:
     namespace, name = container.key
     return [

@@ -17,8 +17,8 @@ from typing import Any
 
 from provider.errors import InvalidRequestError
 from provider.quantity import memory_bytes, nano_cpus
+from servicekit.defaults import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE  # re-exported for the handlers
 
-DEFAULT_NAMESPACE = "openfaas-fn"
 RESERVED_LABEL_PREFIX = "com.pyfaasd."
 SCALE_MIN_LABEL = "com.openfaas.scale.min"
 

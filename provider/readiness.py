@@ -9,6 +9,8 @@ from ipaddress import IPv4Address
 
 import aiohttp
 
+from provider.runtime import Probe
+
 POLL_INTERVAL_S = 0.02
 ALIVE_CHECK_EVERY_S = 0.25
 PROBE_TIMEOUT_S = 1.0
@@ -22,21 +24,32 @@ class NotReadyError(Exception):
         self.exited = exited
 
 
-async def probe(session: aiohttp.ClientSession, ip: IPv4Address, port: int) -> bool:
-    try:
-        async with session.get(
-            f"http://{ip}:{port}/_/health", timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
-        ) as response:
-            await response.read()
-            return response.status == 200
-    except (aiohttp.ClientError, OSError, TimeoutError):
-        return False
+class HttpProbe:
+    """``GET http://<ip>:<port>/_/health``: healthy on 200. Implements ``provider.runtime.Probe``."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True), cookie_jar=aiohttp.DummyCookieJar()
+        )
+
+    async def healthy(self, ip: IPv4Address) -> bool:
+        try:
+            async with self._session.get(
+                f"http://{ip}:{self._port}/_/health", timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+            ) as response:
+                await response.read()
+                return response.status == 200
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            return False
+
+    async def close(self) -> None:
+        await self._session.close()
 
 
 async def wait_ready(
-    session: aiohttp.ClientSession,
+    probe: Probe,
     ip: IPv4Address,
-    port: int,
     deadline_s: float,
     still_running: Callable[[], Awaitable[str | None]],
 ) -> None:
@@ -44,7 +57,7 @@ async def wait_ready(
     start = time.monotonic()
     next_alive_check = start + ALIVE_CHECK_EVERY_S
     while True:
-        if await probe(session, ip, port):
+        if await probe.healthy(ip):
             return
         now = time.monotonic()
         if now >= next_alive_check:

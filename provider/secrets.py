@@ -16,15 +16,20 @@ from pathlib import Path
 
 from provider.errors import SecretExistsError, SecretNotFoundError
 from provider.models import check_dns_label, check_secret_name
+from provider.namespaces import NamespaceStore
 
 FILE_MODE = 0o640
 DIR_MODE = 0o700
 
 
 class SecretStore:
-    def __init__(self, root: Path, gid: int) -> None:
+    """The secrets of each namespace. The operations of the API (list, create, update, delete) check that the
+    namespace exists (a 400 otherwise); ``path``, ``exists`` and ``missing`` do not."""
+
+    def __init__(self, root: Path, gid: int, namespaces: NamespaceStore) -> None:
         self._root = root
         self._gid = gid
+        self._namespaces = namespaces
 
     def path(self, namespace: str, name: str) -> Path:
         return self._root / check_dns_label("namespace", namespace) / check_secret_name(name)
@@ -36,22 +41,22 @@ class SecretStore:
         return [name for name in names if not self.exists(namespace, name)]
 
     def list(self, namespace: str) -> list[str]:
-        directory = self._root / check_dns_label("namespace", namespace)
+        directory = self._root / self._namespaces.require(check_dns_label("namespace", namespace))
         try:
             return sorted(p.name for p in directory.iterdir() if p.is_file())
         except FileNotFoundError:
             return []
 
     async def create(self, namespace: str, name: str, value: bytes) -> None:
-        path = self.path(namespace, name)
+        path = self.path(self._namespaces.require(namespace), name)
         await asyncio.to_thread(self._write, path, value, create=True)
 
     async def update(self, namespace: str, name: str, value: bytes) -> None:
-        path = self.path(namespace, name)
+        path = self.path(self._namespaces.require(namespace), name)
         await asyncio.to_thread(self._write, path, value, create=False)
 
     async def delete(self, namespace: str, name: str) -> None:
-        path = self.path(namespace, name)
+        path = self.path(self._namespaces.require(namespace), name)
         try:
             path.unlink()
         except FileNotFoundError:

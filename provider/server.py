@@ -7,7 +7,6 @@ and the event follower; function containers keep running in Docker for the next 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 import structlog
@@ -16,9 +15,10 @@ from aiohttp import web
 from netconf import Network
 from provider.app import create_app
 from provider.config import ProviderConfig
+from provider.core import Core
 from provider.docker_runtime import DockerRuntime
 from provider.namespaces import NamespaceStore
-from provider.orchestrator import Orchestrator, follow_events
+from provider.readiness import HttpProbe
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from servicekit.auth import ensure_credentials
@@ -45,15 +45,15 @@ async def serve(
         network = Network(config.net)
         bridge = await network.ensure_bridge()
         log.info("bridge_ready", bridge=bridge.name, ip=str(config.net.bridge_ip), subnet=str(config.net.subnet))
-        secret_store = SecretStore(config.secrets_dir, config.secrets_gid)
         namespace_store = NamespaceStore(config.state_dir / "namespaces")
-        orchestrator = Orchestrator(
-            config, runtime, network, secret_store, namespace_store, ScaleStore(config.state_dir / "replicas")
+        secret_store = SecretStore(config.secrets_dir, config.secrets_gid, namespace_store)
+        probe = HttpProbe(config.function_port)
+        core = Core.build(
+            config, runtime, network, probe, secret_store, namespace_store, ScaleStore(config.state_dir / "replicas")
         )
-        events = asyncio.create_task(follow_events(orchestrator, runtime), name="docker events")
         try:
-            await orchestrator.recover()
-            app = create_app(config, credentials, orchestrator, secret_store, namespace_store)
+            await core.start()
+            app = create_app(config, credentials, core.orchestrator, secret_store, namespace_store, core.follower)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             await runner.setup()
             try:
@@ -69,9 +69,7 @@ async def serve(
             finally:
                 await runner.cleanup()
         finally:
-            events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await events
-            await orchestrator.close()
+            await core.close()
+            await probe.close()
     finally:
         await runtime.close()

@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from pyfaasd.install import DEFAULT_ENV_FILE
+from servicekit.settings import STATE_DIR
 from servicekit.version import __version__
 
 
@@ -24,7 +26,7 @@ def _version(_args: argparse.Namespace) -> int:
 
 
 def _state_dir_default() -> str:
-    return os.environ.get("PYFAASD_STATE_DIR") or "/var/lib/pyfaasd"
+    return os.environ.get(STATE_DIR.env) or STATE_DIR.default
 
 
 def _install(args: argparse.Namespace) -> int:
@@ -69,7 +71,9 @@ def _deploy(args: argparse.Namespace) -> int:
 def _add_install_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--state-dir", default=_state_dir_default(), help="state dir (default: $PYFAASD_STATE_DIR or /var/lib/pyfaasd)"
+        "--state-dir",
+        default=_state_dir_default(),
+        help=f"state dir (default: ${STATE_DIR.env} or {STATE_DIR.default})",
     )
     common.add_argument(
         "--unit-dir", default="/etc/systemd/system", help="where the unit files go (default: /etc/systemd/system)"
@@ -80,7 +84,7 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
         "install", parents=[common], help="install, enable and start the systemd units (pyfaasd-provider, pyfaasd)"
     )
     install.add_argument(
-        "--env-file", default="/etc/pyfaasd/servicekit.settings", help="optional PYFAASD_* settings file the units read"
+        "--env-file", default=str(DEFAULT_ENV_FILE), help="optional PYFAASD_* settings file the units read"
     )
     install.add_argument("--pyfaasd", metavar="PATH", help="the pyfaasd executable the units run (default: this one)")
     install.add_argument("--no-start", action="store_true", help="write and enable the units, but do not start them")

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from servicekit import defaults
 from servicekit.auth import DEFAULT_USER, PASSWORD_FILE, USER_FILE, ensure_credentials, secrets_dir
 
-ENV_STATE_DIR = "PYFAASD_STATE_DIR"
-DEFAULT_STATE_DIR = Path("/var/lib/pyfaasd")
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
-DEFAULT_ENV_FILE = Path("/etc/pyfaasd/servicekit.settings")
+DEFAULT_ENV_FILE = Path("/etc/pyfaasd/pyfaasd.env")
 
 PROVIDER_UNIT = "pyfaasd-provider.service"
 GATEWAY_UNIT = "pyfaasd.service"
@@ -138,7 +137,7 @@ class Plan:
 @dataclass(frozen=True, slots=True)
 class InstallOptions:
     executable: Path
-    state_dir: Path = DEFAULT_STATE_DIR
+    state_dir: Path = defaults.STATE_DIR
     unit_dir: Path = DEFAULT_UNIT_DIR
     env_file: Path = DEFAULT_ENV_FILE
     start: bool = True
@@ -146,7 +145,7 @@ class InstallOptions:
 
 @dataclass(frozen=True, slots=True)
 class UninstallOptions:
-    state_dir: Path = DEFAULT_STATE_DIR
+    state_dir: Path = defaults.STATE_DIR
     unit_dir: Path = DEFAULT_UNIT_DIR
     purge: bool = False
 

@@ -14,12 +14,14 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from gateway.config import ADDR as GATEWAY_ADDR
+from provider.config import LISTEN as PROVIDER_ADDR
 from servicekit.auth import CredentialsError, load_credentials, secrets_dir
-from servicekit.settings import SettingError, local_url
+from servicekit.settings import STATE_DIR, SettingError, add_flags, with_flags
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", help="state dir (PYFAASD_STATE_DIR, default /var/lib/pyfaasd)")
+    add_flags(parser, (STATE_DIR,))
     parser.add_argument("--json", action="store_true", help="print the status as JSON")
 
 
@@ -51,8 +53,8 @@ def collect(env: dict[str, str]) -> dict[str, Any]:
         "rules": len(net.rules),
         "allocations": len(net.allocations),
     }
-    provider_url = local_url("PYFAASD_PROVIDER_ADDR", env.get("PYFAASD_PROVIDER_ADDR") or "127.0.0.1:8081")
-    gateway_url = local_url("PYFAASD_GATEWAY_ADDR", env.get("PYFAASD_GATEWAY_ADDR") or "0.0.0.0:8080")
+    provider_url = PROVIDER_ADDR.local_url(env)
+    gateway_url = GATEWAY_ADDR.local_url(env)
     status["provider"] = {"url": provider_url, "up": _get(f"{provider_url}/healthz")[0] == 200}
     status["gateway"] = {"url": gateway_url, "up": _get(f"{gateway_url}/healthz")[0] == 200}
     functions: list[dict[str, Any]] = []
@@ -101,9 +103,7 @@ def render(status: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
-    if args.state_dir:
-        env["PYFAASD_STATE_DIR"] = args.state_dir
+    env = with_flags(os.environ, args, (STATE_DIR,))
     try:
         status = collect(env)
     except (SettingError, ValueError) as e:

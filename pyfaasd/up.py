@@ -14,41 +14,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import structlog
 
-from gateway.config import GatewayConfig
+from gateway.config import ADDR as GATEWAY_ADDR
+from gateway.config import PROVIDER_URL, GatewayConfig
+from netconf.config import BRIDGE, SUBNET
+from provider.config import LISTEN as PROVIDER_ADDR
 from provider.config import ProviderConfig
 from pyfaasd.pidfile import pid_file
 from servicekit import notify
 from servicekit.auth import ensure_credentials, secrets_dir
 from servicekit.log import configure_logging
-from servicekit.settings import SettingError, local_url
+from servicekit.settings import LOG_LEVEL, STATE_DIR, Setting, SettingError, add_flags, with_flags
+from servicekit.shutdown import Shutdown
 
-FLAGS = {
-    "state_dir": "PYFAASD_STATE_DIR",
-    "bridge": "PYFAASD_BRIDGE",
-    "subnet": "PYFAASD_SUBNET",
-    "gateway_addr": "PYFAASD_GATEWAY_ADDR",
-    "provider_addr": "PYFAASD_PROVIDER_ADDR",
-    "log_level": "PYFAASD_LOG_LEVEL",
-}
+# The daemons' own rows; the two listen addresses take names that say whose they are.
+SETTINGS: Final[tuple[Setting[Any], ...]] = (
+    STATE_DIR,
+    BRIDGE,
+    SUBNET,
+    GATEWAY_ADDR.with_flag("--gateway-addr"),
+    PROVIDER_ADDR.with_flag("--provider-addr"),
+    LOG_LEVEL,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state-dir", help="state dir (PYFAASD_STATE_DIR, default /var/lib/pyfaasd)")
-    parser.add_argument("--bridge", help="bridge name (PYFAASD_BRIDGE, default pyfaasd0)")
-    parser.add_argument("--subnet", help="function subnet (PYFAASD_SUBNET, default 10.62.0.0/16)")
-    parser.add_argument("--gateway-addr", help="gateway listen address (PYFAASD_GATEWAY_ADDR, default 0.0.0.0:8080)")
-    parser.add_argument(
-        "--provider-addr", help="provider listen address (PYFAASD_PROVIDER_ADDR, default 127.0.0.1:8081)"
-    )
-    parser.add_argument("--log-level", help="debug, info, warning or error (PYFAASD_LOG_LEVEL, default info)")
+    add_flags(parser, SETTINGS)
     parser.add_argument(
         "--pid-file", type=Path, help="write the pid here while running; removed on exit (scripts/run uses it)"
     )
@@ -56,29 +53,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def effective_env(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str, str]:
     """The environment with the flags laid over it; the gateway finds the provider where it listens."""
-    merged = {k: v for k, v in env.items() if v}
-    for flag, name in FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            merged[name] = value
-    if "PYFAASD_PROVIDER_URL" not in merged:
-        address = merged.get("PYFAASD_PROVIDER_ADDR", "127.0.0.1:8081")
-        merged["PYFAASD_PROVIDER_URL"] = local_url("PYFAASD_PROVIDER_ADDR", address)
+    merged = with_flags(env, args, SETTINGS)
+    if not merged.get(PROVIDER_URL.env, "").strip():
+        merged[PROVIDER_URL.env] = PROVIDER_ADDR.local_url(merged)
     return merged
 
 
 def run(args: argparse.Namespace) -> int:
-    from netconf import ConfigError as NetConfigError
-
     try:
         env = effective_env(args, os.environ)
-        provider_config = ProviderConfig.from_env(env)
-        gateway_config = GatewayConfig.from_env(env)
-        configure_logging(provider_config.log_level)
-    except (SettingError, NetConfigError, ValueError) as e:
+        provider = ProviderConfig.from_env(env)
+        gateway = GatewayConfig.from_env(env)
+    except SettingError as e:
         print(f"pyfaasd up: {e}", file=sys.stderr)
         return 2
-    directory = secrets_dir(provider_config.state_dir)
+    configure_logging(provider.log_level)
+    directory = secrets_dir(provider.state_dir)
     credentials, created = ensure_credentials(directory)
     if created:
         print(f"pyfaasd up: created credentials for user {credentials.user!r} in {directory}", file=sys.stderr)
@@ -91,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     import uvloop
 
     with pid_file(getattr(args, "pid_file", None)):
-        return uvloop.run(_serve(provider_config, gateway_config))
+        return uvloop.run(_serve(provider, gateway))
 
 
 async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig) -> int:
@@ -99,10 +89,7 @@ async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig)
     from provider.server import serve as serve_provider
 
     log = structlog.get_logger("pyfaasd.up")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = Shutdown().requested
     stopping = asyncio.create_task(stop.wait())
     stop_provider, stop_gateway = asyncio.Event(), asyncio.Event()
     provider_ready, gateway_ready = asyncio.Event(), asyncio.Event()

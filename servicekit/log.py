@@ -1,19 +1,17 @@
-"""Logging set-up shared by the provider, the gateway and the CLI.
+"""Logging set-up shared by every pyfaasd process: the watchdog, the provider, the gateway, netconf and the CLI.
 
-structlog renders JSON when stdout is not a terminal (journald, Docker) and a readable console format when it
-is. Events are snake_case names with keyword fields; per-request values (``request_id``, ``function``) are bound
-with :func:`structlog.contextvars.bound_contextvars` so every line of a request carries them. Standard-library
-loggers (aiohttp, aiodocker) are routed through the same renderer.
-
-The watchdog has its own copy in ``watchdog/log.py`` because it ships alone inside function images and may not
-import this package (docs/architecture.md).
+structlog renders JSON when the output is not a terminal (journald, Docker) and a readable console format when
+it is. Events are snake_case names with keyword fields; per-request values (``request_id``, ``function``) are
+bound with :func:`structlog.contextvars.bound_contextvars` so every line of a request carries them.
+Standard-library loggers (aiohttp, aiodocker) go through structlog's ``ProcessorFormatter`` to the same
+renderer and stream, so a process writes one format.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -28,33 +26,36 @@ def parse_level(name: str) -> int:
         raise ValueError(f"log level must be one of {', '.join(_LEVELS)}, got {name!r}") from None
 
 
-def configure_logging(level: str = "info", json: bool | None = None) -> None:
+def configure_logging(level: str = "info", json: bool | None = None, *, stream: TextIO | None = None) -> None:
     """Configure structlog and the standard library once, at process start.
 
-    ``json=None`` picks JSON unless stdout is a TTY.
+    Lines go to ``stream`` (default stdout); ``json=None`` picks JSON unless it is a TTY.
     """
     numeric = parse_level(level)
-    use_json = (not sys.stdout.isatty()) if json is None else json
+    out = sys.stdout if stream is None else stream
+    use_json = (not out.isatty()) if json is None else json
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    renderer: Any = (
-        structlog.processors.JSONRenderer() if use_json else structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+    rendering: list[Any] = (
+        [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        if use_json
+        else [structlog.dev.ConsoleRenderer(colors=out.isatty())]
     )
     structlog.configure(
-        processors=[*shared, structlog.processors.dict_tracebacks, renderer] if use_json else [*shared, renderer],
+        processors=[*shared, *rendering],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # One write per line (PrintLogger writes the newline apart), so forked workers never interleave lines.
-        logger_factory=structlog.WriteLoggerFactory(sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(out),
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=shared,
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *rendering],
         )
     )
     root = logging.getLogger()

@@ -1,10 +1,10 @@
-"""A lean HTTP/1.1 client for the one upstream of http mode: pooled keep-alive connections on asyncio.Protocol.
+"""A lean HTTP/1.1 client for proxies: pooled keep-alive connections on asyncio.Protocol.
 
 aiohttp's client builds several objects, timers and a connector acquisition per request; in front of a small
-function that cost more than the whole server side. This client does only what a proxy to one local process
-needs: write the request head and body (buffered, or chunked with flow control), parse the response head, and
-hand the body back whole or as it arrives, with flow control. Connections go back to the pool when a response
-was read to its end and neither side asked to close.
+function that cost more than the whole server side. This client does only what a proxy needs: write the request
+head (built by servicekit.request_head) and body (buffered, or chunked with flow control), parse the response
+head, and hand the body back whole or as it arrives, with flow control; servicekit.relay drives it. Connections
+go back to the pool when a response was read to its end and neither side asked to close.
 
 Framing follows RFC 9112: no body for HEAD, 1xx, 204 and 304; else chunked, else Content-Length, else until the
 upstream closes. Interim 1xx responses other than 101 are skipped.
@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
-
-from servicekit.headers import HOP_BY_HOP
 
 MAX_HEAD = 64 * 1024  # a response head larger than this is refused
 READ_HIGH_WATER = 256 * 1024  # pause reading from the upstream above this many buffered bytes
@@ -261,22 +259,6 @@ def _parse_head(head: bytes, method: str) -> ResponseHead:
     elif has_body and content_length is None:
         keep_alive = False  # the body ends when the upstream closes
     return ResponseHead(status, reason, headers, content_length, chunked, has_body, keep_alive)
-
-
-def request_head(method: str, target: str, headers: Iterable[tuple[str, str]], body_length: int | None) -> bytes:
-    """The request line and headers; ``body_length`` None means a chunked body follows."""
-    out = [f"{method} {target} HTTP/1.1\r\n"]
-    for name, value in headers:
-        lower = name.lower()
-        if lower in HOP_BY_HOP or lower == "content-length":
-            continue
-        out.append(f"{name}: {value}\r\n")
-    if body_length is None:
-        out.append("Transfer-Encoding: chunked\r\n")
-    elif body_length or method in ("POST", "PUT", "PATCH"):
-        out.append(f"Content-Length: {body_length}\r\n")
-    out.append("\r\n")
-    return "".join(out).encode("utf-8", "surrogateescape")
 
 
 class UpstreamPool:

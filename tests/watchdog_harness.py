@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestClient
 
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor
+from watchdog.metrics import FunctionMetrics
 from watchdog.readiness import Readiness
-from watchdog.shared import Metrics
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Harness:
     readiness: Readiness
     supervisor: Supervisor
     executor: Executor
-    metrics: Metrics
+    metrics: FunctionMetrics
 
 
 StartWatchdog = Callable[..., Awaitable[Harness]]

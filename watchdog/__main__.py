@@ -12,10 +12,11 @@ import os
 import sys
 from collections.abc import Sequence
 
+from servicekit.log import configure_logging
+from servicekit.settings import SettingError
 from servicekit.version import __version__
-from watchdog.config import ConfigError, WatchdogConfig
+from watchdog.config import WatchdogConfig
 from watchdog.errors import StartupError
-from watchdog.log import configure_logging
 
 EXIT_CONFIG = 2
 
@@ -27,7 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         config = WatchdogConfig.from_env(os.environ)
-    except ConfigError as exc:
+    except SettingError as exc:
         print(f"fwatchdog: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args in (["--run-healthcheck"], ["-run-healthcheck"]):

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import web
 
+from servicekit.access_log import AccessLog
 from servicekit.headers import DURATION, INTERNAL, duration_header
-from watchdog.access_log import AccessLog
-from watchdog.config import ConfigError, WatchdogConfig, parse_duration
+from servicekit.settings import SettingError, parse_duration
+from watchdog.config import WatchdogConfig
 from watchdog.errors import InvocationError
 from watchdog.executor import Executor
+from watchdog.metrics import CONTENT_TYPE, FunctionMetrics, Recorder
 from watchdog.readiness import Readiness
-from watchdog.shared import Limiter, Metrics, Recorder
+from watchdog.shared import Limiter
 
 log = structlog.get_logger("watchdog")
 
@@ -49,7 +51,7 @@ def request_timeout(config: WatchdogConfig, header: str | None) -> float | None:
     if header:
         try:
             wanted = parse_duration("X-Timeout", header)
-        except ConfigError:
+        except SettingError:
             return config.exec_timeout_s
         if 0 < wanted <= config.exec_timeout_s:
             return wanted
@@ -120,9 +122,8 @@ def create_app(watchdog: Watchdog) -> web.Application:
             limiter.release()
             recorder.finished(request.method, status, elapsed)
             if access_log is not None:
-                access_log.request(
-                    request.method, request.path, status, elapsed, (call_id or "none") if log_callid else None
-                )
+                fields = (("call_id", call_id or "none"),) if log_callid else ()
+                access_log.request(request.method, request.path, status, elapsed, fields)
             if bound is not None:
                 structlog.contextvars.reset_contextvars(**bound)
 
@@ -139,9 +140,9 @@ def create_app(watchdog: Watchdog) -> web.Application:
     return app
 
 
-def create_metrics_app(metrics: Metrics) -> web.Application:
+def create_metrics_app(metrics: FunctionMetrics) -> web.Application:
     async def render(request: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(), content_type="text/plain", charset="utf-8")
+        return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application()
     app.router.add_get("/metrics", render)

@@ -1,23 +1,31 @@
 """The watchdog's configuration: a pure function of an environment mapping.
 
-Variable names and defaults follow of-watchdog (config/config.go). Unlike of-watchdog, a value that does not
-parse is a :class:`ConfigError` naming the variable, never a silent fallback to the default.
+Variable names and defaults follow of-watchdog (config/config.go); the values are read by the parsers every
+pyfaasd daemon uses (:mod:`servicekit.settings`: durations, booleans as Go's ``strconv.ParseBool`` takes them
+and more, whole numbers). Unlike of-watchdog, a value that does not parse is a
+:class:`~servicekit.settings.SettingError` naming the variable, never a silent fallback to the default.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Self
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-
-class ConfigError(ValueError):
-    """A variable has a value the watchdog cannot use; the message names the variable."""
+from servicekit.settings import (
+    Choice,
+    SettingError,
+    parse_bool,
+    parse_duration,
+    parse_http_url,
+    parse_int,
+    parse_log_level,
+    parse_positive_duration,
+)
 
 
 class Mode(StrEnum):
@@ -31,68 +39,7 @@ class Mode(StrEnum):
 # Modes that run `fprocess` and therefore need it set.
 PROCESS_MODES = frozenset({Mode.HTTP, Mode.STREAMING, Mode.SERIALIZING})
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_TRUE = frozenset({"1", "t", "true", "yes", "on"})
-_FALSE = frozenset({"0", "f", "false", "no", "off"})
-
-
-def parse_duration(name: str, value: str) -> float:
-    """Seconds from a bare number of seconds (``30``, ``0.5``) or a Go duration (``30s``, ``1m30s``, ``250ms``)."""
-    text = value.strip()
-    if not text:
-        raise ConfigError(f"{name}: empty duration")
-    try:
-        seconds = float(text)
-    except ValueError:
-        pos, seconds = 0, 0.0
-        for match in _DURATION_PART.finditer(text):
-            if match.start() != pos:
-                break
-            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-            pos = match.end()
-        if pos != len(text):
-            raise ConfigError(
-                f"{name}: {value!r} is not a duration (use seconds like 30, or 30s, 1m30s, 250ms)"
-            ) from None
-    if seconds < 0 or seconds != seconds or seconds == float("inf"):
-        raise ConfigError(f"{name}: {value!r} must be a finite duration of zero or more")
-    return seconds
-
-
-def parse_bool(name: str, value: str) -> bool:
-    text = value.strip().lower()
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise ConfigError(f"{name}: {value!r} is not a boolean (use true or false)")
-
-
-def parse_int(name: str, value: str, *, minimum: int, maximum: int | None = None) -> int:
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} is not a whole number") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-        raise ConfigError(f"{name}: {number} must be {bound}")
-    return number
-
-
-def parse_upstream_url(name: str, value: str) -> str:
-    """An http:// URL with a host and port; ``localhost`` is dialled as 127.0.0.1 (IPv4 only)."""
-    parts = urlsplit(value.strip())
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"{name}: {value!r} must be an http:// URL such as http://127.0.0.1:5000")
-    try:
-        port = parts.port or 80
-    except ValueError:
-        raise ConfigError(f"{name}: {value!r} has an invalid port") from None
-    host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname
-    if ":" in host:
-        raise ConfigError(f"{name}: {value!r} is IPv6; the watchdog dials IPv4 only")
-    return urlunsplit(("http", f"{host}:{port}", parts.path.rstrip("/"), "", ""))
+_parse_mode = Choice(Mode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +54,7 @@ class WatchdogConfig:
     exec_timeout_s: float = 30.0
     healthcheck_interval_s: float = 30.0
     max_inflight: int = 0
+    max_body_bytes: int = 0  # http mode's request body limit; 0 is none, as in of-watchdog
     prefix_logs: bool = True
     log_buffer_size: int = 65536
     content_type: str = "application/octet-stream"
@@ -125,7 +73,7 @@ class WatchdogConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
-        """Read the configuration from ``env``; raise ConfigError naming the first bad variable."""
+        """Read the configuration from ``env``; raise SettingError naming the first bad variable."""
 
         def first(*names: str) -> tuple[str, str] | None:
             for key in names:
@@ -134,12 +82,7 @@ class WatchdogConfig:
             return None
 
         defaults = cls()
-        raw_mode = env.get("mode", defaults.mode.value).strip().lower()
-        try:
-            mode = Mode(raw_mode)
-        except ValueError:
-            choices = ", ".join(m.value for m in Mode)
-            raise ConfigError(f"mode: {raw_mode!r} is not a mode (use one of {choices})") from None
+        mode = _parse_mode("mode", env["mode"]) if "mode" in env else defaults.mode
 
         fprocess: tuple[str, ...] = ()
         found = first("function_process", "fprocess")
@@ -148,16 +91,16 @@ class WatchdogConfig:
             try:
                 fprocess = tuple(shlex.split(value))
             except ValueError as exc:
-                raise ConfigError(f"{key}: {value!r} cannot be split into arguments: {exc}") from None
+                raise SettingError(f"{key}: {value!r} cannot be split into arguments: {exc}") from None
         if mode in PROCESS_MODES and not fprocess:
-            raise ConfigError(f"fprocess: required in {mode} mode (the command that runs the function)")
+            raise SettingError(f"fprocess: required in {mode} mode (the command that runs the function)")
 
         upstream_url = ""
         found = first("http_upstream_url", "upstream_url")
         if found is not None:
-            upstream_url = parse_upstream_url(*found)
+            upstream_url = parse_http_url(*found).url
         if mode is Mode.HTTP and not upstream_url:
-            raise ConfigError("upstream_url: required in http mode (where fprocess listens)")
+            raise SettingError("upstream_url: required in http mode (where fprocess listens)")
 
         def duration(key: str, default: float) -> float:
             return parse_duration(key, env[key]) if key in env else default
@@ -168,16 +111,18 @@ class WatchdogConfig:
         def boolean(key: str, default: bool) -> bool:
             return parse_bool(key, env[key]) if key in env else default
 
-        write_timeout = duration("write_timeout", defaults.write_timeout_s)
-        if write_timeout <= 0:
-            raise ConfigError("write_timeout: must be more than 0s")
+        write_timeout = (
+            parse_positive_duration("write_timeout", env["write_timeout"])
+            if "write_timeout" in env
+            else defaults.write_timeout_s
+        )
         port = integer("port", defaults.port, minimum=1, maximum=65535)
         metrics_port = integer("metrics_port", defaults.metrics_port, minimum=0, maximum=65535)
         if metrics_port == port:
-            raise ConfigError(f"metrics_port: {metrics_port} is the same as port (use another, or 0 for none)")
+            raise SettingError(f"metrics_port: {metrics_port} is the same as port (use another, or 0 for none)")
         log_buffer_size = integer("log_buffer_size", defaults.log_buffer_size, minimum=-1)
         if log_buffer_size == 0:
-            raise ConfigError("log_buffer_size: must be -1 (unlimited) or a positive number of bytes")
+            raise SettingError("log_buffer_size: must be -1 (unlimited) or a positive number of bytes")
 
         buffer_http = False
         found = first("http_buffer_req_body", "buffer_http")
@@ -188,18 +133,16 @@ class WatchdogConfig:
         if "log_format" in env:
             fmt = env["log_format"].strip().lower()
             if fmt not in {"json", "console"}:
-                raise ConfigError(f"log_format: {fmt!r} must be json or console")
+                raise SettingError(f"log_format: {fmt!r} must be json or console")
             log_json = fmt == "json"
-        log_level = env.get("log_level", defaults.log_level).strip().lower()
-        if log_level not in {"debug", "info", "warning", "error"}:
-            raise ConfigError(f"log_level: {log_level!r} must be debug, info, warning or error")
+        log_level = parse_log_level("log_level", env.get("log_level", defaults.log_level))
 
         content_type = env.get("content_type", defaults.content_type).strip()
         if not content_type or "\n" in content_type or "\r" in content_type:
-            raise ConfigError(f"content_type: {content_type!r} is not a usable Content-Type")
+            raise SettingError(f"content_type: {content_type!r} is not a usable Content-Type")
         ready_path = env.get("ready_path", "").strip()
         if ready_path and not ready_path.startswith("/"):
-            raise ConfigError(f"ready_path: {ready_path!r} must start with /")
+            raise SettingError(f"ready_path: {ready_path!r} must start with /")
 
         return cls(
             mode=mode,
@@ -212,6 +155,7 @@ class WatchdogConfig:
             exec_timeout_s=duration("exec_timeout", defaults.exec_timeout_s),
             healthcheck_interval_s=duration("healthcheck_interval", write_timeout),
             max_inflight=integer("max_inflight", defaults.max_inflight, minimum=0),
+            max_body_bytes=integer("max_body_bytes", defaults.max_body_bytes, minimum=0),
             prefix_logs=boolean("prefix_logs", defaults.prefix_logs),
             log_buffer_size=log_buffer_size,
             content_type=content_type,

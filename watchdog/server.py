@@ -12,22 +12,21 @@ only then stop the function process. A second SIGTERM or SIGINT skips the rest o
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
 import sys
 
 import structlog
 import uvloop
 from aiohttp import web
 
-from servicekit.workers import first_exit, fork_child, send_signal, wait_exit
-from watchdog.access_log import AccessLog
+from servicekit.access_log import AccessLog
+from servicekit.shutdown import Shutdown
+from servicekit.workers import fork_workers, supervise
 from watchdog.app import Watchdog, create_app, create_metrics_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
+from watchdog.metrics import FunctionMetrics
 from watchdog.readiness import Readiness
-from watchdog.shared import Flags, Limiter, Metrics
+from watchdog.shared import Flags, Limiter
 
 log = structlog.get_logger("watchdog")
 
@@ -35,48 +34,22 @@ LISTEN_HOST = "0.0.0.0"  # IPv4 only: asyncio makes "::" IPv6-only (docs/archite
 LISTEN_BACKLOG = 1024
 
 
-class Shutdown:
-    """The first SIGTERM/SIGINT asks for a drain, a second one hurries it."""
-
-    def __init__(self) -> None:
-        self.requested = asyncio.Event()
-        self.hurried = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._on_signal, sig)
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        if self.requested.is_set():
-            self.hurried.set()
-        else:
-            log.info("shutdown_requested", signal=sig.name)
-            self.requested.set()
-
-    async def pause(self, seconds: float) -> None:
-        """Sleep ``seconds`` unless hurried."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.hurried.wait(), seconds)
-
-
 def run(config: WatchdogConfig) -> int:
     """Serve until SIGTERM; the process exit code. Raises StartupError before anything listens."""
     readiness = Readiness(Flags(), config.lock_path, config.suppress_lock)
     readiness.mark_unready()  # a stale lock file from a previous run says nothing about this one
     limiter = Limiter(config.max_inflight, shared=config.workers > 1)
-    metrics = Metrics(config.workers)
+    metrics = FunctionMetrics(config.workers)
     supervisor = build_supervisor(config)
     log.info("watchdog_starting", **config.summary())
     if config.workers == 1:
         return uvloop.run(_serve_single(config, readiness, supervisor, limiter, metrics))
-    pids = [
-        fork_child(lambda i=i: uvloop.run(_serve_worker(config, readiness, limiter, metrics, i)))  # type: ignore[misc]
-        for i in range(config.workers)
-    ]
+    pids = fork_workers(config.workers, lambda i: uvloop.run(_serve_worker(config, readiness, limiter, metrics, i)))
     return uvloop.run(_serve_primary(config, readiness, supervisor, metrics, pids))
 
 
 async def _serve_single(
-    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, limiter: Limiter, metrics: Metrics
+    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, limiter: Limiter, metrics: FunctionMetrics
 ) -> int:
     shutdown = Shutdown()
     runner, executor = await _start_worker(config, readiness, limiter, metrics, 0)
@@ -93,7 +66,7 @@ async def _serve_single(
 
 
 async def _serve_worker(
-    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: Metrics, index: int
+    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: FunctionMetrics, index: int
 ) -> int:
     structlog.contextvars.bind_contextvars(worker=index)
     shutdown = Shutdown()
@@ -105,31 +78,12 @@ async def _serve_worker(
 
 
 async def _serve_primary(
-    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, metrics: Metrics, pids: list[int]
+    config: WatchdogConfig, readiness: Readiness, supervisor: Supervisor, metrics: FunctionMetrics, pids: list[int]
 ) -> int:
     shutdown = Shutdown()
     metrics_runner = await _start_metrics(config, metrics)
     await supervisor.start(readiness)
-    lost = asyncio.create_task(first_exit(pids))
-    requested = asyncio.create_task(shutdown.requested.wait())
-    await asyncio.wait({lost, requested}, return_when=asyncio.FIRST_COMPLETED)
-    code = 0
-    if lost.done():
-        pid, status = lost.result()
-        log.error("worker_exited", pid=pid, status=status)
-        pids.remove(pid)
-        code = 1
-    requested.cancel()
-    lost.cancel()
-    readiness.start_draining()
-    for pid in pids:
-        send_signal(pid, signal.SIGTERM)
-    hurry = asyncio.create_task(_forward_hurry(shutdown, pids))
-    for pid in pids:
-        status = await wait_exit(pid)
-        if status != 0:
-            code = 1
-    hurry.cancel()
+    code = await supervise(pids, shutdown, on_stop=readiness.start_draining)
     await supervisor.stop()
     if metrics_runner is not None:
         await metrics_runner.cleanup()
@@ -138,7 +92,7 @@ async def _serve_primary(
 
 
 async def _start_worker(
-    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: Metrics, index: int
+    config: WatchdogConfig, readiness: Readiness, limiter: Limiter, metrics: FunctionMetrics, index: int
 ) -> tuple[web.AppRunner, Executor]:
     executor = build_executor(config, readiness)
     await executor.start()
@@ -161,7 +115,7 @@ def _renders_json(config: WatchdogConfig) -> bool:
     return (not sys.stdout.isatty()) if config.log_json is None else config.log_json
 
 
-async def _start_metrics(config: WatchdogConfig, metrics: Metrics) -> web.AppRunner | None:
+async def _start_metrics(config: WatchdogConfig, metrics: FunctionMetrics) -> web.AppRunner | None:
     if not config.metrics_port:
         return None
     runner = web.AppRunner(create_metrics_app(metrics), handle_signals=False, access_log=None)
@@ -179,9 +133,3 @@ async def _drain(config: WatchdogConfig, readiness: Readiness, runner: web.AppRu
     )
     await shutdown.pause(config.healthcheck_interval_s)
     await runner.cleanup()
-
-
-async def _forward_hurry(shutdown: Shutdown, pids: list[int]) -> None:
-    await shutdown.hurried.wait()
-    for pid in pids:
-        send_signal(pid, signal.SIGTERM)

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from provider.errors import InvalidRequestError
 from provider.handlers import empty, read_json
-from provider.keys import CONFIG, NAMESPACES, ORCHESTRATOR
+from provider.keys import CONFIG, ORCHESTRATOR
 from provider.models import DEFAULT_NAMESPACE, FunctionDeployment, ScaleRequest, check_dns_label, namespace_of
 
 
@@ -22,7 +22,6 @@ async def list_functions(request: web.Request) -> web.Response:
 async def function_status(request: web.Request) -> web.Response:
     name = check_dns_label("function name", request.match_info["name"])
     namespace = _query_namespace(request)
-    request.app[NAMESPACES].require(namespace)
     return web.json_response(request.app[ORCHESTRATOR].get(namespace, name).status().to_json())
 
 
@@ -44,7 +43,6 @@ async def delete_function(request: web.Request) -> web.Response:
     if not isinstance(name, str) or not name.strip():
         raise InvalidRequestError("functionName is required")
     namespace = check_dns_label("namespace", namespace_of(body))
-    request.app[NAMESPACES].require(namespace)
     await request.app[ORCHESTRATOR].delete(namespace, check_dns_label("functionName", name.strip()))
     return empty(200)
 
@@ -54,6 +52,5 @@ async def scale_function(request: web.Request) -> web.Response:
     scale = ScaleRequest.parse(
         body, request.match_info["name"], request.query.get("namespace"), request.app[CONFIG].max_replicas
     )
-    request.app[NAMESPACES].require(scale.namespace)
     await request.app[ORCHESTRATOR].scale(scale.namespace, scale.service, scale.replicas)
     return empty(200)

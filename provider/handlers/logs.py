@@ -6,13 +6,12 @@ import json
 
 from aiohttp import web
 
-from provider.keys import NAMESPACES, ORCHESTRATOR
+from provider.keys import ORCHESTRATOR
 from provider.logs import LogRequest, read_logs, select
 
 
 async def function_logs(request: web.Request) -> web.StreamResponse:
     log_request = LogRequest.parse(request.query)
-    request.app[NAMESPACES].require(log_request.namespace)
     orchestrator = request.app[ORCHESTRATOR]
     containers = select(await orchestrator.containers_of(log_request.namespace, log_request.name), log_request.instance)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Connection": "Keep-Alive"})

@@ -5,27 +5,24 @@ from __future__ import annotations
 from aiohttp import web
 
 from provider.handlers import empty, read_json
-from provider.keys import NAMESPACES, SECRETS
+from provider.keys import SECRETS
 from provider.models import DEFAULT_NAMESPACE, SecretRequest, check_dns_label, check_secret_name, namespace_of
 
 
 async def list_secrets(request: web.Request) -> web.Response:
     namespace = check_dns_label("namespace", request.query.get("namespace", "").strip() or DEFAULT_NAMESPACE)
-    request.app[NAMESPACES].require(namespace)
     names = request.app[SECRETS].list(namespace)
     return web.json_response([{"name": n, "namespace": namespace} for n in names])
 
 
 async def create_secret(request: web.Request) -> web.Response:
     secret = SecretRequest.parse(await read_json(request, "Secret"), need_value=True)
-    request.app[NAMESPACES].require(secret.namespace)
     await request.app[SECRETS].create(secret.namespace, secret.name, secret.value)
     return empty(201)
 
 
 async def update_secret(request: web.Request) -> web.Response:
     secret = SecretRequest.parse(await read_json(request, "Secret"), need_value=True)
-    request.app[NAMESPACES].require(secret.namespace)
     await request.app[SECRETS].update(secret.namespace, secret.name, secret.value)
     return empty(200)
 
@@ -40,6 +37,5 @@ async def delete_secret(request: web.Request) -> web.Response:
         if body.get("namespace")
         else request.query.get("namespace", "").strip() or DEFAULT_NAMESPACE,
     )
-    request.app[NAMESPACES].require(namespace)
     await request.app[SECRETS].delete(namespace, name)
     return empty(200)

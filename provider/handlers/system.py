@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from provider.keys import EVENTS
 from servicekit.version import __version__, commit_sha
 
 
@@ -19,5 +20,9 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    del request
+    """200, or 503 with the reason while the provider does not follow Docker's events (crashed replicas would
+    not be restarted)."""
+    problem = request.app[EVENTS].problem()
+    if problem is not None:
+        return web.Response(status=503, text=problem + "\n", content_type="text/plain")
     return web.Response(status=200)

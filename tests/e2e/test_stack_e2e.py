@@ -10,6 +10,7 @@ import sys
 import threading
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,25 @@ def test_sigterm_finishes_the_request_in_flight_and_a_restart_serves_without_red
     assert reply.status == 200
     assert reply.json()["body"] == "again"
     assert len(stack.containers()) == 1
+
+
+def test_deploying_the_same_stack_file_again_keeps_the_running_replicas(
+    make_stack: MakeStack, name: str, tmp_path: Path
+) -> None:
+    """What a second scripts/run does: the stack file deployed again over functions already running."""
+    stack = make_stack()
+    stack_file = tmp_path / "stack.yml"
+    stack_file.write_text(
+        f"version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  {name}:\n    image: {ECHO}\n"
+        "    labels:\n      com.openfaas.scale.min: '2'\n"
+    )
+    deploy = [sys.executable, "-m", "pyfaasd.cli", "deploy", "-f", str(stack_file), "--gateway", stack.url]
+    deploy += ["--state-dir", str(stack.state_dir)]
+    subprocess.run(deploy, check=True, capture_output=True, timeout=60)
+    first = sorted(c["ID"] for c in stack.containers(running_only=True))
+    assert len(first) == 2
+
+    again = subprocess.run(deploy, check=True, capture_output=True, text=True, timeout=60)
+    assert "Deployed. 202" in again.stdout
+    assert sorted(c["ID"] for c in stack.containers(running_only=True)) == first
+    assert invoke(stack, f"{name}.openfaas-fn", b"still").status == 200

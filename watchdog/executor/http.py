@@ -4,6 +4,10 @@ Better than of-watchdog: not ready until the function process accepts connection
 dies is restarted with backoff (503 meanwhile) instead of taking the container down; a connect the process
 refuses is 503, any other upstream failure 502; and on SIGTERM the process is stopped only after the workers
 have drained.
+
+Requests go through the relay the gateway uses too (servicekit.relay): a request body must arrive within
+``read_timeout`` (408) and stay within ``max_body_bytes`` when set (413); ``exec_timeout`` bounds the answer
+(504), except the body of server-sent events and NDJSON.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import time
+from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -19,40 +24,25 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from servicekit.headers import DURATION, duration_header, forwardable
-from servicekit.upstream import (
-    ResponseHead,
-    UpstreamClosedError,
-    UpstreamConnection,
-    UpstreamPool,
-    UpstreamProtocolError,
-    request_head,
-)
+from servicekit.headers import forwardable
+from servicekit.relay import RelayError, body_length, proxy, read_body
+from servicekit.request_head import REQUEST_DROP, RequestHead
+from servicekit.upstream import UpstreamPool
 from servicekit.websocket import relay_websocket
 from watchdog.config import WatchdogConfig
-from watchdog.errors import FunctionNotReadyError, FunctionTimeoutError, UpstreamError
+from watchdog.errors import FunctionNotReadyError, FunctionTimeoutError, UpstreamError, from_relay
 from watchdog.process import OutputForwarder, spawn, terminate
 from watchdog.readiness import Readiness
 
 log = structlog.get_logger("watchdog.http")
 
-# Responses up to this size are read whole and sent in one write; larger ones are streamed.
-BUFFERED_RESPONSE_MAX = 256 * 1024
-# Request bodies up to this size are read whole and sent with Content-Length; larger ones are streamed chunked.
-BUFFERED_REQUEST_MAX = 1024 * 1024
-# Below this size the request head and body are joined into one write.
-WRITE_JOIN_MAX = 64 * 1024
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+# The client's Host goes to the function as it is (of-watchdog does the same); the upstream's when there is none.
+_DROP: Final = REQUEST_DROP - {b"host"}
+_WATCH: Final = frozenset({b"host"})
 RESTART_DELAY_MIN_S = 0.1
 RESTART_DELAY_MAX_S = 10.0
 # A process that ran this long before dying starts the backoff again from the minimum.
 STABLE_AFTER_S = 30.0
-
-
-def is_streaming(request: web.Request) -> bool:
-    """SSE and NDJSON responses are passed through as they come, with no deadline on the body."""
-    accept = request.headers.get("Accept", "")
-    return "text/event-stream" in accept or "application/x-ndjson" in accept
 
 
 def is_websocket(request: web.Request) -> bool:
@@ -147,8 +137,10 @@ class HttpExecutor:
         self._flags = readiness.flags
         upstream = urlsplit(config.upstream_url)
         self._base_path = upstream.path
-        self._netloc = upstream.netloc
+        self._host_line = b"Host: " + upstream.netloc.encode() + b"\r\n"
         self._pool = UpstreamPool(*config.upstream_address)
+        self._max_body = config.max_body_bytes
+        self._read_timeout = config.read_timeout_s or None  # 0: no deadline, as in of-watchdog
         self._ws_session: aiohttp.ClientSession | None = None  # websocket upgrades only
 
     async def start(self) -> None:
@@ -165,101 +157,36 @@ class HttpExecutor:
         started = time.perf_counter()
         if is_websocket(request):
             return await self._websocket(request, URL(self._config.upstream_url + request.raw_path, encoded=True))
-        length = request.content_length
-        body: bytes | None = b""
-        if request.body_exists:
-            small = length is not None and length <= BUFFERED_REQUEST_MAX
-            body = await request.read() if self._config.buffer_http or small else None
-        streaming = is_streaming(request)
+        deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         try:
-            async with asyncio.timeout(timeout_s):
-                connection, head = await self._exchange(request, body)
-                if not streaming:
-                    return await self._respond(request, connection, head, started)
-        except TimeoutError:
+            body = await read_body(request, self._max_body, self._read_timeout, whole=self._config.buffer_http)
+            return await proxy(
+                request,
+                self._pool,
+                self._head(request, body_length(request, body)),
+                body,
+                deadline=deadline,
+                max_body=self._max_body,
+                read_timeout=self._read_timeout,
+                write_timeout=None,
+                started=started,
+            )
+        except RelayError as exc:
+            raise from_relay(exc) from None
+        except TimeoutError as exc:
+            if timeout_s is None:  # a TimeoutError that is not our deadline: the OSError of a timed out connect
+                raise UpstreamError(f"the function process failed: {exc}") from None
             raise FunctionTimeoutError(f"the function did not answer within {timeout_s:g}s") from None
         except ConnectionRefusedError:
             raise FunctionNotReadyError("the function process refused the connection") from None
-        except (OSError, UpstreamProtocolError) as exc:
+        except OSError as exc:
             raise UpstreamError(f"the function process failed: {exc}") from None
-        return await self._stream(request, connection, head, started)
 
-    async def _exchange(self, request: web.Request, body: bytes | None) -> tuple[UpstreamConnection, ResponseHead]:
-        """Send the request on a pooled connection and read the response head.
-
-        A pooled connection the upstream closed while it was idle fails before any response byte: an idempotent
-        request whose body is in memory is then sent once more on a new connection.
-        """
-        headers = list(request.headers.items())
-        if "Host" not in request.headers:
-            headers.append(("Host", self._netloc))
-        head = request_head(
-            request.method, self._base_path + request.raw_path, headers, None if body is None else len(body)
-        )
-        while True:
-            connection = await self._pool.connect()
-            try:
-                if body is None:
-                    await connection.write(head)
-                    async for chunk in request.content.iter_any():
-                        await connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    await connection.write(b"0\r\n\r\n")
-                elif len(body) > WRITE_JOIN_MAX:
-                    await connection.write(head)
-                    await connection.write(body)
-                else:
-                    await connection.write(head + body)
-                return connection, await connection.read_head(request.method)
-            except UpstreamClosedError as exc:
-                connection.close()
-                replayable = body is not None  # a streamed body has been consumed and cannot be sent again
-                if connection.reused and exc.before_response and replayable and request.method in IDEMPOTENT:
-                    continue
-                raise
-            except BaseException:
-                connection.close()
-                raise
-
-    async def _respond(
-        self, request: web.Request, connection: UpstreamConnection, head: ResponseHead, started: float
-    ) -> web.StreamResponse:
-        length = head.content_length
-        if request.method == "HEAD" or (head.has_body and (length is None or length > BUFFERED_RESPONSE_MAX)):
-            return await self._stream(request, connection, head, started)
-        try:
-            data = await connection.read_body(head)
-        except BaseException:
-            connection.close()
-            raise
-        self._pool.release(connection, head)
-        headers = forwardable(head.headers)
-        headers.popall("Content-Length", None)
-        headers[DURATION] = duration_header(started)
-        return web.Response(status=head.status, reason=head.reason or None, headers=headers, body=data)
-
-    async def _stream(
-        self, request: web.Request, connection: UpstreamConnection, head: ResponseHead, started: float
-    ) -> web.StreamResponse:
-        headers = forwardable(head.headers)
-        headers[DURATION] = duration_header(started)
-        response = web.StreamResponse(status=head.status, reason=head.reason or None, headers=headers)
-        try:
-            await response.prepare(request)
-            async for chunk in connection.body(head):
-                await response.write(chunk)
-            await response.write_eof()
-        except (OSError, UpstreamProtocolError, TimeoutError) as exc:
-            # Too late for a status: cut the connection so the caller sees an incomplete body, not a short one.
-            connection.close()
-            log.warning("function_response_aborted", error=repr(exc))
-            if request.transport is not None:
-                request.transport.close()
-            return response
-        except BaseException:
-            connection.close()
-            raise
-        self._pool.release(connection, head)
-        return response
+    def _head(self, request: web.Request, length: int | None) -> bytes:
+        head = RequestHead(request.method, self._base_path + request.raw_path)
+        if b"host" not in head.copy(request, _DROP, _WATCH):
+            head.parts.append(self._host_line)  # the hot path appends its one line itself, as the gateway's does
+        return head.finish(length)
 
     async def _websocket(self, request: web.Request, url: URL) -> web.StreamResponse:
         if self._ws_session is None:

@@ -170,6 +170,23 @@ async def test_a_body_over_the_limit_is_413(start_stack: StartStack) -> None:
     assert (await stack.client.post("/function/echo", data=b"z" * 1000)).status == 200
 
 
+async def test_a_body_not_sent_within_read_timeout_is_408(start_stack: StartStack) -> None:
+    stack = await start_stack(PYFAASD_READ_TIMEOUT="300ms")
+    server = stack.client.server
+    for head in (
+        b"POST /function/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello",  # read whole first
+        b"POST /function/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",  # streamed
+    ):
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        writer.write(head)
+        async with asyncio.timeout(5):
+            answer = await reader.read(65536)
+        writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert b"X-OpenFaaS-Internal: gateway" in answer
+    assert (await stack.client.post("/function/echo", data=b"in time")).status == 200
+
+
 async def test_a_chunked_response_arrives_chunk_by_chunk(start_stack: StartStack) -> None:
     stack = await start_stack()
     response = await stack.client.get("/function/echo/held")

@@ -1,9 +1,11 @@
+import argparse
 import json
 from datetime import UTC, datetime
 
 import pytest
 
 from netconf import NetConfig
+from provider.__main__ import add_arguments, config_from
 from provider.config import ProviderConfig, PullPolicy
 from provider.container_spec import ReplicaSpec, container_config
 from provider.errors import InvalidRequestError, LogRequestError
@@ -134,9 +136,11 @@ def test_container_config_env_labels_and_hardening(tmp_path):
 
 
 def test_provider_config_from_env_and_flags():
-    config = ProviderConfig.from_env(
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from(
+        parser.parse_args(["--listen", "127.0.0.1:9"]),  # --max-replicas not given: the environment's
         {"PYFAASD_PULL_POLICY": "Always", "PYFAASD_MAX_REPLICAS": "5", "PYFAASD_READY_TIMEOUT": "1m"},
-        {"PYFAASD_PROVIDER_ADDR": "127.0.0.1:9", "PYFAASD_MAX_REPLICAS": None},
     )
     assert config.pull_policy is PullPolicy.ALWAYS
     assert (config.max_replicas, config.ready_timeout_s, config.port) == (5, 60.0, 9)

@@ -29,7 +29,7 @@ def opts(tmp_path) -> InstallOptions:
         executable=EXECUTABLE,
         state_dir=tmp_path / "state",
         unit_dir=tmp_path / "units",
-        env_file=Path("/etc/pyfaasd/servicekit.settings"),
+        env_file=Path("/etc/pyfaasd/pyfaasd.env"),
     )
 
 

@@ -107,7 +107,7 @@ def test_render_fills_every_placeholder(rendered):
     assert provider["ExecStart"] == [f"{EXECUTABLE} provider"]
     assert rendered["pyfaasd.service"]["Service"]["ExecStart"] == [f"{EXECUTABLE} gateway"]
     assert "PYFAASD_STATE_DIR=/var/lib/pyfaasd" in provider["Environment"]
-    assert provider["EnvironmentFile"] == ["-/etc/pyfaasd/servicekit.settings"]
+    assert provider["EnvironmentFile"] == ["-/etc/pyfaasd/pyfaasd.env"]
     assert provider["StateDirectory"] == ["pyfaasd"]
     assert provider["WorkingDirectory"] == ["/var/lib/pyfaasd"]
 
@@ -204,7 +204,7 @@ def test_systemd_analyze_verify_accepts_the_rendered_units(tmp_path):
 
 @needs_analyze
 def test_systemd_analyze_verify_accepts_the_units_with_a_custom_state_dir(tmp_path):
-    opts = options(state_dir=Path("/srv/pyfaasd"), env_file=Path("/root/servicekit.settings"))
+    opts = options(state_dir=Path("/srv/pyfaasd"), env_file=Path("/root/pyfaasd.env"))
     result = verify(render_into(tmp_path, opts))
     assert (result.returncode, about_our_units(result)) == (0, [])
 

@@ -10,7 +10,14 @@ from servicekit.auth import (
     ensure_credentials,
     load_credentials,
 )
-from servicekit.settings import SettingError, local_url, parse_bool, parse_duration, parse_int, parse_listen_address
+from servicekit.settings import (
+    Setting,
+    SettingError,
+    parse_bool,
+    parse_duration,
+    parse_int,
+    parse_listen_address,
+)
 
 
 @pytest.mark.parametrize(
@@ -83,6 +90,11 @@ def test_check_authorization():
 
 
 def test_local_url_reaches_a_wildcard_listener_on_loopback():
+    address = Setting("A", None, "127.0.0.1:1", "", parse_listen_address)
+
+    def local_url(name: str, value: str) -> str:
+        return address.local_url({name: value})
+
     assert local_url("A", "0.0.0.0:8080") == "http://127.0.0.1:8080"
     assert local_url("A", ":8081") == "http://127.0.0.1:8081"
     assert local_url("A", "10.0.0.5:9") == "http://10.0.0.5:9"

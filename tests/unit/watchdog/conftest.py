@@ -14,8 +14,9 @@ from tests.watchdog_harness import Harness, StartWatchdog
 from watchdog.app import Watchdog, create_app
 from watchdog.config import WatchdogConfig
 from watchdog.executor import build_executor, build_supervisor
+from watchdog.metrics import FunctionMetrics
 from watchdog.readiness import Readiness
-from watchdog.shared import Flags, Limiter, Metrics
+from watchdog.shared import Flags, Limiter
 
 
 def pytest_asyncio_loop_factories(
@@ -33,7 +34,7 @@ async def start_watchdog(aiohttp_client: AiohttpClient, tmp_path: Path) -> Async
         config = WatchdogConfig.from_env({"metrics_port": "0", "TMPDIR": str(tmp_path), **env})
         readiness = Readiness(Flags(), config.lock_path, config.suppress_lock)
         limiter = Limiter(config.max_inflight, shared=False)
-        metrics = Metrics(1)
+        metrics = FunctionMetrics(1)
         supervisor = build_supervisor(config)
         executor = build_executor(config, readiness)
         await executor.start()

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from watchdog.config import ConfigError, Mode, WatchdogConfig, parse_duration
+from servicekit.settings import SettingError, parse_duration
+from watchdog.config import Mode, WatchdogConfig
 
 
 @pytest.mark.parametrize(
@@ -25,7 +26,7 @@ def test_parse_duration_accepts_seconds_and_go_durations(text: str, seconds: flo
 
 @pytest.mark.parametrize("text", ["", "abc", "30x", "s", "-1", "1m-3s", "10 s", "nan", "inf"])
 def test_parse_duration_rejects_junk_naming_the_variable(text: str) -> None:
-    with pytest.raises(ConfigError, match=r"^exec_timeout: "):
+    with pytest.raises(SettingError, match=r"^exec_timeout: "):
         parse_duration("exec_timeout", text)
 
 
@@ -92,7 +93,7 @@ def test_lock_file_follows_tmpdir() -> None:
     ],
 )
 def test_bad_values_are_errors_naming_the_variable(env: dict[str, str], variable: str) -> None:
-    with pytest.raises(ConfigError, match=f"^{variable}: "):
+    with pytest.raises(SettingError, match=f"^{variable}: "):
         WatchdogConfig.from_env(env)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 from pathlib import Path
 
@@ -110,6 +111,10 @@ async def test_a_crashed_function_process_is_restarted_and_503_meanwhile(start_w
     # The process died mid-request: 502, or 503 when the client's retry on a fresh connection was refused.
     assert crashed.status in (502, 503)
     assert crashed.headers["X-OpenFaaS-Internal"] == "of-watchdog"
+    # Until the supervisor sees the exit, a connect can still reach the dying process's listening socket (502).
+    async with asyncio.timeout(10):
+        while harness.readiness.flags.ready:
+            await asyncio.sleep(0.005)
     meanwhile = await harness.client.get("/")
     assert meanwhile.status == 503
     async with asyncio.timeout(10):
@@ -183,3 +188,53 @@ async def test_metrics_count_function_requests_only(start_watchdog: StartWatchdo
     text = harness.metrics.render()
     assert 'http_requests_total{code="200",method="GET"} 1' in text
     assert 'http_requests_total{code="404",method="GET"} 1' in text
+
+
+async def raw_exchange(harness: Harness, request: bytes, pause_s: float) -> bytes:
+    """Send ``request`` and then nothing for ``pause_s``; return what the watchdog answered."""
+    server = harness.client.server
+    reader, writer = await asyncio.open_connection(server.host, server.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(pause_s):
+            return await reader.read(65536)
+    finally:
+        writer.close()
+
+
+async def test_a_body_not_sent_within_read_timeout_is_408(start_watchdog: StartWatchdog) -> None:
+    harness = await start_http(start_watchdog, read_timeout="300ms", exec_timeout="10s")
+    # A sized body read whole before proxying: 5 of 10 bytes, then silence.
+    answer = await raw_exchange(harness, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nhello", 5)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"X-OpenFaaS-Internal: of-watchdog" in answer
+    # A chunked body streamed to the function: one chunk, then silence.
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+    answer = await raw_exchange(harness, head, 5)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"request body not received within 0.3s" in answer
+    assert (await harness.client.post("/", data=b"in time")).status == 200
+
+
+async def test_a_body_over_max_body_bytes_is_413(start_watchdog: StartWatchdog) -> None:
+    async def chunks(count: int):
+        for _ in range(count):
+            yield b"c" * 400
+            await asyncio.sleep(0)
+
+    for extra in ({}, {"buffer_http": "true"}):
+        harness = await start_http(start_watchdog, max_body_bytes="1000", **extra)
+        sized = await harness.client.post("/", data=b"z" * 1001)
+        assert sized.status == 413
+        assert sized.headers["X-OpenFaaS-Internal"] == "of-watchdog"
+        assert (await harness.client.post("/", data=chunks(3))).status == 413  # found while it arrives
+        assert (await (await harness.client.post("/", data=b"z" * 1000)).json())["body"] == "z" * 1000
+        assert (await (await harness.client.post("/", data=chunks(2))).json())["body"] == "c" * 800
+
+
+async def test_bodies_have_no_size_limit_by_default(start_watchdog: StartWatchdog) -> None:
+    harness = await start_http(start_watchdog)
+    assert harness.config.max_body_bytes == 0
+    seen = await (await harness.client.post("/", data=io.BytesIO(b"b" * 1_000_000))).json()
+    assert len(seen["body"]) == 1_000_000  # the function server itself takes up to 1 MiB

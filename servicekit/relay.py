@@ -1,12 +1,15 @@
-"""Sending a client's request upstream and the answer back, on the pooled keep-alive client of servicekit.upstream.
+"""One proxied exchange: a client's request sent upstream on servicekit.upstream's pooled client, the answer back.
 
-Shared by the function proxy (to replicas) and the ``/system`` pass-through (to the provider). Request bodies
-up to :data:`BUFFERED_REQUEST_MAX` are read whole (within ``read_timeout``) and sent with the head in one write;
-larger or chunked ones are streamed with flow control. Responses with a known length up to
-:data:`BUFFERED_RESPONSE_MAX` are read whole and sent in one write; others stream through as they arrive.
+Used by the watchdog's http mode (to the function process) and the gateway (to replicas and to the provider).
+Request bodies up to :data:`BUFFERED_REQUEST_MAX` are read whole (within ``read_timeout``) and sent with the head
+in one write; larger or chunked ones are streamed with flow control, within the same ``read_timeout`` and
+``max_body``. Responses with a known length up to :data:`BUFFERED_RESPONSE_MAX` are read whole and sent in one
+write; others stream through as they arrive.
 
-Failures become the gateway's errors: refused or broken connections 502, deadlines 504, a body that is too big
-413, a client too slow to send its body 408.
+Failures are :class:`RelayError` subclasses that name what went wrong, never a status: each service maps them
+to its own (the watchdog in ``watchdog/errors.py``, the gateway in ``gateway/errors.py``). A connect failure
+stays an OSError (ConnectionRefusedError when refused), and a deadline given by the caller a TimeoutError, so the
+caller can pick another replica or say whose deadline it was.
 """
 
 from __future__ import annotations
@@ -19,14 +22,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.errors import (
-    BodyTooLargeError,
-    RequestTimeoutError,
-    UpstreamBadResponseError,
-    UpstreamConnectError,
-    UpstreamTimeoutError,
-)
-from servicekit.headers import HOP_BY_HOP
+from servicekit.headers import DURATION, HOP_BY_HOP, duration_header
 from servicekit.upstream import (
     ResponseHead,
     UpstreamClosedError,
@@ -35,54 +31,39 @@ from servicekit.upstream import (
     UpstreamProtocolError,
 )
 
-log = structlog.get_logger("gateway")
+log = structlog.get_logger("relay")
 
 BUFFERED_REQUEST_MAX: Final = 1024 * 1024
 BUFFERED_RESPONSE_MAX: Final = 256 * 1024
 WRITE_JOIN_MAX: Final = 64 * 1024  # below this the request head and body go out in one write
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-HOP_BY_HOP_BYTES: Final = frozenset(h.encode() for h in HOP_BY_HOP)
-# Request headers never copied as they are: hop-by-hop, the framing, Host (upstream gets its own), Expect (the
-# gateway answered it already).
-REQUEST_DROP: Final = HOP_BY_HOP_BYTES | {b"host", b"content-length", b"expect"}
 STREAMING_TYPES: Final = ("text/event-stream", "application/x-ndjson")
 
-
-class Pools:
-    """One keep-alive pool per upstream address; pools of addresses that left the hosts table are closed."""
-
-    __slots__ = ("_pools", "port")
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._pools: dict[str, UpstreamPool] = {}
-
-    def get(self, host: str) -> UpstreamPool:
-        pool = self._pools.get(host)
-        if pool is None:
-            pool = self._pools[host] = UpstreamPool(host, self.port)
-        return pool
-
-    def __contains__(self, host: str) -> bool:
-        return host in self._pools
-
-    def prune(self, live: set[str]) -> None:
-        for host in [h for h in self._pools if h not in live]:
-            self._pools.pop(host).close()
-
-    def close(self) -> None:
-        for pool in self._pools.values():
-            pool.close()
-        self._pools.clear()
+Headers = Iterable[tuple[str, str]]
 
 
-def connection_tokens(request: web.Request) -> frozenset[bytes]:
-    """Extra header names the client's ``Connection`` header marks as hop-by-hop (usually none)."""
-    value = request.headers.get("Connection")
-    if not value:
-        return frozenset()
-    tokens = {t.strip().lower() for t in value.split(",")} - {"close", "keep-alive", ""}
-    return frozenset(t.encode() for t in tokens)
+class RelayError(Exception):
+    """A failure of one exchange; ``str(self)`` is a one-line reason fit for the client."""
+
+
+class BodyTooLargeError(RelayError):
+    """The client's request body is over ``max_body``."""
+
+
+class BodyTimeoutError(RelayError):
+    """The client did not send its request body within ``read_timeout``."""
+
+
+class UpstreamBrokenError(RelayError):
+    """The upstream closed or broke the connection before its answer was complete."""
+
+
+class UpstreamBadAnswerError(RelayError):
+    """The upstream answered something that is not HTTP/1.1 we can pass on."""
+
+
+class AnswerTimeoutError(RelayError):
+    """The upstream did not send its whole answer by the body deadline."""
 
 
 def copy_response_headers(head: ResponseHead, target: CIMultiDict[str], *, drop_length: bool) -> None:
@@ -102,6 +83,13 @@ def copy_response_headers(head: ResponseHead, target: CIMultiDict[str], *, drop_
             target.popall(name, None)
 
 
+def _add_headers(target: CIMultiDict[str], extra_headers: Headers, started: float | None) -> None:
+    for name, value in extra_headers:
+        target[name] = value
+    if started is not None:
+        target[DURATION] = duration_header(started)
+
+
 def is_whole(method: str, head: ResponseHead) -> bool:
     """Whether the response is read whole and sent in one write (small, sized, and not to a HEAD)."""
     length = head.content_length
@@ -109,28 +97,24 @@ def is_whole(method: str, head: ResponseHead) -> bool:
 
 
 def whole_response(
-    head: ResponseHead, data: bytes, extra_headers: Iterable[tuple[str, str]] = (), status: int | None = None
+    head: ResponseHead,
+    data: bytes,
+    extra_headers: Headers = (),
+    *,
+    started: float | None = None,
 ) -> web.Response:
-    response = web.Response(status=status or head.status, reason=None if status else head.reason or None)
+    """The client's answer from a response read whole; ``started`` (a perf_counter reading) adds
+    ``X-Duration-Seconds``."""
+    response = web.Response(status=head.status, reason=head.reason or None)
     headers = response.headers
     copy_response_headers(head, headers, drop_length=True)
-    for name, value in extra_headers:
-        headers[name] = value
+    _add_headers(headers, extra_headers, started)
     if head.has_body:
         response.body = data
     return response
 
 
-def framing(method: str, body_length: int | None) -> bytes:
-    """The framing header of a request body: None is a streamed body of unknown length (chunked)."""
-    if body_length is None:
-        return b"Transfer-Encoding: chunked\r\n"
-    if body_length or method in ("POST", "PUT", "PATCH"):
-        return b"Content-Length: %d\r\n" % body_length
-    return b""
-
-
-def is_streaming_request(request: web.Request) -> bool:
+def is_streaming_request(request: web.BaseRequest) -> bool:
     accept = request.headers.get("Accept", "")
     return bool(accept) and any(t in accept for t in STREAMING_TYPES)
 
@@ -142,24 +126,55 @@ def is_streaming_response(head: ResponseHead) -> bool:
     return False
 
 
-async def read_body(request: web.Request, max_body: int, read_timeout: float) -> bytes | None:
-    """The whole request body when it is small and its length known, else None (stream it)."""
+def _too_large(max_body: int) -> BodyTooLargeError:
+    return BodyTooLargeError(f"request body is over the limit of {max_body} bytes")
+
+
+def _too_slow(read_timeout: float | None) -> BodyTimeoutError:
+    return BodyTimeoutError(f"request body not received within {read_timeout:g}s")
+
+
+async def read_body(
+    request: web.BaseRequest, max_body: int, read_timeout: float | None, *, whole: bool = False
+) -> bytes | None:
+    """The whole request body when it is small and its length known (or ``whole``), else None (stream it).
+
+    ``max_body`` 0 and ``read_timeout`` None are no limit.
+    """
     if not request.body_exists:
         return b""
     length = request.content_length
     if max_body and length is not None and length > max_body:
         raise BodyTooLargeError(f"request body of {length} bytes is over the limit of {max_body}")
-    if length is None or length > BUFFERED_REQUEST_MAX:
+    if not whole and (length is None or length > BUFFERED_REQUEST_MAX):
         return None
     try:
         async with asyncio.timeout(read_timeout):
-            return await request.read()
+            if length is not None or not max_body:
+                return await request.read()
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in request.content.iter_any():
+                size += len(chunk)
+                if size > max_body:
+                    raise _too_large(max_body)
+                chunks.append(chunk)
+            return b"".join(chunks)
     except TimeoutError:
-        raise RequestTimeoutError(f"request body not received within {read_timeout:g}s") from None
+        raise _too_slow(read_timeout) from None
+
+
+def body_length(request: web.BaseRequest, body: bytes | None) -> int | None:
+    """The length the request head announces for what :func:`read_body` returned: None is chunked."""
+    return len(body) if body is not None else request.content_length
 
 
 async def send_streamed_body(
-    request: web.Request, connection: UpstreamConnection, chunked: bool, max_body: int, read_timeout: float
+    request: web.BaseRequest,
+    connection: UpstreamConnection,
+    chunked: bool,
+    max_body: int,
+    read_timeout: float | None,
 ) -> None:
     """Copy the client's body to the upstream as it arrives (flow control both ways)."""
     sent = 0
@@ -168,22 +183,22 @@ async def send_streamed_body(
             async for chunk in request.content.iter_any():
                 sent += len(chunk)
                 if max_body and sent > max_body:
-                    raise BodyTooLargeError(f"request body is over the limit of {max_body} bytes")
+                    raise _too_large(max_body)
                 await connection.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
             if chunked:
                 await connection.write(b"0\r\n\r\n")
     except TimeoutError:
-        raise RequestTimeoutError(f"request body not received within {read_timeout:g}s") from None
+        raise _too_slow(read_timeout) from None
 
 
 async def exchange(
     pool: UpstreamPool,
     head: bytes,
     body: bytes | None,
-    request: web.Request | None,
+    request: web.BaseRequest | None,
     *,
     max_body: int = 0,
-    read_timeout: float = 60.0,
+    read_timeout: float | None = 60.0,
     chunked: bool = False,
 ) -> tuple[UpstreamConnection, ResponseHead]:
     """Send a request on a pooled connection and read the response head.
@@ -213,10 +228,10 @@ async def exchange(
             retry = connection.reused and exc.before_response and body is not None
             if retry and (method or _method_of(head)) in IDEMPOTENT:
                 continue
-            raise UpstreamConnectError(f"the connection broke before an answer: {exc}") from None
+            raise UpstreamBrokenError(f"the connection broke before an answer: {exc}") from None
         except UpstreamProtocolError as exc:
             connection.close()
-            raise UpstreamBadResponseError(f"unusable answer: {exc}") from None
+            raise UpstreamBadAnswerError(f"unusable answer: {exc}") from None
         except BaseException:
             connection.close()
             raise
@@ -235,10 +250,10 @@ async def read_whole(pool: UpstreamPool, connection: UpstreamConnection, head: R
         data = await connection.read_body(head)
     except UpstreamProtocolError as exc:
         connection.close()
-        raise UpstreamBadResponseError(f"unusable answer: {exc}") from None
+        raise UpstreamBadAnswerError(f"unusable answer: {exc}") from None
     except OSError as exc:  # UpstreamClosedError included
         connection.close()
-        raise UpstreamConnectError(f"the connection broke mid-answer: {exc}") from None
+        raise UpstreamBrokenError(f"the connection broke mid-answer: {exc}") from None
     except BaseException:
         connection.close()
         raise
@@ -246,53 +261,102 @@ async def read_whole(pool: UpstreamPool, connection: UpstreamConnection, head: R
     return data
 
 
+async def proxy(
+    request: web.BaseRequest,
+    pool: UpstreamPool,
+    head: bytes,
+    body: bytes | None,
+    *,
+    deadline: float | None,
+    max_body: int,
+    read_timeout: float | None,
+    write_timeout: float | None,
+    extra_headers: Headers = (),
+    started: float | None = None,
+) -> web.StreamResponse:
+    """:func:`exchange` then :func:`relay`: the whole round trip of a client's request.
+
+    ``body`` is what :func:`read_body` returned (None: stream it), and ``head`` announces :func:`body_length`.
+    ``deadline`` (a loop time, None for none) bounds the answer; past it before the response head, or before a
+    small answer is read whole, TimeoutError propagates for the caller to word. A small answer is the common
+    case and gets one deadline timer for the exchange and its body.
+    """
+    async with asyncio.timeout_at(deadline):
+        connection, response_head = await exchange(
+            pool,
+            head,
+            body,
+            request,
+            max_body=max_body,
+            read_timeout=read_timeout,
+            chunked=body is None and request.content_length is None,
+        )
+        if is_whole(request.method, response_head):
+            data = await read_whole(pool, connection, response_head)
+            return whole_response(response_head, data, extra_headers, started=started)
+    return await _stream(
+        request,
+        pool,
+        connection,
+        response_head,
+        extra_headers,
+        None if is_streaming(request, response_head) else deadline,
+        write_timeout,
+        started,
+    )
+
+
+def is_streaming(request: web.BaseRequest, head: ResponseHead) -> bool:
+    """Server-sent events and NDJSON, asked for or answered: passed through with no deadline on the body."""
+    return is_streaming_response(head) or is_streaming_request(request)
+
+
 async def relay(
-    request: web.Request,
+    request: web.BaseRequest,
     pool: UpstreamPool,
     connection: UpstreamConnection,
     head: ResponseHead,
-    extra_headers: Iterable[tuple[str, str]] = (),
+    extra_headers: Headers = (),
     *,
     body_deadline: float | None = None,
-    write_timeout: float = 60.0,
-    status: int | None = None,
+    write_timeout: float | None = 60.0,
 ) -> web.StreamResponse:
     """Answer the client with the upstream's response: whole when small and sized, else streamed.
 
     ``body_deadline`` (a loop time) is when the upstream must have sent the whole body; it does not apply to
-    server-sent events and NDJSON. ``write_timeout`` bounds each stalled write to the client. ``status``
-    overrides the upstream's.
+    server-sent events and NDJSON. ``write_timeout`` bounds each stalled write to the client (None: no bound).
     """
     if is_whole(request.method, head):
         try:
             async with asyncio.timeout_at(body_deadline):
                 data = await read_whole(pool, connection, head)
         except TimeoutError:
-            raise UpstreamTimeoutError("the upstream did not send its answer in time") from None
-        return whole_response(head, data, extra_headers, status)
-    if is_streaming_response(head) or is_streaming_request(request):
+            raise AnswerTimeoutError("the upstream did not send its answer in time") from None
+        return whole_response(head, data, extra_headers)
+    if is_streaming(request, head):
         body_deadline = None
-    return await _stream(request, pool, connection, head, extra_headers, body_deadline, write_timeout, status)
+    return await _stream(request, pool, connection, head, extra_headers, body_deadline, write_timeout, None)
 
 
 async def _stream(
-    request: web.Request,
+    request: web.BaseRequest,
     pool: UpstreamPool,
     connection: UpstreamConnection,
     head: ResponseHead,
-    extra_headers: Iterable[tuple[str, str]],
+    extra_headers: Headers,
     body_deadline: float | None,
-    write_timeout: float,
-    status: int | None,
+    write_timeout: float | None,
+    started: float | None,
 ) -> web.StreamResponse:
-    response = web.StreamResponse(status=status or head.status, reason=None if status else head.reason or None)
+    response = web.StreamResponse(status=head.status, reason=head.reason or None)
     headers = response.headers
     copy_response_headers(head, headers, drop_length=False)
-    for name, value in extra_headers:
-        headers[name] = value
+    _add_headers(headers, extra_headers, started)
     loop = asyncio.get_running_loop()
 
-    def writing() -> float:
+    def writing() -> float | None:
+        if write_timeout is None:
+            return body_deadline
         limit = loop.time() + write_timeout
         return limit if body_deadline is None else min(limit, body_deadline)
 

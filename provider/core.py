@@ -1,0 +1,67 @@
+"""The orchestration wired together: one view (state), the replica lifecycle, the event reactions with their
+follower, and the API operations, over a ``Runtime``, a ``Network`` and a ``Probe``.
+
+``provider/server.py`` builds it over Docker and netconf; the unit tests build it over in-memory fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+
+from provider.config import ProviderConfig
+from provider.events import EventFollower, Reactions
+from provider.namespaces import NamespaceStore
+from provider.orchestrator import Orchestrator
+from provider.replicas import Replicas
+from provider.runtime import Network, Probe, Runtime
+from provider.scale_store import ScaleStore
+from provider.secrets import SecretStore
+from provider.state import State, Timings
+from provider.tasks import Background
+
+
+@dataclass(slots=True)
+class Core:
+    state: State
+    replicas: Replicas
+    reactions: Reactions
+    orchestrator: Orchestrator
+    follower: EventFollower
+    background: Background
+    events: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(
+        cls,
+        config: ProviderConfig,
+        runtime: Runtime,
+        network: Network,
+        probe: Probe,
+        secrets: SecretStore,
+        namespaces: NamespaceStore,
+        scale_store: ScaleStore,
+        timings: Timings | None = None,
+    ) -> Core:
+        timings = timings or Timings()
+        state = State()
+        background = Background()
+        replicas = Replicas(config, state, runtime, network, probe, secrets, scale_store, background, timings)
+        reactions = Reactions(state, replicas, runtime, scale_store, background, timings)
+        orchestrator = Orchestrator(config, state, replicas, runtime, secrets, namespaces, scale_store)
+        follower = EventFollower(runtime, reactions, timings)
+        return cls(state, replicas, reactions, orchestrator, follower, background)
+
+    async def start(self) -> None:
+        """Follow Docker's events, then recover the functions found in Docker."""
+        self.events = asyncio.create_task(self.follower.run(), name="docker events")
+        await self.reactions.recover()
+
+    async def close(self) -> None:
+        """Stop following events and cancel background work; containers keep running."""
+        if self.events is not None:
+            self.events.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.events
+        await self.background.close()

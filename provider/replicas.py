@@ -1,0 +1,291 @@
+"""The replica lifecycle: create, bring up (start, attach, wait until healthy), retire, stop and remove; the
+image a function needs; and the hosts file, which lists exactly the ready replicas.
+
+A replica enters the hosts file only once its watchdog answers ``/_/health`` with 200, and leaves it before its
+container is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from ipaddress import IPv4Address
+
+import structlog
+
+from netconf import NetconfError, NetnsNotFoundError, write_hosts
+from provider.config import ProviderConfig, PullPolicy
+from provider.container_spec import ReplicaSpec, container_config
+from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, network_error
+from provider.readiness import NotReadyError, wait_ready
+from provider.runtime import Container, Network, Probe, Runtime
+from provider.scale_store import ScaleStore
+from provider.secrets import SecretStore
+from provider.state import FunctionState, ReplicaState, State, Timings
+from provider.tasks import Background
+
+log = structlog.get_logger("provider")
+
+EXIT_POLL_S = 0.05
+
+
+class Replicas:
+    def __init__(
+        self,
+        config: ProviderConfig,
+        state: State,
+        runtime: Runtime,
+        network: Network,
+        probe: Probe,
+        secrets: SecretStore,
+        scale_store: ScaleStore,
+        background: Background,
+        timings: Timings,
+    ) -> None:
+        self._config = config
+        self._state = state
+        self._runtime = runtime
+        self._network = network
+        self._probe = probe
+        self._secrets = secrets
+        self._scale_store = scale_store
+        self._background = background
+        self._timings = timings
+
+    # -- a function's set of replicas --------------------------------------------------------------------
+
+    async def create(self, fn: FunctionState, indexes: Iterable[int]) -> list[ReplicaState]:
+        """Create and start replicas, all ready; on any failure none of them is left behind."""
+        indexes = list(indexes)
+        if not indexes:
+            return []
+        results = await asyncio.gather(*(self._create_one(fn, i) for i in indexes), return_exceptions=True)
+        made = [r for r in results if isinstance(r, ReplicaState)]
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self.remove([r.container for r in made], grace=False)
+            raise errors[0]
+        return made
+
+    async def create_parked(self, fn: FunctionState) -> ReplicaState:
+        """A created but stopped container: how a function scaled to zero keeps existing in Docker."""
+        return await self._create_container(fn, 0)
+
+    async def grow(self, fn: FunctionState, replicas: int, current: list[ReplicaState]) -> None:
+        """Start stopped replicas and create new ones until ``replicas`` run.
+
+        On a failure the function keeps what did start, and its desired count becomes what is ready.
+        """
+        stopped = [r for r in current if not (r.container.running or r.ready)]
+        used = {r.container.replica for r in current}
+        wanted = replicas - (len(current) - len(stopped))
+        restart = stopped[:wanted]
+        fresh = [i for i in range(replicas + len(current)) if i not in used][: wanted - len(restart)]
+        results = await asyncio.gather(
+            *(self.bring_up(fn, r) for r in restart),
+            self.create(fn, fresh),
+            return_exceptions=True,
+        )
+        for replica in restart:
+            fn.replicas[replica.container.id] = replica
+        created = results[-1]
+        if isinstance(created, list):
+            for replica in created:
+                fn.replicas[replica.container.id] = replica
+        self.publish()
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            fn.desired = sum(1 for r in fn.replicas.values() if r.ready)
+            self._scale_store.set(fn.spec.namespace, fn.spec.service, fn.desired)
+            raise errors[0]
+
+    async def shrink(self, fn: FunctionState, replicas: int) -> None:
+        """Retire the replicas above ``replicas``; at zero the first one stays as a stopped container."""
+        drop = fn.by_index()[replicas:]
+        park = drop[0] if replicas == 0 and drop else None
+        for replica in drop:
+            if replica is not park:
+                fn.replicas.pop(replica.container.id, None)
+        await self.retire(drop, park=park)
+
+    # -- one replica -------------------------------------------------------------------------------------
+
+    async def _create_one(self, fn: FunctionState, index: int) -> ReplicaState:
+        replica = await self._create_container(fn, index)
+        try:
+            await self.bring_up(fn, replica)
+        except BaseException:
+            await self.remove([replica.container], grace=False)
+            raise
+        return replica
+
+    async def _create_container(self, fn: FunctionState, index: int) -> ReplicaState:
+        spec = ReplicaSpec(spec=fn.spec, replica=index, generation=fn.generation, created=fn.created_at)
+        paths = {name: self._secrets.path(fn.spec.namespace, name) for name in fn.spec.secrets}
+        container_id = await self._runtime.create(spec.container_name, container_config(spec, self._config, paths))
+        info = await self._runtime.inspect(container_id)
+        if info is None:
+            raise FunctionStartError(f"container {spec.container_name} disappeared right after it was created")
+        return ReplicaState(container=info)
+
+    async def bring_up(self, fn: FunctionState, replica: ReplicaState) -> None:
+        """Start (if needed), attach to the bridge and wait until healthy; marks the replica ready."""
+        cid = replica.container.id
+        with self._state.managing(cid):
+            info = await self._runtime.start(cid)
+            replica.container = info
+            if not info.running:
+                raise await self._not_ready(fn, cid, info.exit_message())
+            ip = await self._attach(fn, replica)
+
+            async def still_running() -> str | None:
+                current = await self._runtime.inspect(cid)
+                if current is None:
+                    return "its container was removed"
+                replica.container = current
+                return None if current.running else current.exit_message()
+
+            try:
+                await wait_ready(self._probe, ip, self._config.ready_timeout_s, still_running)
+            except NotReadyError as e:
+                raise await self._not_ready(fn, cid, str(e)) from None
+            replica.ready = True
+
+    async def adopt(self, fn: FunctionState, replica: ReplicaState) -> None:
+        """A running container found on start or started by someone else: attach it and wait for health."""
+        ip = await self._attach(fn, replica)
+        if await self._probe.healthy(ip):
+            replica.ready = True
+        else:
+            self._background.spawn(self.await_ready(fn, replica), f"ready {replica.container.name}")
+
+    async def _attach(self, fn: FunctionState, replica: ReplicaState) -> IPv4Address:
+        """Connect the replica's network namespace to the bridge (its address is kept across restarts).
+
+        A namespace that is gone means the container's process ended between start (or inspect) and now, say
+        OOM-killed: that is reported as the container's exit, once Docker has noticed it.
+        """
+        container = replica.container
+        try:
+            attachment = await self._network.connect(container.pid, container.id)
+        except NetnsNotFoundError as e:
+            reason = await self._exit_of(replica)
+            if reason is None:
+                raise network_error(e, self._config.net.subnet) from e
+            raise await self._not_ready(fn, container.id, reason) from None
+        except NetconfError as e:
+            raise network_error(e, self._config.net.subnet) from e
+        replica.ip = attachment.ip
+        replica.started_at = time.monotonic()
+        return attachment.ip
+
+    async def _exit_of(self, replica: ReplicaState) -> str | None:
+        """Why the replica's container stopped, waiting a moment for Docker to see it; None if it still runs."""
+        deadline = time.monotonic() + self._timings.exit_report_wait_s
+        while True:
+            current = await self._runtime.inspect(replica.container.id)
+            if current is None:
+                return "its container was removed"
+            replica.container = current
+            if not current.running:
+                return current.exit_message()
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(EXIT_POLL_S)
+
+    async def _not_ready(self, fn: FunctionState, container_id: str, reason: str) -> FunctionStartError:
+        tail = await self._log_tail(container_id)
+        name = f"{fn.spec.service}.{fn.spec.namespace}"
+        return FunctionStartError(f"function {name} did not become ready: {reason}{tail}")
+
+    async def await_ready(self, fn: FunctionState, replica: ReplicaState) -> None:
+        """A replica that is running but not yet healthy: keep checking until it is, then publish it."""
+        while fn.holds(replica) and replica.ip is not None and not replica.ready:
+            if await self._probe.healthy(replica.ip):
+                replica.ready = True
+                self.publish()
+                return
+            await asyncio.sleep(self._timings.slow_ready_poll_s)
+
+    async def _log_tail(self, container_id: str, lines: int = 5) -> str:
+        try:
+            found = [line.text async for line in self._runtime.logs(container_id, tail=lines, since=None, follow=False)]
+        except ProviderError:
+            return ""
+        return ("; last output: " + " | ".join(found)) if found else ""
+
+    async def retire(self, replicas: list[ReplicaState], park: ReplicaState | None) -> None:
+        """Take replicas out of the hosts file, give the gateway a moment to notice, then stop them.
+
+        ``park`` is kept as a stopped container (a function scaled to zero); the others are removed.
+        """
+        if not replicas:
+            return
+        for replica in replicas:
+            replica.ready = False
+        self.publish()
+        await asyncio.sleep(self._timings.retire_grace_s)
+        removed = [r.container for r in replicas if r is not park]
+        jobs = [self.remove(removed, grace=True)]
+        if park is not None:
+            jobs.append(self._stop(park))
+        await asyncio.gather(*jobs)
+
+    def retire_later(self, replicas: list[ReplicaState], name: str) -> None:
+        """``retire`` (removing them all) in a background task: an update answers once the new ones serve."""
+        self._background.spawn(self.retire(replicas, park=None), name)
+
+    async def _stop(self, replica: ReplicaState) -> None:
+        cid = replica.container.id
+        with self._state.managing(cid):
+            await self._runtime.stop(cid, self._config.stop_timeout_s)
+            info = await self._runtime.inspect(cid)
+            if info is not None:
+                replica.container = info
+
+    async def remove(self, containers: list[Container], *, grace: bool) -> None:
+        """Stop (if running) and remove containers and free their addresses; failures are logged."""
+
+        async def remove(container: Container) -> None:
+            with self._state.managing(container.id):
+                if grace and container.running:
+                    await self._runtime.stop(container.id, self._config.stop_timeout_s)
+                elif container.running:
+                    await self._runtime.stop(container.id, min(self._config.stop_timeout_s, 2.0))
+                await self._runtime.remove(container.id)
+                ip = await self._network.lookup(container.id)
+                if ip is not None:
+                    await self._network.detach(ip)
+
+        results = await asyncio.gather(*(remove(c) for c in containers), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                log.error("container_remove_failed", error=str(result))
+
+    async def free_addresses_except(self, container_ids: Iterable[str]) -> None:
+        """Free the addresses of containers that no longer exist (all but ``container_ids``)."""
+        try:
+            await self._network.reconcile(container_ids)
+        except NetconfError as e:
+            raise network_error(e, self._config.net.subnet) from e
+
+    # -- the image and the hosts file --------------------------------------------------------------------
+
+    async def ensure_image(self, image: str) -> str:
+        """The image present (pulled as the pull policy says); its ID."""
+        policy = self._config.pull_policy
+        found = None if policy is PullPolicy.ALWAYS else await self._runtime.image_id(image)
+        if found is not None:
+            return found
+        if policy is PullPolicy.NEVER:
+            raise ImageUnavailableError(f"image {image} is not present locally and the pull policy is never")
+        log.info("image_pulling", image=image)
+        await self._runtime.pull(image, self._config.docker_config)
+        pulled = await self._runtime.image_id(image)
+        if pulled is None:
+            raise ImageUnavailableError(f"image {image} was pulled but is not present")
+        return pulled
+
+    def publish(self) -> None:
+        write_hosts(self._config.hosts_path, self._config.net.bridge_ip, self._state.ready_replicas())

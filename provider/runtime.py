@@ -1,0 +1,129 @@
+"""What the orchestration needs from outside the process, as protocols, and the data they pass.
+
+- ``Runtime``: the containers (Docker). ``provider/docker_runtime.py`` implements it and stays the provider's
+  only aiodocker import.
+- ``Network``: the bridge (addresses, veth attach/detach). ``netconf.Network`` satisfies it as it is.
+- ``Probe``: whether a replica's watchdog answers ``/_/health`` with 200 (``provider/readiness.py``).
+
+The unit tests run the orchestration against in-memory ones (``tests/unit/provider/fakes.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import IPv4Address
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    """A function container as the provider needs to see it."""
+
+    id: str
+    name: str
+    function: str
+    namespace: str
+    replica: int
+    generation: str
+    spec: str
+    created_label: str
+    running: bool
+    pid: int
+    exit_code: int
+    oom_killed: bool
+    created: str  # the runtime's own creation time (RFC 3339)
+    image_id: str = ""  # the image it was created from, by ID (a tag may have moved since)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.function)
+
+    def exit_message(self) -> str:
+        """Why a stopped container stopped, as the end of a sentence."""
+        why = "it was killed for using more memory than its limit" if self.oom_killed else f"status {self.exit_code}"
+        return f"its container exited ({why})"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerEvent:
+    action: str  # start, die, oom, destroy, ...
+    id: str
+    function: str
+    namespace: str
+    exit_code: int | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.namespace, self.function)
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    timestamp: datetime
+    text: str
+
+
+class Runtime(Protocol):
+    """The function containers of this provider instance (stopped ones too)."""
+
+    async def list_functions(self, key: tuple[str, str] | None = None) -> list[Container]: ...
+
+    async def inspect(self, container_id: str) -> Container | None:
+        """None when the container does not exist (any more)."""
+        ...
+
+    async def create(self, name: str, config: Mapping[str, Any]) -> str: ...
+
+    async def start(self, container_id: str) -> Container:
+        """Start (a no-op if running) and return the container as it is right after."""
+        ...
+
+    async def stop(self, container_id: str, timeout_s: float) -> None: ...
+
+    async def remove(self, container_id: str) -> None: ...
+
+    async def image_id(self, image: str) -> str | None:
+        """The ID of the image a reference names here, None when it is not present."""
+        ...
+
+    async def pull(self, image: str, docker_config: Path | None) -> None: ...
+
+    def logs(
+        self, container_id: str, *, tail: int | None, since: datetime | None, follow: bool
+    ) -> AsyncIterator[LogLine]: ...
+
+    def events(self) -> AsyncIterator[ContainerEvent]:
+        """Events of this instance's function containers until the stream ends (the runtime restarted)."""
+        ...
+
+
+class Attached(Protocol):
+    """A container connected to the bridge."""
+
+    @property
+    def ip(self) -> IPv4Address: ...
+
+
+class Network(Protocol):
+    """The bridge network. Raises netconf's errors (``netconf.NetconfError``); the provider translates them."""
+
+    async def connect(self, netns: int, owner: str) -> Attached:
+        """Allocate ``owner``'s address (the same one again if it has one) and attach the namespace of ``netns``."""
+        ...
+
+    async def detach(self, ip: IPv4Address) -> bool: ...
+
+    async def lookup(self, owner: str) -> IPv4Address | None: ...
+
+    async def reconcile(self, owners: Iterable[str]) -> Sequence[object]:
+        """Free the addresses of owners not in ``owners``."""
+        ...
+
+
+class Probe(Protocol):
+    async def healthy(self, ip: IPv4Address) -> bool:
+        """Whether the replica at ``ip`` answers healthy now (never raises for a replica that is down)."""
+        ...

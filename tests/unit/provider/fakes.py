@@ -1,0 +1,459 @@
+"""In-memory stand-ins for Docker (``FakeRuntime``), the bridge (``FakeNetwork``) and the health check (``FakeProbe``).
+
+They keep the parts of the real ones' behaviour the orchestration depends on:
+- every start, stop and removal, the provider's own too, sends an event (``start``, ``die``, ``oom``,
+  ``destroy``) on the streams open at that moment, delivered asynchronously as Docker's are;
+- a stopped container has no process, so its network namespace is gone: ``connect`` raises
+  ``NetnsNotFoundError``, and a restarted container has a new PID;
+- ``connect`` allocates the owner's address (the same one again) and releases a new one if attaching fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+from netconf import NetConfig, NetnsBusyError, NetnsNotFoundError, SubnetFullError, read_hosts
+from provider.config import ProviderConfig
+from provider.core import Core
+from provider.docker_runtime import (
+    LABEL_BRIDGE,
+    LABEL_CREATED,
+    LABEL_FUNCTION,
+    LABEL_GENERATION,
+    LABEL_NAMESPACE,
+    LABEL_REPLICA,
+    LABEL_SPEC,
+)
+from provider.errors import ImageUnavailableError, RuntimeFailureError
+from provider.models import FunctionDeployment, FunctionStatus
+from provider.namespaces import NamespaceStore
+from provider.orchestrator import Orchestrator
+from provider.runtime import Container, ContainerEvent, LogLine
+from provider.scale_store import ScaleStore
+from provider.secrets import SecretStore
+from provider.state import Timings
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Behaviour:
+    """How the containers of one image behave."""
+
+    exit_on_start: int | None = None  # the process exits at once: start() already finds it stopped
+    oom_at_start: bool = False  # runs at start, then is OOM-killed before the network can be attached
+    exit_seen_late: int = 0  # after such an exit, how many inspects still show it running (Docker lags)
+    probes_until_ready: int = 0  # health checks answered "not yet" before the first healthy one
+    never_ready: bool = False
+    exit_when_probed: int | None = None  # the process exits with this status at its first health check
+    output: tuple[str, ...] = ()  # what its logs say
+
+
+@dataclass
+class FakeContainer:
+    id: str
+    name: str
+    image: str
+    labels: dict[str, str]
+    created: str
+    image_id: str = ""
+    running: bool = False
+    pid: int = 0
+    exit_code: int = 0
+    oom_killed: bool = False
+    probes: int = 0
+    starts: int = 0
+    stale: list[Container] = field(default_factory=list)  # what the next inspects show, if Docker lags behind
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.labels.get(LABEL_NAMESPACE, ""), self.labels.get(LABEL_FUNCTION, ""))
+
+    def view(self) -> Container:
+        return Container(
+            id=self.id,
+            name=self.name,
+            function=self.labels[LABEL_FUNCTION],
+            namespace=self.labels.get(LABEL_NAMESPACE, ""),
+            replica=int(self.labels.get(LABEL_REPLICA, "0")),
+            generation=self.labels.get(LABEL_GENERATION, ""),
+            spec=self.labels.get(LABEL_SPEC, "{}"),
+            created_label=self.labels.get(LABEL_CREATED, ""),
+            running=self.running,
+            pid=self.pid,
+            exit_code=self.exit_code,
+            oom_killed=self.oom_killed,
+            created=self.created,
+            image_id=self.image_id,
+        )
+
+
+Stream = asyncio.Queue[ContainerEvent | BaseException | None]
+
+
+class FakeRuntime:
+    """Docker with containers in a dict. Implements ``provider.runtime.Runtime``."""
+
+    def __init__(self, bridge: str) -> None:
+        self.bridge = bridge
+        self.containers: dict[str, FakeContainer] = {}
+        self.images: dict[str, str] = {"fn:1": "sha256:fn1-a", "fn:2": "sha256:fn2-a"}  # reference -> image ID
+        self.pullable: set[str] = set()
+        self.pullable_ids: dict[str, str] = {}  # what a pull of a reference brings (default: a fixed ID)
+        self.behaviours: dict[str, Behaviour] = {}
+        self.actions: list[tuple[str, str]] = []  # (what, container name) of every call that changes something
+        self._streams: list[Stream] = []
+        self._pids = itertools.count(1000)
+        self._clock = itertools.count(1)
+
+    # -- the Runtime protocol ------------------------------------------------------------------------------
+
+    async def list_functions(self, key: tuple[str, str] | None = None) -> list[Container]:
+        await asyncio.sleep(0)
+        return [
+            c.view()
+            for c in self.containers.values()
+            if c.labels.get(LABEL_BRIDGE) == self.bridge and (key is None or c.key == key)
+        ]
+
+    async def inspect(self, container_id: str) -> Container | None:
+        await asyncio.sleep(0)
+        found = self.containers.get(container_id)
+        if found is None:
+            return None
+        return found.stale.pop() if found.stale else found.view()
+
+    async def create(self, name: str, config: Mapping[str, Any]) -> str:
+        await asyncio.sleep(0)
+        if any(c.name == name for c in self.containers.values()):
+            raise RuntimeFailureError(f"docker could not create container {name}: the name is in use")
+        created = EPOCH + timedelta(seconds=next(self._clock))
+        container = FakeContainer(
+            id=uuid.uuid4().hex + uuid.uuid4().hex,
+            name=name,
+            image=config["Image"],
+            labels=dict(config["Labels"]),
+            created=created.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
+            image_id=self.images.get(config["Image"], ""),
+        )
+        self.containers[container.id] = container
+        self.actions.append(("create", name))
+        return container.id
+
+    async def start(self, container_id: str) -> Container:
+        await asyncio.sleep(0)
+        container = self._get(container_id)
+        self.actions.append(("start", container.name))
+        if not container.running:
+            self._run(container)
+            behaviour = self.behaviour(container)
+            if behaviour.exit_on_start is not None:
+                self.exit(container.id, behaviour.exit_on_start)
+            elif behaviour.oom_at_start:
+                seen = container.view()  # Docker's inspect right after start still saw it running
+                self.exit(container.id, 137, oom=True)
+                container.stale = [seen] * behaviour.exit_seen_late
+                return seen
+        return container.view()
+
+    async def stop(self, container_id: str, timeout_s: float) -> None:
+        del timeout_s
+        await asyncio.sleep(0)
+        container = self.containers.get(container_id)
+        if container is not None and container.running:
+            self.actions.append(("stop", container.name))
+            self.exit(container_id, 0)
+
+    async def remove(self, container_id: str) -> None:
+        await asyncio.sleep(0)
+        container = self.containers.get(container_id)
+        if container is None:
+            return
+        self.actions.append(("remove", container.name))
+        if container.running:
+            self.exit(container_id, 137)
+        del self.containers[container_id]
+        self._emit("destroy", container)
+
+    async def image_id(self, image: str) -> str | None:
+        await asyncio.sleep(0)
+        return self.images.get(image)
+
+    async def pull(self, image: str, docker_config: Path | None) -> None:
+        del docker_config
+        await asyncio.sleep(0)
+        if image not in self.pullable:
+            raise ImageUnavailableError(f"image {image} is not present locally and could not be pulled: not found")
+        self.images[image] = self.pullable_ids.get(image, f"sha256:{image}-pulled")
+
+    async def logs(
+        self, container_id: str, *, tail: int | None, since: datetime | None, follow: bool
+    ) -> AsyncIterator[LogLine]:
+        del since, follow
+        container = self.containers.get(container_id)
+        if container is None:
+            return
+        lines = self.behaviour(container).output
+        for i, text in enumerate(lines[-tail:] if tail else lines):
+            yield LogLine(EPOCH + timedelta(milliseconds=i), text)
+
+    async def events(self) -> AsyncIterator[ContainerEvent]:
+        stream: Stream = asyncio.Queue()
+        self._streams.append(stream)
+        try:
+            while (item := await stream.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._streams.remove(stream)
+
+    # -- what happens from outside (docker kill, docker restart, docker rm, the kernel, dockerd) -------------
+
+    def behaviour(self, container: FakeContainer) -> Behaviour:
+        return self.behaviours.get(container.image, Behaviour())
+
+    def exit(self, container_id: str, status: int, *, oom: bool = False) -> None:
+        """The container's process ends (``docker kill``, a crash, the OOM killer)."""
+        container = self._get(container_id)
+        container.running, container.pid, container.exit_code, container.oom_killed = False, 0, status, oom
+        if oom:
+            self._emit("oom", container)
+        self._emit("die", container, status)
+
+    def restart_outside(self, container_id: str) -> None:
+        """``docker restart``: a new process, so a new network namespace without the bridge."""
+        container = self._get(container_id)
+        if container.running:
+            self.exit(container_id, 0)
+        self._run(container)
+
+    def remove_outside(self, container_id: str) -> None:
+        """``docker rm -f``."""
+        container = self._get(container_id)
+        if container.running:
+            self.exit(container_id, 137)
+        del self.containers[container_id]
+        self._emit("destroy", container)
+
+    def end_streams(self, error: BaseException | None = None) -> None:
+        """The event streams end (dockerd restarted), or break with ``error``."""
+        for stream in list(self._streams):
+            stream.put_nowait(error)
+
+    @property
+    def following(self) -> int:
+        """How many event streams are open."""
+        return len(self._streams)
+
+    # -- looking at it ---------------------------------------------------------------------------------------
+
+    def of(self, name: str, namespace: str = "openfaas-fn", *, running: bool | None = None) -> list[FakeContainer]:
+        found = [c for c in self.containers.values() if c.key == (namespace, name)]
+        if running is not None:
+            found = [c for c in found if c.running == running]
+        return sorted(found, key=lambda c: c.name)
+
+    def by_pid(self, pid: int) -> FakeContainer | None:
+        return next((c for c in self.containers.values() if c.running and c.pid == pid), None)
+
+    def _get(self, container_id: str) -> FakeContainer:
+        container = self.containers.get(container_id)
+        if container is None:
+            raise RuntimeFailureError(f"docker could not find container {container_id[:12]}")
+        return container
+
+    def _run(self, container: FakeContainer) -> None:
+        container.running, container.pid, container.exit_code, container.oom_killed = True, next(self._pids), 0, False
+        container.probes = 0
+        container.starts += 1
+        self._emit("start", container)
+
+    def _emit(self, action: str, container: FakeContainer, status: int | None = None) -> None:
+        namespace, function = container.key
+        event = ContainerEvent(action=action, id=container.id, function=function, namespace=namespace, exit_code=status)
+        for stream in self._streams:
+            stream.put_nowait(event)
+
+
+@dataclass(frozen=True, slots=True)
+class FakeAttachment:
+    ip: IPv4Address
+
+
+@dataclass
+class FakeNetwork:
+    """The bridge: addresses by owner, namespaces (PIDs) attached by address. Satisfies ``provider.runtime.Network``.
+
+    ``failures`` are raised by the next ``connect`` calls, in order; ``foreign_eth0`` are PIDs whose namespace
+    already has an ``eth0`` netconf did not make.
+    """
+
+    runtime: FakeRuntime
+    subnet: IPv4Network
+    allocations: dict[str, IPv4Address] = field(default_factory=dict)
+    attached: dict[IPv4Address, int] = field(default_factory=dict)
+    failures: list[Exception] = field(default_factory=list)
+    foreign_eth0: set[int] = field(default_factory=set)
+
+    async def connect(self, netns: int, owner: str) -> FakeAttachment:
+        await asyncio.sleep(0)
+        known = owner in self.allocations
+        ip = self._allocate(owner)
+        try:
+            if self.failures:
+                raise self.failures.pop(0)
+            if self.runtime.by_pid(netns) is None:
+                raise NetnsNotFoundError(f"network namespace /proc/{netns}/ns/net cannot be opened: No such file")
+            if netns in self.foreign_eth0:
+                raise NetnsBusyError("the network namespace already has an interface eth0 that netconf did not create")
+        except Exception:
+            if not known:
+                del self.allocations[owner]
+            raise
+        self.attached[ip] = netns
+        return FakeAttachment(ip)
+
+    async def detach(self, ip: IPv4Address) -> bool:
+        await asyncio.sleep(0)
+        removed = self.attached.pop(ip, None) is not None
+        for owner, owned in list(self.allocations.items()):
+            if owned == ip:
+                del self.allocations[owner]
+        return removed
+
+    async def lookup(self, owner: str) -> IPv4Address | None:
+        await asyncio.sleep(0)
+        return self.allocations.get(owner)
+
+    async def reconcile(self, owners: Iterable[str]) -> Sequence[object]:
+        keep = set(owners)
+        freed = [owner for owner in self.allocations if owner not in keep]
+        for owner in freed:
+            self.attached.pop(self.allocations.pop(owner), None)
+        return freed
+
+    def _allocate(self, owner: str) -> IPv4Address:
+        if owner in self.allocations:
+            return self.allocations[owner]
+        used = set(self.allocations.values())
+        bridge = next(self.subnet.hosts())
+        for ip in self.subnet.hosts():
+            if ip != bridge and ip not in used:
+                self.allocations[owner] = ip
+                return ip
+        raise SubnetFullError(f"subnet {self.subnet} is full: all {len(used)} addresses are allocated")
+
+
+@dataclass
+class FakeProbe:
+    """A replica is healthy when its container runs at that address and its behaviour says so."""
+
+    runtime: FakeRuntime
+    network: FakeNetwork
+
+    async def healthy(self, ip: IPv4Address) -> bool:
+        await asyncio.sleep(0)
+        pid = self.network.attached.get(ip)
+        container = None if pid is None else self.runtime.by_pid(pid)
+        if container is None:
+            return False
+        behaviour = self.runtime.behaviour(container)
+        container.probes += 1
+        if behaviour.exit_when_probed is not None:
+            self.runtime.exit(container.id, behaviour.exit_when_probed)
+            return False
+        return not behaviour.never_ready and container.probes > behaviour.probes_until_ready
+
+
+FAST = Timings(
+    retire_grace_s=0.0,
+    restart_backoff_s=(0.01, 0.05, 0.2),
+    slow_ready_poll_s=0.01,
+    exit_report_wait_s=0.2,
+    events_retry_s=(0.01, 0.05),
+)
+
+
+class World:
+    """A provider's orchestration over the fakes, with the stores in a temporary state dir.
+
+    ``restart()`` is a provider killed and started again: a new view over the same Docker, bridge and disk.
+    """
+
+    def __init__(self, state_dir: Path, subnet: str = "10.99.0.0/28", timings: Timings = FAST) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.config = ProviderConfig(
+            net=NetConfig(bridge="pft0", subnet=IPv4Network(subnet), state_dir=state_dir),
+            ready_timeout_s=1.0,
+            stop_timeout_s=1.0,
+        )
+        self.runtime = FakeRuntime(self.config.net.bridge)
+        self.network = FakeNetwork(self.runtime, self.config.net.subnet)
+        self.probe = FakeProbe(self.runtime, self.network)
+        self.namespaces = NamespaceStore(state_dir / "namespaces")
+        self.secrets = SecretStore(self.config.secrets_dir, os.getgid(), self.namespaces)
+        self.scale_store = ScaleStore(state_dir / "replicas")
+        self.timings = timings
+        self.core = self._build()
+
+    def _build(self) -> Core:
+        return Core.build(
+            self.config,
+            self.runtime,
+            self.network,
+            self.probe,
+            self.secrets,
+            self.namespaces,
+            self.scale_store,
+            self.timings,
+        )
+
+    @property
+    def orchestrator(self) -> Orchestrator:
+        return self.core.orchestrator
+
+    async def start(self) -> None:
+        await self.core.start()
+        await until(lambda: self.runtime.following > 0, what="the event follower to subscribe")
+
+    async def restart(self) -> None:
+        await self.core.close()
+        self.core = self._build()
+        await self.start()
+
+    async def deploy(self, name: str, image: str = "fn:1", **fields: Any) -> FunctionStatus:
+        return await self.orchestrator.deploy(FunctionDeployment.parse({"service": name, "image": image, **fields}))
+
+    def hosts(self, name: str, namespace: str = "openfaas-fn") -> list[str]:
+        """The addresses the hosts file gives the function, sorted."""
+        return sorted(str(ip) for ip in read_hosts(self.config.hosts_path).lookup(f"{name}.{namespace}"))
+
+    def ips(self, name: str, namespace: str = "openfaas-fn") -> list[str]:
+        """The addresses of the function's running containers that are attached to the bridge, sorted."""
+        pids = {c.pid for c in self.runtime.of(name, namespace, running=True)}
+        return sorted(str(ip) for ip, pid in self.network.attached.items() if pid in pids)
+
+    def serving(self, name: str, replicas: int, namespace: str = "openfaas-fn") -> bool:
+        """``replicas`` containers run, each attached, and exactly those are in the hosts file."""
+        running = self.runtime.of(name, namespace, running=True)
+        hosts = self.hosts(name, namespace)
+        return len(running) == len(hosts) == replicas and hosts == self.ips(name, namespace)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 3.0, what: str = "the condition") -> None:
+    """Wait (on the loop, so background tasks run) until ``condition()`` holds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
