@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig
 from provider.events import EventFollower
+from provider.handlers import code as code_handlers
 from provider.handlers import functions, logs, namespaces, secrets, system
-from provider.keys import CONFIG, CREDENTIALS, EVENTS, NAMESPACES, ORCHESTRATOR, SECRETS
+from provider.keys import CODE, CONFIG, CREDENTIALS, EVENTS, NAMESPACES, ORCHESTRATOR, SECRETS
 from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
@@ -25,6 +27,7 @@ def create_app(
     secret_store: SecretStore,
     namespace_store: NamespaceStore,
     events: EventFollower,
+    code: CodeFunctions,
 ) -> web.Application:
     registry = Registry()
     app = web.Application(
@@ -37,6 +40,7 @@ def create_app(
     app[SECRETS] = secret_store
     app[NAMESPACES] = namespace_store
     app[EVENTS] = events
+    app[CODE] = code
 
     async def metrics(request: web.Request) -> web.Response:
         del request
@@ -63,6 +67,10 @@ def create_app(
             web.get(f"/system/namespace/{name}", namespaces.get_namespace),
             web.put(f"/system/namespace/{name}", namespaces.update_namespace),
             web.delete(f"/system/namespace/{name}", namespaces.delete_namespace),
+            web.post("/system/code", code_handlers.upload_code),
+            web.get("/system/code", code_handlers.list_code),
+            web.delete("/system/code/{digest}", code_handlers.delete_code),
+            web.get("/system/runtimes", code_handlers.list_runtimes),
             web.get("/healthz", system.healthz),
             web.get("/metrics", metrics),
         ]

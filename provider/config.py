@@ -14,6 +14,8 @@ from typing import Any, Final, Self
 
 from netconf import NetConfig
 from netconf.config import BRIDGE, SUBNET
+from provider.code_store import CodeLimits
+from provider.dependencies import PipSettings
 from servicekit import defaults, settings
 from servicekit.settings import (
     LOG_LEVEL,
@@ -66,6 +68,50 @@ SECRETS_GID: Final = Setting(
 )
 STOP_TIMEOUT: Final = Setting("PYFAASD_STOP_TIMEOUT", None, "10s", "Docker stop timeout of a replica", parse_duration)
 FUNCTION_PORT: Final = settings.FUNCTION_PORT.with_flag(None)  # a flag of the gateway only
+CODE_MAX_BYTES: Final = Setting(
+    "PYFAASD_CODE_MAX_BYTES", None, str(64 << 20), "largest code bundle upload (bytes)", whole_number(1)
+)
+CODE_MAX_FILES: Final = Setting(
+    "PYFAASD_CODE_MAX_FILES", None, "10000", "most files in one code bundle", whole_number(1)
+)
+CODE_MAX_UNPACKED_BYTES: Final = Setting(
+    "PYFAASD_CODE_MAX_UNPACKED_BYTES", None, str(256 << 20), "largest unpacked code bundle (bytes)", whole_number(1)
+)
+
+
+def parse_find_links(name: str, value: str) -> tuple[Path, ...]:
+    """Whitespace-separated absolute directories of wheels (mounted read-only into the installer)."""
+    found = []
+    for item in value.split():
+        path = Path(item)
+        if not path.is_absolute():
+            raise settings.SettingError(f"{name}: {item!r} is not an absolute directory path")
+        found.append(path)
+    return tuple(found)
+
+
+def parse_index_url(name: str, value: str) -> str:
+    """An http(s) URL, or empty for pip's default index."""
+    text = value.strip()
+    if text and not text.startswith(("http://", "https://")):
+        raise settings.SettingError(f"{name}: {value!r} is not an http:// or https:// URL")
+    return text
+
+
+PIP_INDEX_URL: Final = Setting(
+    "PYFAASD_PIP_INDEX_URL", None, "", "where pip finds code functions' requirements", parse_index_url, "pip's default"
+)
+PIP_FIND_LINKS: Final = Setting(
+    "PYFAASD_PIP_FIND_LINKS",
+    None,
+    "",
+    "local directories of wheels for requirements (alone: no network)",
+    parse_find_links,
+    "none",
+)
+PIP_TIMEOUT: Final = Setting(
+    "PYFAASD_PIP_TIMEOUT", None, "10m", "longest a requirements install may take", settings.parse_positive_duration
+)
 
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     STATE_DIR,
@@ -80,6 +126,12 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SECRETS_GID,
     STOP_TIMEOUT,
     FUNCTION_PORT,
+    CODE_MAX_BYTES,
+    CODE_MAX_FILES,
+    CODE_MAX_UNPACKED_BYTES,
+    PIP_INDEX_URL,
+    PIP_FIND_LINKS,
+    PIP_TIMEOUT,
     LOG_LEVEL,
 )
 
@@ -97,6 +149,8 @@ class ProviderConfig:
     secrets_gid: int = 2000  # the group that may read mounted secrets; added to every function container
     stop_timeout_s: float = 10.0
     function_port: int = defaults.FUNCTION_PORT
+    code_limits: CodeLimits = field(default_factory=CodeLimits)
+    pip: PipSettings = field(default_factory=PipSettings)
     log_level: str = "info"
 
     @property
@@ -110,6 +164,14 @@ class ProviderConfig:
     @property
     def secrets_dir(self) -> Path:
         return self.state_dir / "secrets"
+
+    @property
+    def code_dir(self) -> Path:
+        return self.state_dir / "code"
+
+    @property
+    def deps_dir(self) -> Path:
+        return self.state_dir / "deps"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -127,5 +189,13 @@ class ProviderConfig:
             secrets_gid=SECRETS_GID.read(env),
             stop_timeout_s=STOP_TIMEOUT.read(env),
             function_port=FUNCTION_PORT.read(env),
+            code_limits=CodeLimits(
+                max_bytes=CODE_MAX_BYTES.read(env),
+                max_files=CODE_MAX_FILES.read(env),
+                max_unpacked_bytes=CODE_MAX_UNPACKED_BYTES.read(env),
+            ),
+            pip=PipSettings(
+                index_url=PIP_INDEX_URL.read(env), find_links=PIP_FIND_LINKS.read(env), timeout_s=PIP_TIMEOUT.read(env)
+            ),
             log_level=LOG_LEVEL.read(env),
         )

@@ -2,15 +2,17 @@
 
 Everything a replica gets comes from the FunctionDeployment and the provider config: env (with ``fprocess``
 from ``envProcess``), labels (the user's plus the state labels), limits, secrets and the hosts file as
-read-only binds, and the hardening defaults. More mounts (volumes, code bundles) are added here later.
+read-only binds, the mounts of code functions (provider/code_functions.py), and the hardening defaults.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provider.code_functions import Mount
 from provider.config import ProviderConfig
 from provider.docker_runtime import (
     LABEL_BRIDGE,
@@ -44,7 +46,9 @@ class ReplicaSpec:
         return f"{self.spec.service}.{self.spec.namespace}.{self.replica}.{self.generation[:8]}"
 
 
-def container_config(replica: ReplicaSpec, config: ProviderConfig, secret_paths: dict[str, Path]) -> dict[str, Any]:
+def container_config(
+    replica: ReplicaSpec, config: ProviderConfig, secret_paths: dict[str, Path], mounts: Sequence[Mount] = ()
+) -> dict[str, Any]:
     spec = replica.spec
     env = [f"{k}={v}" for k, v in spec.env_vars.items() if k != "fprocess"]
     if spec.env_process:
@@ -67,6 +71,7 @@ def container_config(replica: ReplicaSpec, config: ProviderConfig, secret_paths:
     )
     binds = [f"{config.hosts_path}:/etc/hosts:ro"]
     binds += [f"{path}:{SECRETS_MOUNT}/{name}:ro" for name, path in secret_paths.items()]
+    binds += [mount.bind() for mount in mounts]
     host: dict[str, Any] = {
         "NetworkMode": "none",
         "Binds": binds,

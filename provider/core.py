@@ -10,7 +10,11 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from provider.code_functions import CodeFunctions
+from provider.code_store import CodeStore
 from provider.config import ProviderConfig
+from provider.dependencies import DependencySets
+from provider.docker_runtime import LABEL_BRIDGE
 from provider.events import EventFollower, Reactions
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
@@ -30,6 +34,7 @@ class Core:
     orchestrator: Orchestrator
     follower: EventFollower
     background: Background
+    code: CodeFunctions
     events: asyncio.Task[None] | None = None
 
     @classmethod
@@ -47,14 +52,21 @@ class Core:
         timings = timings or Timings()
         state = State()
         background = Background()
-        replicas = Replicas(config, state, runtime, network, probe, secrets, scale_store, background, timings)
+        code = CodeFunctions(
+            CodeStore(config.code_dir, config.code_limits),
+            DependencySets(config.deps_dir, runtime, config.pip, {LABEL_BRIDGE: config.net.bridge}),
+            runtime,
+        )
+        replicas = Replicas(config, state, runtime, network, probe, secrets, scale_store, background, timings, code)
         reactions = Reactions(state, replicas, runtime, scale_store, background, timings)
-        orchestrator = Orchestrator(config, state, replicas, runtime, secrets, namespaces, scale_store)
+        orchestrator = Orchestrator(config, state, replicas, runtime, secrets, namespaces, scale_store, code)
         follower = EventFollower(runtime, reactions, timings)
-        return cls(state, replicas, reactions, orchestrator, follower, background)
+        return cls(state, replicas, reactions, orchestrator, follower, background, code)
 
     async def start(self) -> None:
         """Follow Docker's events, then recover the functions found in Docker."""
+        self.code.store.remove_leftovers()
+        self.code.dependencies.remove_leftovers()
         self.events = asyncio.create_task(self.follower.run(), name="docker events")
         await self.reactions.recover()
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import aiohttp
 import structlog
 
 from provider.errors import DockerUnavailableError, ImageUnavailableError, RuntimeFailureError
-from provider.runtime import Container, ContainerEvent, LogLine
+from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine
 
 log = structlog.get_logger("provider.docker")
 
@@ -122,14 +123,50 @@ class DockerRuntime:
 
     # -- images ------------------------------------------------------------------------------------------
 
-    async def image_id(self, image: str) -> str | None:
+    async def image(self, image: str) -> ImageInfo | None:
         try:
             data = await self._docker.images.inspect(image)
         except aiodocker.DockerError as e:
             if e.status == 404:
                 return None
             raise _error(f"inspect image {image}", e) from e
-        return str(data["Id"])
+        labels = (data.get("Config") or {}).get("Labels") or {}
+        return ImageInfo(str(data["Id"]), dict(labels), tuple(data.get("RepoTags") or ()))
+
+    async def images_labelled(self, label: str) -> list[ImageInfo]:
+        try:
+            found = await self._docker.images.list(filters={"label": [label]})
+        except aiodocker.DockerError as e:
+            raise _error("list images", e) from e
+        return [ImageInfo(str(i["Id"]), dict(i.get("Labels") or {}), tuple(i.get("RepoTags") or ())) for i in found]
+
+    async def run_to_completion(
+        self, name: str, config: dict[str, Any], timeout_s: float, on_line: Callable[[str], None]
+    ) -> tuple[int, list[str]]:
+        try:
+            container = await self._docker.containers.create(config, name=name)
+        except aiodocker.DockerError as e:
+            raise _error(f"create container {name}", e) from e
+        lines: list[str] = []
+        try:
+            await container.start()
+            try:
+                async with asyncio.timeout(timeout_s):
+                    async for chunk in container.log(stdout=True, stderr=True, follow=True):
+                        for line in chunk.splitlines():
+                            lines.append(line)
+                            on_line(line)
+                    result = await container.wait()
+                status = int(result.get("StatusCode", -1))
+            except TimeoutError:
+                lines.append(f"(stopped after {timeout_s:g}s)")
+                status = -1
+            return status, lines
+        except aiodocker.DockerError as e:
+            raise _error(f"run container {name}", e) from e
+        finally:
+            with contextlib.suppress(aiodocker.DockerError):
+                await container.delete(force=True)
 
     async def pull(self, image: str, docker_config: Path | None) -> None:
         auth = registry_auth(image, docker_config)

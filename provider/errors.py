@@ -142,3 +142,9 @@ class DependencyInstallError(ProviderError):
     """pip could not install a code function's requirements.txt: the message ends with pip's last lines."""
 
     status = 422
+
+
+class CodeMissingError(ProviderError):
+    """A function names a code bundle that is not stored: refused before anything is created."""
+
+    status = 400

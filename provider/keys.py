@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig
 from provider.events import EventFollower
 from provider.namespaces import NamespaceStore
@@ -17,3 +18,4 @@ ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 SECRETS = web.AppKey("secrets", SecretStore)
 NAMESPACES = web.AppKey("namespaces", NamespaceStore)
 EVENTS = web.AppKey("events", EventFollower)
+CODE = web.AppKey("code", CodeFunctions)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import structlog
 
+from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig
 from provider.errors import FunctionExistsError, SecretMissingError
 from provider.models import FunctionDeployment, FunctionStatus, format_time
@@ -37,8 +38,10 @@ class Orchestrator:
         secrets: SecretStore,
         namespaces: NamespaceStore,
         scale_store: ScaleStore,
+        code: CodeFunctions,
     ) -> None:
         self._config = config
+        self._code = code
         self._state = state
         self._replicas = replicas
         self._runtime = runtime
@@ -81,18 +84,20 @@ class Orchestrator:
         self._check_deployable(spec)
         self._state.deploying.add(key)
         try:
-            replicas = spec.scale_min(self._config.max_replicas)
-            await self._replicas.ensure_image(spec.image)
-            fn = FunctionState(
-                spec=spec,
-                generation=uuid.uuid4().hex,
-                created_at=format_time(datetime.now(UTC)),
-                desired=replicas,
-            )
-            started = await self._replicas.create(fn, range(replicas))
-            fn.replicas = {r.container.id: r for r in started}
-            self._scale_store.set(spec.namespace, spec.service, replicas)
-            self._state.functions[key] = fn
+            with self._code.pinned(spec):
+                replicas = spec.scale_min(self._config.max_replicas)
+                image = await self._replicas.ensure_image(spec.image)
+                await self._code.mounts(spec, image)  # refuses a bad code function before any container
+                fn = FunctionState(
+                    spec=spec,
+                    generation=uuid.uuid4().hex,
+                    created_at=format_time(datetime.now(UTC)),
+                    desired=replicas,
+                )
+                started = await self._replicas.create(fn, range(replicas))
+                fn.replicas = {r.container.id: r for r in started}
+                self._scale_store.set(spec.namespace, spec.service, replicas)
+                self._state.functions[key] = fn
             self._replicas.publish()
             log.info("function_deployed", function=spec.service, namespace=spec.namespace, replicas=replicas)
             return fn.status()
@@ -103,24 +108,29 @@ class Orchestrator:
         fn = self.get(spec.namespace, spec.service)
         self._check_deployable(spec)
         async with fn.lock:
-            image_id = await self._replicas.ensure_image(spec.image)
-            if spec == fn.spec and fn.replicas and all(r.container.image_id == image_id for r in fn.replicas.values()):
-                # The same deployment on the same image: nothing to roll (faas-cli deploy run twice,
-                # scripts/run run twice). A rebuilt or newly pulled tag has another ID and does roll.
-                log.info("function_unchanged", function=spec.service, namespace=spec.namespace)
-                return fn.status()
-            new = FunctionState(spec=spec, generation=uuid.uuid4().hex, created_at=fn.created_at, desired=fn.desired)
-            if fn.desired == 0:
-                started = [await self._replicas.create_parked(new)]
-            else:
-                started = await self._replicas.create(new, range(fn.desired))
-            old = list(fn.replicas.values())
-            fn.spec, fn.generation = spec, new.generation
-            fn.replicas = {r.container.id: r for r in started}
-            self._replicas.publish()
-            self._replicas.retire_later(old, f"retire {spec.service}")
-            log.info("function_updated", function=spec.service, namespace=spec.namespace, replicas=fn.desired)
+            with self._code.pinned(spec):
+                return await self._update_locked(fn, spec)
+
+    async def _update_locked(self, fn: FunctionState, spec: FunctionDeployment) -> FunctionStatus:
+        image = await self._replicas.ensure_image(spec.image)
+        if spec == fn.spec and fn.replicas and all(r.container.image_id == image.id for r in fn.replicas.values()):
+            # The same deployment on the same image: nothing to roll (faas-cli deploy run twice,
+            # scripts/run run twice). A rebuilt or newly pulled tag has another ID and does roll.
+            log.info("function_unchanged", function=spec.service, namespace=spec.namespace)
             return fn.status()
+        await self._code.mounts(spec, image)  # refuses a bad code function before any container
+        new = FunctionState(spec=spec, generation=uuid.uuid4().hex, created_at=fn.created_at, desired=fn.desired)
+        if fn.desired == 0:
+            started = [await self._replicas.create_parked(new)]
+        else:
+            started = await self._replicas.create(new, range(fn.desired))
+        old = list(fn.replicas.values())
+        fn.spec, fn.generation = spec, new.generation
+        fn.replicas = {r.container.id: r for r in started}
+        self._replicas.publish()
+        self._replicas.retire_later(old, f"retire {spec.service}")
+        log.info("function_updated", function=spec.service, namespace=spec.namespace, replicas=fn.desired)
+        return fn.status()
 
     async def delete(self, namespace: str, name: str) -> None:
         fn = self.get(namespace, name)
@@ -150,6 +160,10 @@ class Orchestrator:
             self._scale_store.set(namespace, name, replicas)
             log.info("function_scaled", function=name, namespace=namespace, replicas=replicas)
             return fn.status()
+
+    def code_usage(self) -> dict[str, list[str]]:
+        """The functions using each code bundle (deploys in flight included)."""
+        return self._code.usage(fn.spec for fn in self._state.functions.values())
 
     # -- checks ------------------------------------------------------------------------------------------
 

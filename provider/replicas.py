@@ -15,11 +15,12 @@ from ipaddress import IPv4Address
 import structlog
 
 from netconf import NetconfError, NetnsNotFoundError, write_hosts
+from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig, PullPolicy
 from provider.container_spec import ReplicaSpec, container_config
 from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, network_error
 from provider.readiness import NotReadyError, wait_ready
-from provider.runtime import Container, Network, Probe, Runtime
+from provider.runtime import Container, ImageInfo, Network, Probe, Runtime
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import FunctionState, ReplicaState, State, Timings
@@ -42,8 +43,10 @@ class Replicas:
         scale_store: ScaleStore,
         background: Background,
         timings: Timings,
+        code: CodeFunctions,
     ) -> None:
         self._config = config
+        self._code = code
         self._state = state
         self._runtime = runtime
         self._network = network
@@ -123,7 +126,9 @@ class Replicas:
     async def _create_container(self, fn: FunctionState, index: int) -> ReplicaState:
         spec = ReplicaSpec(spec=fn.spec, replica=index, generation=fn.generation, created=fn.created_at)
         paths = {name: self._secrets.path(fn.spec.namespace, name) for name in fn.spec.secrets}
-        container_id = await self._runtime.create(spec.container_name, container_config(spec, self._config, paths))
+        mounts = await self._code.mounts(fn.spec)
+        config = container_config(spec, self._config, paths, mounts)
+        container_id = await self._runtime.create(spec.container_name, config)
         info = await self._runtime.inspect(container_id)
         if info is None:
             raise FunctionStartError(f"container {spec.container_name} disappeared right after it was created")
@@ -272,17 +277,17 @@ class Replicas:
 
     # -- the image and the hosts file --------------------------------------------------------------------
 
-    async def ensure_image(self, image: str) -> str:
-        """The image present (pulled as the pull policy says); its ID."""
+    async def ensure_image(self, image: str) -> ImageInfo:
+        """The image present (pulled as the pull policy says)."""
         policy = self._config.pull_policy
-        found = None if policy is PullPolicy.ALWAYS else await self._runtime.image_id(image)
+        found = None if policy is PullPolicy.ALWAYS else await self._runtime.image(image)
         if found is not None:
             return found
         if policy is PullPolicy.NEVER:
             raise ImageUnavailableError(f"image {image} is not present locally and the pull policy is never")
         log.info("image_pulling", image=image)
         await self._runtime.pull(image, self._config.docker_config)
-        pulled = await self._runtime.image_id(image)
+        pulled = await self._runtime.image(image)
         if pulled is None:
             raise ImageUnavailableError(f"image {image} was pulled but is not present")
         return pulled

@@ -10,7 +10,7 @@ The unit tests run the orchestration against in-memory ones (``tests/unit/provid
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address
@@ -61,6 +61,15 @@ class ContainerEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """A local image: its ID, its labels and the references that name it."""
+
+    id: str
+    labels: Mapping[str, str]
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     timestamp: datetime
     text: str
@@ -85,8 +94,19 @@ class Runtime(Protocol):
 
     async def remove(self, container_id: str) -> None: ...
 
-    async def image_id(self, image: str) -> str | None:
-        """The ID of the image a reference names here, None when it is not present."""
+    async def image(self, image: str) -> ImageInfo | None:
+        """The image a reference names here, None when it is not present."""
+        ...
+
+    async def images_labelled(self, label: str) -> list[ImageInfo]:
+        """The local images carrying ``label`` (with any value)."""
+        ...
+
+    async def run_to_completion(
+        self, name: str, config: dict[str, Any], timeout_s: float, on_line: Callable[[str], None]
+    ) -> tuple[int, list[str]]:
+        """Create, start and wait for a short-lived container; its exit status and output lines. The container
+        is removed whatever happens; past ``timeout_s`` it is killed and the status is -1."""
         ...
 
     async def pull(self, image: str, docker_config: Path | None) -> None: ...

@@ -53,7 +53,9 @@ async def serve(
         )
         try:
             await core.start()
-            app = create_app(config, credentials, core.orchestrator, secret_store, namespace_store, core.follower)
+            app = create_app(
+                config, credentials, core.orchestrator, secret_store, namespace_store, core.follower, core.code
+            )
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             await runner.setup()
             try:

@@ -37,7 +37,7 @@ from provider.errors import ImageUnavailableError, RuntimeFailureError
 from provider.models import FunctionDeployment, FunctionStatus
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
-from provider.runtime import Container, ContainerEvent, LogLine
+from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import Timings
@@ -66,6 +66,7 @@ class FakeContainer:
     labels: dict[str, str]
     created: str
     image_id: str = ""
+    binds: tuple[str, ...] = ()
     running: bool = False
     pid: int = 0
     exit_code: int = 0
@@ -109,6 +110,8 @@ class FakeRuntime:
         self.images: dict[str, str] = {"fn:1": "sha256:fn1-a", "fn:2": "sha256:fn2-a"}  # reference -> image ID
         self.pullable: set[str] = set()
         self.pullable_ids: dict[str, str] = {}  # what a pull of a reference brings (default: a fixed ID)
+        self.image_labels: dict[str, dict[str, str]] = {}
+        self.one_shot: Callable[[dict[str, Any]], tuple[int, list[str]]] = lambda config: (0, [])
         self.behaviours: dict[str, Behaviour] = {}
         self.actions: list[tuple[str, str]] = []  # (what, container name) of every call that changes something
         self._streams: list[Stream] = []
@@ -144,6 +147,7 @@ class FakeRuntime:
             labels=dict(config["Labels"]),
             created=created.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
             image_id=self.images.get(config["Image"], ""),
+            binds=tuple(config.get("HostConfig", {}).get("Binds", ())),
         )
         self.containers[container.id] = container
         self.actions.append(("create", name))
@@ -184,9 +188,30 @@ class FakeRuntime:
         del self.containers[container_id]
         self._emit("destroy", container)
 
-    async def image_id(self, image: str) -> str | None:
+    async def image(self, image: str) -> ImageInfo | None:
         await asyncio.sleep(0)
-        return self.images.get(image)
+        found = self.images.get(image)
+        return None if found is None else ImageInfo(found, self.image_labels.get(image, {}), (image,))
+
+    async def images_labelled(self, label: str) -> list[ImageInfo]:
+        await asyncio.sleep(0)
+        return [
+            ImageInfo(self.images[ref], labels, (ref,))
+            for ref, labels in self.image_labels.items()
+            if label in labels and ref in self.images
+        ]
+
+    async def run_to_completion(
+        self, name: str, config: dict[str, Any], timeout_s: float, on_line: Callable[[str], None]
+    ) -> tuple[int, list[str]]:
+        """One-shot containers (the pip installer) are played by ``self.one_shot``."""
+        del timeout_s
+        await asyncio.sleep(0)
+        self.actions.append(("run", name))
+        status, lines = self.one_shot(config)
+        for line in lines:
+            on_line(line)
+        return status, lines
 
     async def pull(self, image: str, docker_config: Path | None) -> None:
         del docker_config

@@ -35,7 +35,13 @@ async def make_client(
         worlds.append(world)
         await world.start()
         app = create_app(
-            world.config, CREDENTIALS, world.orchestrator, world.secrets, world.namespaces, world.core.follower
+            world.config,
+            CREDENTIALS,
+            world.orchestrator,
+            world.secrets,
+            world.namespaces,
+            world.core.follower,
+            world.core.code,
         )
         return world, await aiohttp_client(app)
 

@@ -1,0 +1,135 @@
+"""Code functions: a bundle of code on a runtime image, with no image build.
+
+A function is a code function when its deployment carries the annotation ``com.pyfaasd.code: sha256:<hex>``
+and its image is a runtime (an image labelled ``com.pyfaasd.runtime=<name>``). Its replicas get the stored
+bundle read-only at ``/home/app/function`` and, when the bundle has a ``requirements.txt``, the dependency set
+for it read-only at ``/home/app/packages``; the runtime's watchdog (``python`` mode) does the rest.
+
+The checks run before any container is made, so a bad deploy leaves nothing behind: a digest that is not
+stored, or an image that is not a runtime, is a 400 naming it; requirements pip cannot install are a 422.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from provider.code_store import CodeStore, check_digest
+from provider.dependencies import DependencySets, requirements_of
+from provider.errors import CodeBundleInvalidError, CodeMissingError, ImageUnavailableError, InvalidRequestError
+from provider.models import FunctionDeployment
+from provider.runtime import ImageInfo, Runtime
+
+ANNOTATION_CODE: Final = "com.pyfaasd.code"
+LABEL_RUNTIME: Final = "com.pyfaasd.runtime"
+LABEL_RUNTIME_MODE: Final = "com.pyfaasd.runtime.mode"
+FUNCTION_MOUNT: Final = "/home/app/function"
+PACKAGES_MOUNT: Final = "/home/app/packages"
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    """A host path bound into a replica (read-only unless said)."""
+
+    source: Path
+    target: str
+    read_only: bool = True
+
+    def bind(self) -> str:
+        return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeImage:
+    """One entry of ``GET /system/runtimes``."""
+
+    name: str
+    image: str
+    mode: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "image": self.image, "mode": self.mode}
+
+
+def code_digest(spec: FunctionDeployment) -> str | None:
+    """The bundle a deployment names, None for an image function; a malformed digest is a 400."""
+    value = (spec.annotations or {}).get(ANNOTATION_CODE)
+    if value is None:
+        return None
+    try:
+        return check_digest(value)
+    except CodeBundleInvalidError as e:
+        raise InvalidRequestError(f"annotation {ANNOTATION_CODE}: {e}") from None
+
+
+class CodeFunctions:
+    def __init__(self, store: CodeStore, dependencies: DependencySets, runtime: Runtime) -> None:
+        self.store = store
+        self.dependencies = dependencies
+        self._runtime = runtime
+        self._pinned: Counter[tuple[str, str]] = Counter()  # (digest, function) of deploys in flight
+
+    async def mounts(self, spec: FunctionDeployment, image: ImageInfo | None = None) -> list[Mount]:
+        """What a replica of ``spec`` mounts for its code; installs its requirements on first use."""
+        digest = code_digest(spec)
+        if digest is None:
+            return []
+        if not self.store.exists(digest):
+            raise CodeMissingError(
+                f"annotation {ANNOTATION_CODE}: code bundle {digest} is not stored (upload it with POST /system/code)"
+            )
+        if image is None:
+            image = await self._runtime.image(spec.image)
+            if image is None:
+                raise ImageUnavailableError(f"image {spec.image} is not present")
+        if not image.labels.get(LABEL_RUNTIME):
+            raise InvalidRequestError(
+                f"image {spec.image} is not a runtime (it has no {LABEL_RUNTIME} label), so it cannot run code "
+                "bundles: GET /system/runtimes lists the runtimes"
+            )
+        bundle = self.store.get(digest)
+        mounts = [Mount(bundle.path, FUNCTION_MOUNT)]
+        requirements = requirements_of(bundle.path)
+        if requirements is not None:
+            found = await self.dependencies.ensure(spec.image, image.id, requirements)
+            mounts.append(Mount(found.path, PACKAGES_MOUNT))
+        return mounts
+
+    @contextlib.contextmanager
+    def pinned(self, spec: FunctionDeployment) -> Iterator[None]:
+        """While a deploy or update of ``spec`` runs, its bundle counts as used (it cannot be removed)."""
+        key = (code_digest(spec) or "", f"{spec.service}.{spec.namespace}")
+        self._pinned[key] += 1
+        try:
+            yield
+        finally:
+            self._pinned[key] -= 1
+            if not self._pinned[key]:
+                del self._pinned[key]
+
+    def usage(self, specs: Iterable[FunctionDeployment]) -> dict[str, list[str]]:
+        """The functions using each bundle, deploys in flight included, as ``name.namespace``."""
+        users: dict[str, set[str]] = {}
+        for spec in specs:
+            digest = code_digest(spec)
+            if digest is not None:
+                users.setdefault(digest, set()).add(f"{spec.service}.{spec.namespace}")
+        for digest, function in self._pinned:
+            if digest:
+                users.setdefault(digest, set()).add(function)
+        return {digest: sorted(names) for digest, names in users.items()}
+
+    async def runtimes(self) -> list[RuntimeImage]:
+        """The runtime library: every tagged image labelled as a runtime (an empty label value opts out)."""
+        found = []
+        for image in await self._runtime.images_labelled(LABEL_RUNTIME):
+            name = image.labels.get(LABEL_RUNTIME, "")
+            if not name:
+                continue
+            mode = image.labels.get(LABEL_RUNTIME_MODE, "")
+            found += [RuntimeImage(name, tag, mode) for tag in image.tags if not tag.startswith("<none>")]
+        return sorted(found, key=lambda r: (r.name, r.image))

@@ -1,0 +1,61 @@
+"""/system/code: upload a bundle (201 new, 200 already stored), list them, remove an unused one; and
+/system/runtimes, the runtime library that code functions deploy onto.
+
+The upload is read from the stream with the bundle limit (``PYFAASD_CODE_MAX_BYTES``), not the provider's
+small JSON body limit, and unpacked in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from provider.code_store import check_digest
+from provider.errors import CodeBundleTooLargeError, CodeInUseError
+from provider.handlers import empty
+from provider.keys import CODE, ORCHESTRATOR
+
+_CHUNK = 1 << 16
+
+
+async def upload_code(request: web.Request) -> web.Response:
+    store = request.app[CODE].store
+    data = await _read_at_most(request, store.limits.max_bytes)
+    bundle, created = await asyncio.to_thread(store.put, data, request.query.get("filename", "handler.py"))
+    body = {"digest": bundle.digest, "size": bundle.size, "files": list(bundle.files)}
+    return web.json_response(body, status=201 if created else 200)
+
+
+async def list_code(request: web.Request) -> web.Response:
+    usage = request.app[ORCHESTRATOR].code_usage()
+    bundles = await asyncio.to_thread(request.app[CODE].store.list)
+    return web.json_response([{**b.to_json(), "functions": usage.get(b.digest, [])} for b in bundles])
+
+
+async def delete_code(request: web.Request) -> web.Response:
+    digest = check_digest(request.match_info["digest"])
+    users = request.app[ORCHESTRATOR].code_usage().get(digest)
+    if users:
+        raise CodeInUseError(f"code bundle {digest} is used by {', '.join(users)}: remove or update them first")
+    await asyncio.to_thread(request.app[CODE].store.delete, digest)
+    return empty(200)
+
+
+async def list_runtimes(request: web.Request) -> web.Response:
+    return web.json_response([r.to_json() for r in await request.app[CODE].runtimes()])
+
+
+async def _read_at_most(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise CodeBundleTooLargeError(
+            f"code bundle of {request.content_length} bytes is over the limit of {limit} bytes (PYFAASD_CODE_MAX_BYTES)"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise CodeBundleTooLargeError(f"code bundle is over the limit of {limit} bytes (PYFAASD_CODE_MAX_BYTES)")
+        chunks.append(chunk)
+    return b"".join(chunks)
