@@ -58,6 +58,24 @@ def _uninstall(args: argparse.Namespace) -> int:
 def _deploy(args: argparse.Namespace) -> int:
     from pyfaasd import stack
 
+    if args.path is not None:
+        if not args.name:
+            print("pyfaasd deploy: --name is required when deploying a PATH", file=sys.stderr)
+            return 2
+        return stack.deploy_path_command(
+            path=Path(args.path),
+            name=args.name,
+            runtime=args.runtime,
+            namespace=args.namespace,
+            env=args.env,
+            secrets=args.secret,
+            labels=args.label,
+            annotations=args.annotation,
+            gateway=args.gateway,
+            username=args.username,
+            password_file=Path(args.password_file) if args.password_file else None,
+            state_dir=Path(args.state_dir),
+        )
     return stack.deploy_command(
         stack_file=Path(args.file),
         filters=args.filter,
@@ -94,7 +112,20 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     uninstall.add_argument("--purge", action="store_true", help="also remove the state dir (credentials, secrets)")
     uninstall.set_defaults(run=_uninstall)
 
-    deploy = commands.add_parser("deploy", help="deploy the functions of a faas-cli stack.yml through the gateway")
+    deploy = commands.add_parser(
+        "deploy",
+        help="deploy code (a .py, a folder or an archive) onto a runtime, or the functions of a faas-cli stack.yml",
+    )
+    deploy.add_argument(
+        "path", nargs="?", help="a handler .py, a folder or a .zip/.tar.gz to deploy as a code function (no build)"
+    )
+    deploy.add_argument("--name", help="the function's name (with PATH)")
+    deploy.add_argument("--runtime", default="python3.11", help="the runtime to run PATH on (default: python3.11)")
+    deploy.add_argument("--namespace", default="", help="the function's namespace (with PATH; default openfaas-fn)")
+    deploy.add_argument("--env", action="append", metavar="K=V", help="an environment variable (with PATH)")
+    deploy.add_argument("--secret", action="append", metavar="NAME", help="a secret to mount (with PATH)")
+    deploy.add_argument("--label", action="append", metavar="K=V", help="a label (with PATH)")
+    deploy.add_argument("--annotation", action="append", metavar="K=V", help="an annotation (with PATH)")
     deploy.add_argument("-f", "--yaml", dest="file", default="stack.yml", help="the stack file (default: stack.yml)")
     deploy.add_argument(
         "--filter", action="append", metavar="NAME", help="deploy only functions matching NAME (wildcards; repeatable)"

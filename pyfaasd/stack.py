@@ -2,8 +2,11 @@
 
 The file is the faas-cli ``stack.yml`` (go-sdk ``stack/schema.go``): ``version: 1.0``, ``provider.name:
 openfaas``, ``provider.gateway``, and ``functions``, each turned into a faas-provider FunctionDeployment.
-Build-only fields (``lang``, ``handler``, ``build_args``, ...) are accepted and ignored, as ``faas-cli deploy``
-ignores them; other unknown fields are reported as warnings.
+Build-only fields (``build_args``, ...) are accepted and ignored, as ``faas-cli deploy`` ignores them; other
+unknown fields are reported as warnings. A function with ``handler:`` and a runtime ``lang:`` (``python3``,
+``python3-http``, ``python3.11``) is a code function: its handler folder is uploaded and deployed onto the
+runtime with no build (``pyfaasd/code_deploy.py``), so a stack written for the python3-http template deploys
+unchanged.
 
 Like faas-cli:
 
@@ -27,12 +30,9 @@ HTTP is stdlib ``urllib`` (this package may not import aiohttp); YAML is PyYAML.
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import re
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +40,9 @@ from typing import Any
 
 import yaml
 
+from pyfaasd.code_deploy import ANNOTATION_CODE, RUNTIME_LANGS, CodeDeployError, CodeRef, prepare
+from pyfaasd.gateway_client import send
 from servicekit.auth import DEFAULT_USER, Credentials, CredentialsError, load_credentials, secrets_dir
-from servicekit.version import __version__
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 ENV_GATEWAY = "OPENFAAS_URL"
@@ -91,18 +92,26 @@ class StackFunction:
     limits: Mapping[str, str] = field(default_factory=dict)
     requests: Mapping[str, str] = field(default_factory=dict)
     readonly_root_filesystem: bool = False
+    code: Path | None = None  # a code function: its handler (file, folder or archive), deployed with no build
+    runtime: str = ""  # the runtime a code function runs on
 
-    def deployment(self) -> dict[str, object]:
-        """The FunctionDeployment JSON object, empty fields left out as Go's ``omitempty`` does."""
-        body: dict[str, object] = {"service": self.name, "image": self.image}
+    def deployment(self, code: CodeRef | None = None) -> dict[str, object]:
+        """The FunctionDeployment JSON object, empty fields left out as Go's ``omitempty`` does.
+
+        A code function is deployed on the runtime's image with its bundle's digest in an annotation.
+        """
+        annotations = dict(self.annotations)
+        if code is not None:
+            annotations[ANNOTATION_CODE] = code.digest
+        body: dict[str, object] = {"service": self.name, "image": code.image if code else self.image}
         optional: dict[str, object] = {
             "namespace": self.namespace,
-            "envProcess": self.fprocess,
+            "envProcess": "" if code else self.fprocess,
             "envVars": dict(self.environment),
             "constraints": list(self.constraints),
             "secrets": list(self.secrets),
             "labels": dict(self.labels),
-            "annotations": dict(self.annotations),
+            "annotations": annotations,
             "limits": {k: v for k, v in self.limits.items() if v},
             "requests": {k: v for k, v in self.requests.items() if v},
             "readOnlyRootFilesystem": self.readonly_root_filesystem,
@@ -195,14 +204,17 @@ def _parse_function(name: str, spec: object, where: _Where, warnings: list[str])
         if key not in _DEPLOY_FIELDS and key not in _BUILD_FIELDS:
             warnings.append(f"{where.path}: {prefix}.{key} is not a field pyfaasd knows; ignored")
     image = where.string(fields.get("image"), f"{prefix}.image")
-    if not image:
-        raise where.error(f"{prefix}.image", "is required")
+    lang = where.string(fields.get("lang"), f"{prefix}.lang")
+    handler = where.string(fields.get("handler"), f"{prefix}.handler")
+    code = where.path.parent / handler if handler and lang in RUNTIME_LANGS else None
+    if not image and code is None:
+        raise where.error(f"{prefix}.image", "is required (or handler with a runtime lang: python3, python3-http)")
     environment = where.string_map(fields.get("environment"), f"{prefix}.environment")
     for index, env_file in enumerate(where.string_list(fields.get("environment_file"), f"{prefix}.environment_file")):
         environment.update(_read_env_file(where.path.parent / env_file, f"{prefix}.environment_file[{index}]", where))
     fprocess = where.string(fields.get("fprocess"), f"{prefix}.fprocess")
-    if not fprocess:
-        fprocess = _template_fprocess(where.path.parent, where.string(fields.get("lang"), f"{prefix}.lang"))
+    if not fprocess and code is None:
+        fprocess = _template_fprocess(where.path.parent, lang)
     return StackFunction(
         name=name,
         image=image,
@@ -218,6 +230,8 @@ def _parse_function(name: str, spec: object, where: _Where, warnings: list[str])
         readonly_root_filesystem=where.boolean(
             fields.get("readonly_root_filesystem"), f"{prefix}.readonly_root_filesystem"
         ),
+        code=code,
+        runtime=RUNTIME_LANGS.get(lang, ""),
     )
 
 
@@ -326,35 +340,6 @@ def select(functions: Sequence[StackFunction], filters: Sequence[str] | None) ->
     return [fn for fn in functions if any(fnmatch.fnmatchcase(fn.name, pattern) for pattern in filters)]
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    reason: str
-    body: str
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None  # a redirect is reported as the status it is
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
-def send(method: str, url: str, body: Mapping[str, object], credentials: Credentials | None) -> Response:
-    """One JSON request; any HTTP status is a Response, a transport failure is an OSError."""
-    headers = {"Content-Type": "application/json", "User-Agent": f"pyfaasd/{__version__}"}
-    if credentials is not None:
-        headers["Authorization"] = credentials.authorization
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method=method, headers=headers)  # noqa: S310
-    try:
-        with _OPENER.open(request, timeout=TIMEOUT_S) as reply:
-            return Response(reply.status, reply.reason, reply.read().decode(errors="replace"))
-    except urllib.error.HTTPError as e:
-        with e:
-            return Response(e.code, str(e.reason), e.read().decode(errors="replace"))
-
-
 def deploy_function(
     fn: StackFunction,
     gateway: str,
@@ -367,11 +352,18 @@ def deploy_function(
     """PUT, then POST when the function does not exist yet; whether it counts as deployed (200 or 202)."""
     out(f"Deploying: {fn.name}.")
     url = f"{gateway}/system/functions"
-    body = fn.deployment()
     try:
-        response = send("PUT", url, body, credentials)
+        code = None
+        if fn.code is not None:
+            code = prepare(gateway, credentials, fn.code, fn.runtime)
+            out(f"Code: {fn.code} ({code.files} files, {code.size} bytes) {code.digest} on {fn.runtime}.")
+        body = fn.deployment(code)
+        response = send("PUT", url, credentials, body=body)
         if response.status == 404:
-            response = send("POST", url, body, credentials)
+            response = send("POST", url, credentials, body=body)
+    except CodeDeployError as e:
+        err(f"{fn.name}: {e}")
+        return False
     except OSError as e:
         reason = getattr(e, "reason", None) or e
         err(f"{fn.name}: cannot reach the gateway at {gateway}: {reason}")
@@ -444,3 +436,55 @@ def deploy_command(
         write_err(f"pyfaasd deploy: failed: {', '.join(failed)}")
         return 1
     return 0
+
+
+def parse_pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
+    """``K=V`` flags as a mapping; a value without ``=`` is a StackError naming the flag."""
+    pairs: dict[str, str] = {}
+    for value in values or ():
+        key, sep, text = value.partition("=")
+        if not sep or not key:
+            raise StackError(f"{flag} {value!r}: expected KEY=VALUE")
+        pairs[key] = text
+    return pairs
+
+
+def deploy_path_command(
+    *,
+    path: Path,
+    name: str,
+    runtime: str,
+    namespace: str,
+    env: Sequence[str] | None,
+    secrets: Sequence[str] | None,
+    labels: Sequence[str] | None,
+    annotations: Sequence[str] | None,
+    gateway: str | None,
+    username: str | None,
+    password_file: Path | None,
+    state_dir: Path,
+    environ: Mapping[str, str] | None = None,
+    out: Callable[[str], None] = print,
+    err: Callable[[str], None] | None = None,
+) -> int:
+    """``pyfaasd deploy PATH --name NAME``: a .py, a folder or an archive deployed as a code function."""
+    write_err = err or (lambda line: print(line, file=sys.stderr))
+    environment = os.environ if environ is None else environ
+    try:
+        fn = StackFunction(
+            name=name,
+            image="",
+            namespace=namespace,
+            environment=parse_pairs(env, "--env"),
+            secrets=tuple(secrets or ()),
+            labels=parse_pairs(labels, "--label"),
+            annotations=parse_pairs(annotations, "--annotation"),
+            code=path,
+            runtime=runtime,
+        )
+        credentials, hint = resolve_credentials(username, password_file, state_dir)
+    except StackError as e:
+        write_err(f"pyfaasd deploy: {e}")
+        return 2
+    url = gateway_url(gateway, "", environment)
+    return 0 if deploy_function(fn, url, credentials, out=out, err=write_err, auth_hint=hint) else 1

@@ -1,0 +1,63 @@
+"""The CLI's requests to the gateway: stdlib ``urllib`` (the CLI needs no event loop), no redirects followed.
+
+Any HTTP status comes back as a :class:`Response`; a transport failure is an ``OSError``.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from servicekit.auth import Credentials
+from servicekit.version import __version__
+
+TIMEOUT_S = 60.0  # faas-cli's default command timeout
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    reason: str
+    body: str
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a redirect is reported as the status it is
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def send(
+    method: str,
+    url: str,
+    credentials: Credentials | None,
+    *,
+    body: Mapping[str, object] | None = None,
+    data: bytes | None = None,
+    timeout_s: float = TIMEOUT_S,
+) -> Response:
+    """One request with a JSON ``body`` or raw ``data`` (or neither)."""
+    headers = {"User-Agent": f"pyfaasd/{__version__}"}
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    elif data is not None:
+        headers["Content-Type"] = "application/octet-stream"
+    if credentials is not None:
+        headers["Authorization"] = credentials.authorization
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+    try:
+        with _OPENER.open(request, timeout=timeout_s) as reply:
+            return Response(reply.status, reply.reason, reply.read().decode(errors="replace"))
+    except urllib.error.HTTPError as e:
+        with e:
+            return Response(e.code, str(e.reason), e.read().decode(errors="replace"))
