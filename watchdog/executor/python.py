@@ -6,6 +6,8 @@ No second process and no second HTTP hop. The module's own names choose the styl
   ``headers``, ``method``, ``query`` and ``path``; the return value is a body, a ``(body, status[, headers])``
   tuple, or a dict with ``statusCode``/``body``/``headers``. Bodies that are str are sent as text, bytes as
   octet-stream, anything else as JSON.
+- ``handle(req)``, as the classic OpenFaaS python3 template: ``req`` is the body as text, and the return value
+  is the response as above.
 - ``run(x, y)``: a JSON object body is passed as keyword arguments and the return value is sent back as JSON.
 
 ``async def`` handlers run on the event loop; plain ones in a thread pool sized by ``max_inflight`` (or
@@ -73,7 +75,7 @@ class Context:
 @dataclass(frozen=True, slots=True)
 class Handler:
     function: Callable[..., Any]
-    style: Literal["event", "kwargs"]
+    style: Literal["event", "text", "kwargs"]
     is_async: bool
     signature: inspect.Signature
 
@@ -109,11 +111,14 @@ def load_handler(config: WatchdogConfig) -> Handler:
             continue
         if not callable(function):
             raise StartupError(f"{source}: {name} is not a function")
+        signature = inspect.signature(function)
+        if style == "event" and _positional(signature) == 1:
+            style = "text"  # handle(req): the classic python3 template
         handler = Handler(
             function=function,
             style=style,  # type: ignore[arg-type]
             is_async=inspect.iscoroutinefunction(function),
-            signature=inspect.signature(function),
+            signature=signature,
         )
         _loaded[key] = handler
         log.info("handler_loaded", path=str(source), style=style, is_async=handler.is_async)
@@ -165,6 +170,9 @@ class PythonExecutor:
             context = Context(self._hostname, request.headers.get("X-Call-Id", ""))
             result = await self._call(timeout_s, event, context)
             response = event_response(result)
+        elif self._handler.style == "text":
+            result = await self._call(timeout_s, body.decode(errors="replace"))
+            response = event_response(result)
         else:
             kwargs = run_arguments(body, self._handler.signature)
             result = await self._call(timeout_s, **kwargs)
@@ -189,6 +197,14 @@ class PythonExecutor:
         except Exception:
             log.exception("handler_raised")
             raise FunctionError("the function raised an exception; its traceback is in the function's log") from None
+
+
+def _positional(signature: inspect.Signature) -> int:
+    """How many positional parameters a function takes (``*args`` counts as many)."""
+    kinds = [p.kind for p in signature.parameters.values()]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return 2
+    return sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
 
 
 def run_arguments(body: bytes, signature: inspect.Signature) -> dict[str, Any]:

@@ -27,6 +27,21 @@ async def start_python(start_watchdog: StartWatchdog, directory: Path, **env: st
     return await start_watchdog({"mode": "python", "function_path": str(directory), **env})
 
 
+async def test_classic_python3_template_handle_gets_the_body_as_text(start_watchdog, tmp_path: Path) -> None:
+    fn = write_handler(
+        tmp_path / "fn",
+        """
+        def handle(req):
+            return "Hello! You said: " + req
+        """,
+    )
+    harness = await start_python(start_watchdog, fn)
+    response = await harness.client.post("/", data="héllo".encode())
+    assert response.status == 200
+    assert await response.text() == "Hello! You said: héllo"
+    assert response.headers["Content-Type"].startswith("text/plain")
+
+
 async def test_event_style_sees_body_headers_method_query_and_path(start_watchdog, tmp_path: Path) -> None:
     fn = write_handler(
         tmp_path / "fn",
