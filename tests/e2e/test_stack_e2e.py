@@ -189,3 +189,19 @@ def test_deploying_the_same_stack_file_again_keeps_the_running_replicas(
     assert "Deployed. 202" in again.stdout
     assert sorted(c["ID"] for c in stack.containers(running_only=True)) == first
     assert invoke(stack, f"{name}.openfaas-fn", b"still").status == 200
+
+
+def test_a_handler_file_deployed_with_the_cli_answers_through_the_gateway(
+    make_stack: MakeStack, name: str, tmp_path: Path
+) -> None:
+    """The README's short path: write handler.py, `pyfaasd deploy handler.py --name x`, curl it."""
+    stack = make_stack()
+    handler = tmp_path / "handler.py"
+    handler.write_text("def run(x, y):\n    return {'sum': x + y}\n")
+    deploy = [sys.executable, "-m", "pyfaasd.cli", "deploy", str(handler), "--name", name]
+    deploy += ["--gateway", stack.url, "--state-dir", str(stack.state_dir)]
+    result = subprocess.run(deploy, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert f"URL: {stack.url}/function/{name}" in result.stdout
+    reply = http("POST", f"{stack.url}/function/{name}", json.dumps({"x": 3, "y": 5}).encode(), FAAS_CLI)
+    assert (reply.status, reply.json()) == (200, {"sum": 8})

@@ -1,4 +1,4 @@
-"""The sample function: python mode, event style."""
+"""The sample function as an image (python mode, event style); functions/hello is the same as code."""
 
 
 def handle(event, context):
