@@ -1,4 +1,4 @@
-"""The gateway's Prometheus metrics (names and labels as the OpenFaaS gateway's, facts §2.6).
+"""The gateway's Prometheus metrics, named and labelled as the OpenFaaS gateway's (gateway/metrics/metrics.go).
 
 ``function_name`` is ``<name>.<namespace>``. With several workers the values are in a
 :class:`~servicekit.metrics.SharedStore` created before the fork, so ``/metrics`` and ``invocationCount`` show

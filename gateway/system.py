@@ -2,7 +2,7 @@
 own credentials (the client's ``Authorization`` is replaced).
 
 Method, path, raw query, headers minus hop-by-hop ones and the body go through as they are, and status, headers
-and body come back (streamed). A few routes add to it, as the OpenFaaS gateway does (facts §2.2):
+and body come back (streamed). A few routes add to it, as the OpenFaaS gateway does (openfaas/faas gateway/main.go):
 
 * ``GET /system/functions`` fills ``invocationCount`` from the gateway's own counters (omitted when 0).
 * ``GET /system/info`` wraps the provider's info: ``{"provider": ..., "version": ..., "arch": ...}``.

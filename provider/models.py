@@ -1,4 +1,4 @@
-"""The faas-provider JSON types (facts §1.3) as typed dataclasses, parsed and validated at the HTTP edge.
+"""The faas-provider JSON types (faas-provider types/*.go) as typed dataclasses, parsed and validated at the HTTP edge.
 
 Field names on the wire are exact; zero values are omitted on output the way Go's ``omitempty`` does, except
 ``createdAt``, which is always present. Every parse error is an :class:`InvalidRequestError` naming the field.

@@ -1,4 +1,4 @@
-"""The whole stack as a user meets it: ``pyfaasd up`` driven only over HTTP, the way faas-cli does (facts §5.2)."""
+"""The whole stack as a user meets it: ``pyfaasd up`` driven only over HTTP, the way faas-cli does (proxy/*.go)."""
 
 from __future__ import annotations
 
