@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import io
 import json
 import tarfile
@@ -11,11 +9,11 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.code_support import DEP, make_wheel
 from tests.docker_support import require_image
 from tests.integration.provider.conftest import HELLO
 from tests.provider_harness import ProviderProcess, Reply, http
@@ -23,29 +21,6 @@ from tests.provider_harness import ProviderProcess, Reply, http
 pytestmark = pytest.mark.docker
 
 RUNTIME = "pyfaasd/runtime-python:latest"
-DEP = "pyfaasd_demo_dep"
-
-
-def make_wheel(directory: Path) -> Path:
-    """A minimal pure-Python wheel (pip installs it from a local directory, no network)."""
-    files = {
-        f"{DEP}.py": b'VALUE = "from a wheel"\n',
-        f"{DEP}-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: pyfaasd-demo-dep\nVersion: 1.0\n",
-        f"{DEP}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: pyfaasd-tests\nRoot-Is-Purelib: true\n"
-        b"Tag: py3-none-any\n",
-    }
-    record = []
-    for name, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{name},sha256={digest},{len(data)}")
-    record.append(f"{DEP}-1.0.dist-info/RECORD,,")
-    files[f"{DEP}-1.0.dist-info/RECORD"] = ("\n".join(record) + "\n").encode()
-    directory.mkdir(parents=True, exist_ok=True)
-    wheel = directory / f"{DEP}-1.0-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for name, data in files.items():
-            archive.writestr(name, data)
-    return wheel
 
 
 def zipped(files: dict[str, str]) -> bytes:
