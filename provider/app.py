@@ -70,6 +70,7 @@ def create_app(
             web.post("/system/code", code_handlers.upload_code),
             web.get("/system/code", code_handlers.list_code),
             web.delete("/system/code/{digest}", code_handlers.delete_code),
+            web.post("/system/code/prune", code_handlers.prune_code),
             web.get("/system/runtimes", code_handlers.list_runtimes),
             web.get("/healthz", system.healthz),
             web.get("/metrics", metrics),

@@ -12,14 +12,13 @@ stored, or an image that is not a runtime, is a 400 naming it; requirements pip 
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from provider.code_store import CodeStore, check_digest
-from provider.dependencies import DependencySets, requirements_of
+from provider.dependencies import DependencySets, requirements_of, set_key
 from provider.errors import CodeBundleInvalidError, CodeMissingError, ImageUnavailableError, InvalidRequestError
 from provider.models import FunctionDeployment
 from provider.runtime import ImageInfo, Runtime
@@ -71,7 +70,7 @@ class CodeFunctions:
         self.store = store
         self.dependencies = dependencies
         self._runtime = runtime
-        self._pinned: Counter[tuple[str, str]] = Counter()  # (digest, function) of deploys in flight
+        self._in_flight: list[FunctionDeployment] = []  # deploys and updates running now
 
     async def mounts(self, spec: FunctionDeployment, image: ImageInfo | None = None) -> list[Mount]:
         """What a replica of ``spec`` mounts for its code; installs its requirements on first use."""
@@ -101,27 +100,34 @@ class CodeFunctions:
 
     @contextlib.contextmanager
     def pinned(self, spec: FunctionDeployment) -> Iterator[None]:
-        """While a deploy or update of ``spec`` runs, its bundle counts as used (it cannot be removed)."""
-        key = (code_digest(spec) or "", f"{spec.service}.{spec.namespace}")
-        self._pinned[key] += 1
+        """While a deploy or update of ``spec`` runs, its bundle and dependency set count as used."""
+        self._in_flight.append(spec)
         try:
             yield
         finally:
-            self._pinned[key] -= 1
-            if not self._pinned[key]:
-                del self._pinned[key]
+            self._in_flight.remove(spec)
 
     def usage(self, specs: Iterable[FunctionDeployment]) -> dict[str, list[str]]:
         """The functions using each bundle, deploys in flight included, as ``name.namespace``."""
         users: dict[str, set[str]] = {}
-        for spec in specs:
+        for spec in (*specs, *self._in_flight):
             digest = code_digest(spec)
             if digest is not None:
                 users.setdefault(digest, set()).add(f"{spec.service}.{spec.namespace}")
-        for digest, function in self._pinned:
-            if digest:
-                users.setdefault(digest, set()).add(function)
         return {digest: sorted(names) for digest, names in users.items()}
+
+    async def prune(self, specs: Iterable[FunctionDeployment]) -> list[str]:
+        """Remove the dependency sets no function uses (deploys in flight included); the keys removed."""
+        used = set()
+        for spec in (*specs, *self._in_flight):
+            digest = code_digest(spec)
+            if digest is None or not self.store.exists(digest):
+                continue
+            requirements = requirements_of(self.store.get(digest).path)
+            image = await self._runtime.image(spec.image)
+            if requirements is not None and image is not None:
+                used.add(set_key(image.id, requirements, self.dependencies.pip))
+        return self.dependencies.remove_unused(used)
 
     async def runtimes(self) -> list[RuntimeImage]:
         """The runtime library: every tagged image labelled as a runtime (an empty label value opts out)."""

@@ -165,6 +165,10 @@ class Orchestrator:
         """The functions using each code bundle (deploys in flight included)."""
         return self._code.usage(fn.spec for fn in self._state.functions.values())
 
+    async def prune_dependencies(self) -> list[str]:
+        """Remove the dependency sets no function uses; the keys removed."""
+        return await self._code.prune([fn.spec for fn in self._state.functions.values()])
+
     # -- checks ------------------------------------------------------------------------------------------
 
     def _check_deployable(self, spec: FunctionDeployment) -> None:

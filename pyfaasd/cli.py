@@ -11,10 +11,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pyfaasd.install import DEFAULT_ENV_FILE
 from servicekit.settings import STATE_DIR
 from servicekit.version import __version__
+
+if TYPE_CHECKING:
+    from pyfaasd.code_commands import Target
 
 
 def _version(_args: argparse.Namespace) -> int:
@@ -130,17 +134,88 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     deploy.add_argument(
         "--filter", action="append", metavar="NAME", help="deploy only functions matching NAME (wildcards; repeatable)"
     )
-    deploy.add_argument(
+    _add_gateway_options(deploy, "the stack's provider.gateway, else ")
+    deploy.set_defaults(run=_deploy)
+
+    code = commands.add_parser("code", help="the stored code bundles: ls, rm DIGEST..., prune")
+    code_commands = code.add_subparsers(dest="code_command", required=True, metavar="ACTION")
+    for action, text in (
+        ("ls", "list the code bundles and the functions using them"),
+        ("rm", "remove code bundles no function uses"),
+        ("prune", "remove the dependency sets no function uses"),
+    ):
+        parser = code_commands.add_parser(action, help=text)
+        if action == "rm":
+            parser.add_argument("digests", nargs="+", metavar="DIGEST", help="sha256:<hex> as `code ls` shows it")
+        _add_gateway_options(parser)
+        parser.set_defaults(run=_code)
+
+    runtime = commands.add_parser("runtime", help="the runtime library: ls, build NAME DIR")
+    runtime_commands = runtime.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")
+    listing = runtime_commands.add_parser("ls", help="list the runtimes code functions can run on")
+    _add_gateway_options(listing)
+    listing.set_defaults(run=_runtime)
+    build = runtime_commands.add_parser("build", help="build a runtime image from a Dockerfile on this host")
+    build.add_argument("name", help="the runtime's name, as --runtime of pyfaasd deploy takes it")
+    build.add_argument("directory", help="the build context, with its Dockerfile")
+    build.add_argument("--tag", help="the image's tag (default: pyfaasd/runtime-NAME:latest)")
+    build.add_argument("--mode", default="python", help="the watchdog mode its code runs in (default: python)")
+    build.set_defaults(run=_runtime)
+
+
+def _add_gateway_options(parser: argparse.ArgumentParser, first_default: str = "") -> None:
+    parser.add_argument(
         "-g",
         "--gateway",
-        help="gateway URL (default: the stack's provider.gateway, else $OPENFAAS_URL, else http://127.0.0.1:8080)",
+        help=f"gateway URL (default: {first_default}$OPENFAAS_URL, else http://127.0.0.1:8080)",
     )
-    deploy.add_argument("-u", "--username", help="basic-auth user (default: the state dir's credentials)")
-    deploy.add_argument("--password-file", metavar="PATH", help="file holding the basic-auth password")
-    deploy.add_argument(
+    parser.add_argument("-u", "--username", help="basic-auth user (default: the state dir's credentials)")
+    parser.add_argument("--password-file", metavar="PATH", help="file holding the basic-auth password")
+    parser.add_argument(
         "--state-dir", default=_state_dir_default(), help="where the default credentials are (<state>/secrets)"
     )
-    deploy.set_defaults(run=_deploy)
+
+
+def _target(args: argparse.Namespace) -> Target | None:
+    """The gateway and credentials of a code or runtime command; None (with the reason said) if unusable."""
+    from pyfaasd import stack
+    from pyfaasd.code_commands import Target
+
+    try:
+        credentials, _hint = stack.resolve_credentials(
+            args.username, Path(args.password_file) if args.password_file else None, Path(args.state_dir)
+        )
+    except stack.StackError as e:
+        _print_err(f"pyfaasd: {e}")
+        return None
+    return Target(stack.gateway_url(args.gateway, "", os.environ), credentials)
+
+
+def _code(args: argparse.Namespace) -> int:
+    from pyfaasd import code_commands
+
+    err = _print_err
+    target = _target(args)
+    if target is None:
+        return 2
+    if args.code_command == "ls":
+        return code_commands.code_ls(target, print, err)
+    if args.code_command == "rm":
+        return code_commands.code_rm(target, args.digests, print, err)
+    return code_commands.code_prune(target, print, err)
+
+
+def _runtime(args: argparse.Namespace) -> int:
+    from pyfaasd import code_commands
+
+    if args.runtime_command == "build":
+        return code_commands.runtime_build(args.name, Path(args.directory), args.tag, args.mode, print, _print_err)
+    target = _target(args)
+    return 2 if target is None else code_commands.runtime_ls(target, print, _print_err)
+
+
+def _print_err(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 # -- the daemons (docs/provider.md, docs/gateway.md) ----------------------------------------------------------

@@ -42,6 +42,12 @@ async def delete_code(request: web.Request) -> web.Response:
     return empty(200)
 
 
+async def prune_code(request: web.Request) -> web.Response:
+    """Remove the dependency sets no function uses (``pyfaasd code prune``)."""
+    removed = await request.app[ORCHESTRATOR].prune_dependencies()
+    return web.json_response({"removedDependencySets": removed})
+
+
 async def list_runtimes(request: web.Request) -> web.Response:
     return web.json_response([r.to_json() for r in await request.app[CODE].runtimes()])
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import tarfile
 import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -214,3 +217,31 @@ def test_a_bundle_in_use_is_kept_and_an_unused_one_removed(provider: ProviderPro
     assert provider.call("DELETE", f"/system/code/{spare}").status == 200
     assert spare not in {b["digest"] for b in provider.call("GET", "/system/code").json()}
     assert json.loads(invoke(provider, name).text) == "used"
+
+
+def test_a_runtime_built_from_a_dockerfile_joins_the_library_and_runs_code(
+    provider: ProviderProcess, name: str, tmp_path: Path
+) -> None:
+    runtime = f"pytest-{name}"
+    context = tmp_path / "runtime"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {RUNTIME}\nENV GREETING=from-the-runtime\n")
+    tag = f"pyfaasd/runtime-{runtime}:latest"
+    try:
+        built = subprocess.run(
+            [sys.executable, "-m", "pyfaasd.cli", "runtime", "build", runtime, str(context)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert built.returncode == 0, built.stderr
+        assert {"name": runtime, "image": tag, "mode": "python"} in provider.call("GET", "/system/runtimes").json()
+        digest = upload(provider, b"import os\n\ndef run():\n    return os.environ['GREETING']\n")
+        reply = provider.call(
+            "POST", "/system/functions", {"service": name, "image": tag, "annotations": {"com.pyfaasd.code": digest}}
+        )
+        assert reply.status == 202, reply.text
+        assert invoke(provider, name).json() == "from-the-runtime"
+    finally:
+        provider.call("DELETE", "/system/functions", {"functionName": name})
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)

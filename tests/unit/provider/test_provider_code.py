@@ -186,3 +186,29 @@ async def test_runtimes_lists_the_runtime_images_only(stack: tuple[World, Client
     reply = await client.get("/system/runtimes", headers=AUTH)
     assert await reply.json() == [{"name": "python3.11", "image": RUNTIME, "mode": "python"}]
     assert (await client.get("/system/runtimes")).status == 401
+
+
+async def test_prune_removes_the_dependency_sets_no_function_uses(stack: tuple[World, Client]) -> None:
+    world, client = stack
+
+    def pip(config: dict[str, Any]) -> tuple[int, list[str]]:
+        out = next(b.split(":")[0] for b in config["HostConfig"]["Binds"] if ":/out:" in b)
+        Path(out, "pkg.py").write_text("")
+        return 0, []
+
+    world.runtime.one_shot = pip
+    kept = (await upload(client, zipped({"handler.py": HANDLER, "requirements.txt": b"six\n"})))["digest"]
+    gone = (await upload(client, zipped({"handler.py": HANDLER, "requirements.txt": b"attrs\n"})))["digest"]
+    assert (await deploy(client, "keep", kept)).status == 202
+    assert (await deploy(client, "drop", gone)).status == 202
+    assert len(world.core.code.dependencies.keys()) == 2
+    assert (await client.delete("/system/functions", json={"functionName": "drop"}, headers=AUTH)).status == 200
+
+    reply = await client.post("/system/code/prune", headers=AUTH)
+    assert reply.status == 200
+    [removed] = (await reply.json())["removedDependencySets"]
+    [left] = world.core.code.dependencies.keys()
+    assert removed != left
+    [container] = world.runtime.of("keep")
+    assert any(b.startswith(str(world.config.deps_dir / left)) for b in container.binds)
+    assert (await (await client.post("/system/code/prune", headers=AUTH)).json()) == {"removedDependencySets": []}

@@ -172,3 +172,38 @@ async def test_what_cannot_be_deployed_is_named(
     assert code == status
     assert message in "\n".join(err)
     assert target.world.runtime.of("hello") == []
+
+
+async def test_code_and_runtime_listings_removal_and_prune(target: Target, tmp_path: Path) -> None:
+    from pyfaasd.code_commands import Target as GatewayTarget
+    from pyfaasd.code_commands import code_ls, code_prune, code_rm, runtime_ls
+    from servicekit.auth import Credentials as Creds
+
+    handler = tmp_path / "handler.py"
+    handler.write_text(HANDLER)
+    assert (await target.deploy_path(handler))[0] == 0
+    digest = target.spec("hello").annotations[ANNOTATION_CODE]
+    gateway = GatewayTarget(target.url, Creds("admin", "pw"))
+    out: list[str] = []
+    err: list[str] = []
+
+    assert await asyncio.to_thread(code_ls, gateway, out.append, err.append) == 0
+    assert out[0].split() == ["DIGEST", "SIZE", "FILES", "CREATED", "FUNCTIONS"]
+    assert out[1].split()[0] == digest
+    assert out[1].split()[-1] == "hello.openfaas-fn"
+
+    assert await asyncio.to_thread(code_rm, gateway, [digest], out.append, err.append) == 1
+    assert "409" in err[-1]
+    assert "hello.openfaas-fn" in err[-1]
+
+    out.clear()
+    assert await asyncio.to_thread(code_prune, gateway, out.append, err.append) == 0
+    assert out == ["Removed 0 unused dependency sets."]
+
+    out.clear()
+    assert await asyncio.to_thread(runtime_ls, gateway, out.append, err.append) == 0
+    assert [line.split() for line in out] == [["NAME", "IMAGE", "MODE"], ["python3.11", RUNTIME, "python"]]
+
+    wrong = GatewayTarget(target.url, Creds("admin", "wrong"))
+    assert await asyncio.to_thread(runtime_ls, wrong, out.append, err.append) == 1
+    assert "401" in err[-1]
