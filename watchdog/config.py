@@ -65,6 +65,7 @@ class WatchdogConfig:
     log_callid: bool = False
     function_path: str = "/home/app/function"
     packages_path: str = "/home/app/packages"
+    function_reload: bool = False  # python mode: re-import the handler when a file under function_path changes
     lock_path: str = "/tmp/.lock"  # noqa: S108  (of-watchdog's lock file, $TMPDIR/.lock)
     workers: int = 1
     log_requests: bool = True
@@ -166,6 +167,7 @@ class WatchdogConfig:
             log_callid=boolean("log_callid", defaults.log_callid),
             function_path=env.get("function_path", defaults.function_path),
             packages_path=env.get("packages_path", defaults.packages_path),
+            function_reload=boolean("function_reload", defaults.function_reload),
             lock_path=os.path.join(env.get("TMPDIR") or "/tmp", ".lock"),  # noqa: S108
             workers=integer("workers", defaults.workers, minimum=1, maximum=64),
             log_requests=boolean("log_requests", defaults.log_requests),

@@ -50,6 +50,7 @@ log = structlog.get_logger("watchdog.python")
 
 HANDLER_FILE = "handler.py"
 DEFAULT_THREADS = 16
+RELOAD_POLL_S = 0.25  # how often function_reload looks at the function's files
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
 BINARY = "application/octet-stream"
@@ -146,21 +147,73 @@ def _import(directory: Path, source: Path) -> ModuleType:
     return importlib.import_module(name) if package else module
 
 
+def reload_handler(config: WatchdogConfig) -> Handler:
+    """Import the handler again, with every module of the function's directory, after its files changed."""
+    directory = Path(config.function_path).resolve()
+    _loaded.pop(str(directory), None)
+    for name, module in list(sys.modules.items()):
+        origin = getattr(module, "__file__", None)
+        if origin and Path(origin).resolve().is_relative_to(directory):
+            del sys.modules[name]
+    importlib.invalidate_caches()
+    return load_handler(config)
+
+
+def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
+    """Each file's (mtime, size) under ``directory``, caches left out: a change between two is an edit."""
+    files: dict[str, tuple[int, int]] = {}
+    for path in directory.rglob("*"):
+        if "__pycache__" in path.parts:
+            continue
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        if path.is_file():
+            files[str(path)] = (stat.st_mtime_ns, stat.st_size)
+    return files
+
+
 class PythonExecutor:
     def __init__(self, config: WatchdogConfig) -> None:
         self._config = config
         self._handler = load_handler(config)
         self._pool: ThreadPoolExecutor | None = None
         self._hostname = os.environ.get("HOSTNAME", "localhost")
+        self._watcher: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        if not self._handler.is_async:
-            threads = self._config.max_inflight or DEFAULT_THREADS
+        threads = self._config.max_inflight or DEFAULT_THREADS
+        if not self._handler.is_async or self._config.function_reload:  # a reloaded handler may be sync
             self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="handler")
+        if self._config.function_reload:
+            self._watcher = asyncio.create_task(self._watch(), name="function reload")
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _watch(self) -> None:
+        """``function_reload``: poll the function's files; on an edit, load the handler anew (pyfaasd dev).
+
+        A version that does not load is logged and the last good one keeps serving.
+        """
+        directory = Path(self._config.function_path)
+        seen = await asyncio.to_thread(snapshot, directory)
+        while True:
+            await asyncio.sleep(RELOAD_POLL_S)
+            now = await asyncio.to_thread(snapshot, directory)
+            if now == seen:
+                continue
+            seen = now
+            try:
+                self._handler = await asyncio.to_thread(reload_handler, self._config)
+            except StartupError as exc:
+                log.error("handler_reload_failed", error=str(exc))
+                continue
+            log.info("handler_reloaded", path=str(directory), style=self._handler.style)
 
     async def invoke(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
         started = time.perf_counter()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import textwrap
 from pathlib import Path
 
@@ -239,3 +240,28 @@ async def test_max_inflight_gives_429_with_the_of_watchdog_body(start_watchdog, 
     assert (await harness.client.get("/_/ready")).status == 429
     assert (await slow).status == 200
     assert (await harness.client.get("/_/ready")).status == 200
+
+
+async def test_function_reload_serves_an_edited_handler_and_keeps_the_last_good_one(
+    start_watchdog, tmp_path: Path
+) -> None:
+    fn = write_handler(tmp_path / "fn", "def handle(event, context):\n    return 'v1'\n")
+    helper = f"helper_{secrets.token_hex(4)}"  # module names are per process; tests share one
+    (fn / f"{helper}.py").write_text("WORD = 'one'\n")
+    harness = await start_python(start_watchdog, fn, function_reload="true")
+    assert await (await harness.client.get("/")).text() == "v1"
+
+    async def answers(expected: str) -> None:
+        async with asyncio.timeout(3):
+            while await (await harness.client.get("/")).text() != expected:
+                await asyncio.sleep(0.05)
+
+    (fn / "handler.py").write_text(f"import {helper}\n\nasync def handle(event, context):\n    return {helper}.WORD\n")
+    await answers("one")
+    (fn / f"{helper}.py").write_text("WORD = 'two'\n")  # a module of the function, not only handler.py
+    await answers("two")
+    (fn / "handler.py").write_text("def handle(event, context)\n    return 'broken'\n")
+    await asyncio.sleep(0.8)  # a few polls: the broken version is refused, the last good one serves
+    assert await (await harness.client.get("/")).text() == "two"
+    (fn / "handler.py").write_text("def handle(req):\n    return 'fixed ' + req\n")
+    await answers("fixed ")
