@@ -12,6 +12,8 @@ stored, or an image that is not a runtime, is a 400 naming it; requirements pip 
 from __future__ import annotations
 
 import contextlib
+import hmac
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,11 +21,21 @@ from typing import Final
 
 from provider.code_store import CodeStore, check_digest
 from provider.dependencies import DependencySets, requirements_of, set_key
-from provider.errors import CodeBundleInvalidError, CodeMissingError, ImageUnavailableError, InvalidRequestError
+from provider.errors import (
+    CodeBundleInvalidError,
+    CodeMissingError,
+    DevDirectoryError,
+    ImageUnavailableError,
+    InvalidRequestError,
+)
 from provider.models import FunctionDeployment
 from provider.runtime import ImageInfo, Runtime
 
 ANNOTATION_CODE: Final = "com.pyfaasd.code"
+ANNOTATION_DEV: Final = "com.pyfaasd.dev"  # pyfaasd dev: a live directory of this host instead of a bundle
+ANNOTATION_DEV_TOKEN: Final = "com.pyfaasd.dev.token"  # noqa: S105 (a name, not a secret)
+DEV_TOKEN_FILE: Final = ".pyfaasd-dev"  # noqa: S105 (a file name)
+DEV_TOKEN_MIN: Final = 32
 LABEL_RUNTIME: Final = "com.pyfaasd.runtime"
 LABEL_RUNTIME_MODE: Final = "com.pyfaasd.runtime.mode"
 FUNCTION_MOUNT: Final = "/home/app/function"
@@ -54,6 +66,47 @@ class RuntimeImage:
         return {"name": self.name, "image": self.image, "mode": self.mode}
 
 
+def dev_directory(spec: FunctionDeployment) -> Path | None:
+    """The live directory a ``pyfaasd dev`` function runs from, after proving the caller may have it mounted.
+
+    Mounting a host directory into a container must not let an API client read what it could not read on the
+    host. ``pyfaasd dev`` runs on this host: it writes a random token into ``DIR/.pyfaasd-dev`` and sends the
+    same token. The file must be a regular file owned by the directory's owner, and the directory not writable
+    by everyone, so a caller with the right token could write there as the directory's owner (or root): the
+    read-only mount shows it nothing it could not already read.
+    """
+    annotations = spec.annotations or {}
+    value = annotations.get(ANNOTATION_DEV)
+    if value is None:
+        return None
+    if ANNOTATION_CODE in annotations:
+        raise InvalidRequestError(f"annotations {ANNOTATION_CODE} and {ANNOTATION_DEV} exclude each other")
+    path = Path(value)
+    if not path.is_absolute():
+        raise InvalidRequestError(f"annotation {ANNOTATION_DEV}: {value!r} is not an absolute path")
+    token = annotations.get(ANNOTATION_DEV_TOKEN, "")
+    try:
+        directory = path.resolve(strict=True)
+        found = directory.stat()
+        token_file = (directory / DEV_TOKEN_FILE).lstat()
+        written = (directory / DEV_TOKEN_FILE).read_text().strip() if stat.S_ISREG(token_file.st_mode) else ""
+    except OSError:
+        raise DevDirectoryError(
+            f"annotation {ANNOTATION_DEV}: {value} is not a directory with a pyfaasd dev token"
+        ) from None
+    if not stat.S_ISDIR(found.st_mode):
+        raise DevDirectoryError(f"annotation {ANNOTATION_DEV}: {value} is not a directory")
+    if found.st_mode & stat.S_IWOTH:
+        raise DevDirectoryError(f"annotation {ANNOTATION_DEV}: {value} is writable by everyone, so it proves nothing")
+    matches = len(token) >= DEV_TOKEN_MIN and hmac.compare_digest(written.encode(), token.encode())
+    if not matches or token_file.st_uid != found.st_uid:
+        raise DevDirectoryError(
+            f"annotation {ANNOTATION_DEV}: the token does not match {directory / DEV_TOKEN_FILE} "
+            "(pyfaasd dev writes it on this host)"
+        )
+    return directory
+
+
 def code_digest(spec: FunctionDeployment) -> str | None:
     """The bundle a deployment names, None for an image function; a malformed digest is a 400."""
     value = (spec.annotations or {}).get(ANNOTATION_CODE)
@@ -74,10 +127,11 @@ class CodeFunctions:
 
     async def mounts(self, spec: FunctionDeployment, image: ImageInfo | None = None) -> list[Mount]:
         """What a replica of ``spec`` mounts for its code; installs its requirements on first use."""
+        live = dev_directory(spec)
         digest = code_digest(spec)
-        if digest is None:
+        if digest is None and live is None:
             return []
-        if not self.store.exists(digest):
+        if digest is not None and not self.store.exists(digest):
             raise CodeMissingError(
                 f"annotation {ANNOTATION_CODE}: code bundle {digest} is not stored (upload it with POST /system/code)"
             )
@@ -90,9 +144,9 @@ class CodeFunctions:
                 f"image {spec.image} is not a runtime (it has no {LABEL_RUNTIME} label), so it cannot run code "
                 "bundles: GET /system/runtimes lists the runtimes"
             )
-        bundle = self.store.get(digest)
-        mounts = [Mount(bundle.path, FUNCTION_MOUNT)]
-        requirements = requirements_of(bundle.path)
+        code = live if live is not None else self.store.get(digest or "").path
+        mounts = [Mount(code, FUNCTION_MOUNT)]
+        requirements = requirements_of(code)
         if requirements is not None:
             found = await self.dependencies.ensure(spec.image, image.id, requirements)
             mounts.append(Mount(found.path, PACKAGES_MOUNT))

@@ -148,3 +148,9 @@ class CodeMissingError(ProviderError):
     """A function names a code bundle that is not stored: refused before anything is created."""
 
     status = 400
+
+
+class DevDirectoryError(ProviderError):
+    """A ``pyfaasd dev`` directory that is missing, shared, or whose token does not prove local access."""
+
+    status = 403

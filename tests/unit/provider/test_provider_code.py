@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -212,3 +213,74 @@ async def test_prune_removes_the_dependency_sets_no_function_uses(stack: tuple[W
     [container] = world.runtime.of("keep")
     assert any(b.startswith(str(world.config.deps_dir / left)) for b in container.binds)
     assert (await (await client.post("/system/code/prune", headers=AUTH)).json()) == {"removedDependencySets": []}
+
+
+def dev_dir(tmp_path: Path, token: str = "t" * 40) -> Path:
+    live = tmp_path / "live"
+    live.mkdir(exist_ok=True)
+    (live / "handler.py").write_bytes(HANDLER)
+    (live / ".pyfaasd-dev").write_text(token + "\n")
+    return live
+
+
+async def dev_deploy(client: Client, name: str, directory: str, token: str, **extra: str) -> Any:
+    annotations = {"com.pyfaasd.dev": directory, "com.pyfaasd.dev.token": token, **extra}
+    spec = {"service": name, "image": RUNTIME, "annotations": annotations}
+    return await client.post("/system/functions", json=spec, headers=AUTH)
+
+
+async def test_a_dev_function_mounts_its_live_directory_when_the_token_proves_local_access(
+    stack: tuple[World, Client], tmp_path: Path
+) -> None:
+    world, client = stack
+    live = dev_dir(tmp_path)
+    reply = await dev_deploy(client, "dev", str(live), "t" * 40)
+    assert reply.status == 202, await reply.text()
+    [container] = world.runtime.of("dev")
+    assert f"{live}:/home/app/function:ro" in container.binds
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "message"),
+    [
+        ("wrong-token", 403, "token does not match"),
+        ("short-token", 403, "token does not match"),
+        ("world-writable", 403, "writable by everyone"),
+        ("token-symlink", 403, "token does not match"),
+        ("token-other-owner", 403, "token does not match"),
+        ("relative", 400, "not an absolute path"),
+        ("missing", 403, "not a directory"),
+        ("with-code", 400, "exclude each other"),
+    ],
+)
+async def test_a_dev_directory_that_proves_nothing_is_refused(
+    stack: tuple[World, Client], tmp_path: Path, change: str, status: int, message: str
+) -> None:
+    world, client = stack
+    token = "t" * 40
+    live = dev_dir(tmp_path, token)
+    directory, extra = str(live), {}
+    if change == "wrong-token":
+        token = "u" * 40
+    elif change == "short-token":
+        dev_dir(tmp_path, "short")
+        token = "short"
+    elif change == "world-writable":
+        live.chmod(0o777)
+    elif change == "token-symlink":
+        secret = tmp_path / "elsewhere"
+        secret.write_text(token)
+        (live / ".pyfaasd-dev").unlink()
+        (live / ".pyfaasd-dev").symlink_to(secret)
+    elif change == "token-other-owner":
+        os.chown(live / ".pyfaasd-dev", 12345, 12345)
+    elif change == "relative":
+        directory = "live"
+    elif change == "missing":
+        directory = str(tmp_path / "nowhere")
+    elif change == "with-code":
+        extra = {"com.pyfaasd.code": (await upload(client, HANDLER))["digest"]}
+    reply = await dev_deploy(client, "dev", directory, token, **extra)
+    assert reply.status == status
+    assert message in await reply.text()
+    assert world.runtime.of("dev") == []
