@@ -23,7 +23,7 @@ from servicekit.auth import Credentials
 from tests.helpers import free_port
 
 USER = "admin"
-PASSWORD = "s3cret-pw"  # noqa: S105
+PASSWORD = "s3cret-pw"
 CREDENTIALS = Credentials(USER, PASSWORD)
 AUTH = {"Authorization": CREDENTIALS.authorization}
 BRIDGE = IPv4Address("10.62.0.1")
