@@ -137,6 +137,20 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     _add_gateway_options(deploy, "the stack's provider.gateway, else ")
     deploy.set_defaults(run=_deploy)
 
+    dev = commands.add_parser(
+        "dev", help="serve a function from a live folder, reloaded on every edit; Ctrl-C removes it"
+    )
+    dev.add_argument("directory", help="the function's folder (handler.py, requirements.txt)")
+    dev.add_argument("--name", required=True, help="the function's name")
+    dev.add_argument("--runtime", default="python3.11", help="the runtime to run it on (default: python3.11)")
+    dev.add_argument("--namespace", default="", help="the function's namespace (default openfaas-fn)")
+    dev.add_argument("--env", action="append", metavar="K=V", help="an environment variable")
+    dev.add_argument("--secret", action="append", metavar="NAME", help="a secret to mount")
+    dev.add_argument("--label", action="append", metavar="K=V", help="a label")
+    dev.add_argument("--annotation", action="append", metavar="K=V", help="an annotation")
+    _add_gateway_options(dev)
+    dev.set_defaults(run=_dev)
+
     code = commands.add_parser("code", help="the stored code bundles: ls, rm DIGEST..., prune")
     code_commands = code.add_subparsers(dest="code_command", required=True, metavar="ACTION")
     for action, text in (
@@ -189,6 +203,30 @@ def _target(args: argparse.Namespace) -> Target | None:
         _print_err(f"pyfaasd: {e}")
         return None
     return Target(stack.gateway_url(args.gateway, "", os.environ), credentials)
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from pyfaasd import stack
+    from pyfaasd.dev import DevFunction, run_dev
+
+    target = _target(args)
+    if target is None:
+        return 2
+    try:
+        fn = DevFunction(
+            directory=Path(args.directory).resolve(),
+            name=args.name,
+            runtime=args.runtime,
+            namespace=args.namespace,
+            environment=stack.parse_pairs(args.env, "--env"),
+            secrets=tuple(args.secret or ()),
+            labels=stack.parse_pairs(args.label, "--label"),
+            annotations=stack.parse_pairs(args.annotation, "--annotation"),
+        )
+    except stack.StackError as e:
+        _print_err(f"pyfaasd dev: {e}")
+        return 2
+    return run_dev(fn, target.gateway, target.credentials, lambda line: print(line, flush=True), _print_err)
 
 
 def _code(args: argparse.Namespace) -> int:

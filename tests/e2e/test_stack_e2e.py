@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -205,3 +206,32 @@ def test_a_handler_file_deployed_with_the_cli_answers_through_the_gateway(
     assert f"URL: {stack.url}/function/{name}" in result.stdout
     reply = http("POST", f"{stack.url}/function/{name}", json.dumps({"x": 3, "y": 5}).encode(), FAAS_CLI)
     assert (reply.status, reply.json()) == (200, {"sum": 8})
+
+
+def test_pyfaasd_dev_serves_each_edit_streams_the_output_and_leaves_nothing(
+    make_stack: MakeStack, name: str, tmp_path: Path
+) -> None:
+    stack = make_stack()
+    live = tmp_path / "live"
+    live.mkdir()
+    handler = live / "handler.py"
+    handler.write_text("def handle(event, context):\n    print('called v1', flush=True)\n    return 'v1'\n")
+    command = [sys.executable, "-m", "pyfaasd.cli", "dev", str(live), "--name", name, "--env", "GREETING=hi"]
+    command += ["--gateway", stack.url, "--state-dir", str(stack.state_dir)]
+    dev = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: invoke(stack, name, method="GET").status == 200, timeout=30, what="the dev function")
+        assert invoke(stack, name, method="GET").text == "v1"
+        handler.write_text("import os\n\ndef handle(event, context):\n    return 'v2 ' + os.environ['GREETING']\n")
+        edited = time.monotonic()
+        wait_for(lambda: invoke(stack, name, method="GET").text == "v2 hi", timeout=5, what="the edit to load")
+        print(f"pyfaasd dev picked up the edit in {time.monotonic() - edited:.2f}s")
+    finally:
+        dev.send_signal(signal.SIGINT)
+        stdout, stderr = dev.communicate(timeout=30)
+    assert dev.returncode == 0, stderr
+    assert "called v1" in stdout  # the function's output, streamed to the terminal
+    assert f"Removed {name}.openfaas-fn." in stdout
+    assert not (live / ".pyfaasd-dev").exists()
+    assert [c for c in stack.containers() if f"com.pyfaasd.function={name}" in c["Labels"]] == []
+    assert invoke(stack, name, method="GET").status == 404

@@ -210,8 +210,8 @@ class PythonExecutor:
             seen = now
             try:
                 self._handler = await asyncio.to_thread(reload_handler, self._config)
-            except StartupError as exc:
-                log.error("handler_reload_failed", error=str(exc))
+            except Exception as exc:  # whatever the new code does, the watcher and the last good handler live on
+                log.error("handler_reload_failed", error=str(exc), error_type=type(exc).__name__)
                 continue
             log.info("handler_reloaded", path=str(directory), style=self._handler.style)
 
