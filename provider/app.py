@@ -71,6 +71,7 @@ def create_app(
             web.get("/system/code", code_handlers.list_code),
             web.delete("/system/code/{digest}", code_handlers.delete_code),
             web.post("/system/code/prune", code_handlers.prune_code),
+            web.post("/system/code/{digest}/dependencies", code_handlers.install_code_dependencies),
             web.get("/system/runtimes", code_handlers.list_runtimes),
             web.get("/healthz", system.healthz),
             web.get("/metrics", metrics),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -52,6 +52,13 @@ class Mount:
 
     def bind(self) -> str:
         return f"{self.source}:{self.target}:{'ro' if self.read_only else 'rw'}"
+
+
+@dataclass(frozen=True, slots=True)
+class InstallPlan:
+    image: str
+    image_id: str
+    requirements: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +158,25 @@ class CodeFunctions:
             found = await self.dependencies.ensure(spec.image, image.id, requirements)
             mounts.append(Mount(found.path, PACKAGES_MOUNT))
         return mounts
+
+    async def install_plan(self, digest: str, image_name: str) -> InstallPlan:
+        """What installing a bundle's requirements for a runtime takes; checked before anything starts
+        (400 not a digest or not a runtime, 404 not stored)."""
+        bundle = self.store.get(check_digest(digest))
+        image = await self._runtime.image(image_name)
+        if image is None:
+            raise ImageUnavailableError(f"image {image_name} is not present")
+        if not image.labels.get(LABEL_RUNTIME):
+            raise InvalidRequestError(f"image {image_name} is not a runtime (it has no {LABEL_RUNTIME} label)")
+        return InstallPlan(image_name, image.id, requirements_of(bundle.path))
+
+    async def install(self, plan: InstallPlan, on_line: Callable[[str], None]) -> str:
+        """Install ahead of a deploy, pip's output to ``on_line``: ``none`` (no requirements), ``cached`` or
+        ``installed``."""
+        if plan.requirements is None:
+            return "none"
+        found = await self.dependencies.ensure(plan.image, plan.image_id, plan.requirements, on_line)
+        return "installed" if found.installed else "cached"
 
     @contextlib.contextmanager
     def pinned(self, spec: FunctionDeployment) -> Iterator[None]:

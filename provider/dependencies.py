@@ -50,6 +50,7 @@ class PipSettings:
 class DependencySet:
     key: str
     path: Path
+    installed: bool = False  # installed by this call (not found ready)
 
 
 class OneShotRunner(Protocol):
@@ -99,16 +100,28 @@ class DependencySets:
     def exists(self, key: str) -> bool:
         return (self.root / key / META_FILE).is_file()
 
-    async def ensure(self, runtime_image: str, runtime_image_id: str, requirements: bytes) -> DependencySet:
-        """The set for these requirements on this runtime, installed now if it is not there yet."""
+    async def ensure(
+        self,
+        runtime_image: str,
+        runtime_image_id: str,
+        requirements: bytes,
+        on_line: Callable[[str], None] | None = None,
+    ) -> DependencySet:
+        """The set for these requirements on this runtime, installed now if it is not there yet.
+
+        ``on_line`` gets pip's output as it comes (``installed`` is False when the set was there already).
+        """
         key = set_key(runtime_image_id, requirements, self.pip)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
-            if not self.exists(key):
-                await self._install(key, runtime_image, runtime_image_id, requirements)
-        return DependencySet(key, self.path(key))
+            if self.exists(key):
+                return DependencySet(key, self.path(key), installed=False)
+            await self._install(key, runtime_image, runtime_image_id, requirements, on_line)
+        return DependencySet(key, self.path(key), installed=True)
 
-    async def _install(self, key: str, image: str, image_id: str, requirements: bytes) -> None:
+    async def _install(
+        self, key: str, image: str, image_id: str, requirements: bytes, on_line: Callable[[str], None] | None
+    ) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         work = self.root / f".tmp-{key}-{os.urandom(4).hex()}"
         out, inputs = work / "out", work / "in"
@@ -121,7 +134,7 @@ class DependencySets:
                 f"pyfaasd-pip-{key[:12]}-{os.urandom(3).hex()}",
                 self._installer_config(image_id, out, inputs, key),
                 self.pip.timeout_s,
-                lambda line: log.info("dependencies_pip", key=key, line=line),
+                lambda line: _progress(key, line, on_line),
             )
             if status != 0:
                 tail = "\n".join(line for line in lines if line.strip())
@@ -200,6 +213,12 @@ class DependencySets:
             for entry in self.root.iterdir():
                 if entry.name.startswith(".tmp-"):
                     shutil.rmtree(entry, ignore_errors=True)
+
+
+def _progress(key: str, line: str, on_line: Callable[[str], None] | None) -> None:
+    log.info("dependencies_pip", key=key, line=line)
+    if on_line is not None:
+        on_line(line)
 
 
 def _readable(root: Path) -> None:

@@ -8,6 +8,7 @@ image is looked up in ``GET /system/runtimes``, and the function is deployed as 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -15,7 +16,7 @@ from urllib.parse import quote
 
 from provider.code_functions import ANNOTATION_CODE
 from pyfaasd.bundle import BundleError, bundle_from_path
-from pyfaasd.gateway_client import Response, send
+from pyfaasd.gateway_client import Response, StatusError, ndjson, send
 from servicekit.auth import Credentials
 
 DEFAULT_RUNTIME: Final = "python3.11"
@@ -40,8 +41,11 @@ class CodeRef:
     size: int
 
 
-def prepare(gateway: str, credentials: Credentials | None, path: Path, runtime: str) -> CodeRef:
-    """Upload ``path`` and find ``runtime``'s image; transport failures are ``OSError``."""
+def prepare(
+    gateway: str, credentials: Credentials | None, path: Path, runtime: str, out: Callable[[str], None] = print
+) -> CodeRef:
+    """Upload ``path``, find ``runtime``'s image and install the bundle's requirements there (pip's output to
+    ``out`` as it comes); transport failures are ``OSError``."""
     try:
         upload = bundle_from_path(path)
     except BundleError as e:
@@ -57,7 +61,29 @@ def prepare(gateway: str, credentials: Credentials | None, path: Path, runtime: 
         raise CodeDeployError(f"upload of {path} refused: {_problem(reply)}")
     stored = reply.json()
     image = runtime_image(gateway, credentials, runtime)
-    return CodeRef(image, str(stored["digest"]), len(stored.get("files", [])), int(stored.get("size", 0)))
+    digest = str(stored["digest"])
+    if "requirements.txt" in stored.get("files", []):
+        install_requirements(gateway, credentials, digest, image, out)
+    return CodeRef(image, digest, len(stored.get("files", [])), int(stored.get("size", 0)))
+
+
+def install_requirements(
+    gateway: str, credentials: Credentials | None, digest: str, image: str, out: Callable[[str], None]
+) -> None:
+    """Have the provider install the bundle's requirements.txt for the runtime, showing pip as it goes."""
+    url = f"{gateway}/system/code/{digest}/dependencies"
+    try:
+        for item in ndjson("POST", url, credentials, body={"image": image}, timeout_s=UPLOAD_TIMEOUT_S):
+            if "line" in item:
+                out(f"  pip: {item['line']}")
+            elif "error" in item:
+                raise CodeDeployError(str(item["error"]))
+            elif item.get("status") == "cached":
+                out("Requirements: installed already for this runtime.")
+            elif item.get("status") == "installed":
+                out("Requirements: installed.")
+    except StatusError as e:
+        raise CodeDeployError(f"requirements refused: {e}") from None
 
 
 def runtime_image(gateway: str, credentials: Credentials | None, runtime: str) -> str:

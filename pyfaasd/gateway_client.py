@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +36,28 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirect)
 
 
+class StatusError(Exception):
+    """A streamed request answered something other than 200 (the answer is ``response``)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"{response.status} {response.reason}: {response.body.strip()}")
+        self.response = response
+
+
+def _request(
+    method: str, url: str, credentials: Credentials | None, body: Mapping[str, object] | None, data: bytes | None
+) -> urllib.request.Request:
+    headers = {"User-Agent": f"pyfaasd/{__version__}"}
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    elif data is not None:
+        headers["Content-Type"] = "application/octet-stream"
+    if credentials is not None:
+        headers["Authorization"] = credentials.authorization
+    return urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+
+
 def send(
     method: str,
     url: str,
@@ -46,18 +68,33 @@ def send(
     timeout_s: float = TIMEOUT_S,
 ) -> Response:
     """One request with a JSON ``body`` or raw ``data`` (or neither)."""
-    headers = {"User-Agent": f"pyfaasd/{__version__}"}
-    if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
-    elif data is not None:
-        headers["Content-Type"] = "application/octet-stream"
-    if credentials is not None:
-        headers["Authorization"] = credentials.authorization
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+    request = _request(method, url, credentials, body, data)
     try:
         with _OPENER.open(request, timeout=timeout_s) as reply:
             return Response(reply.status, reply.reason, reply.read().decode(errors="replace"))
     except urllib.error.HTTPError as e:
         with e:
             return Response(e.code, str(e.reason), e.read().decode(errors="replace"))
+
+
+def ndjson(
+    method: str,
+    url: str,
+    credentials: Credentials | None,
+    *,
+    body: Mapping[str, object] | None = None,
+    timeout_s: float = TIMEOUT_S,
+) -> Iterator[dict[str, Any]]:
+    """The JSON objects of an NDJSON answer as they arrive; StatusError when it is not a 200."""
+    request = _request(method, url, credentials, body, None)
+    try:
+        reply = _OPENER.open(request, timeout=timeout_s)
+    except urllib.error.HTTPError as e:
+        with e:
+            raise StatusError(Response(e.code, str(e.reason), e.read().decode(errors="replace"))) from None
+    with reply:
+        for raw in reply:
+            if raw.strip():
+                item = json.loads(raw)
+                if isinstance(item, dict):
+                    yield item

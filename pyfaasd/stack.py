@@ -355,7 +355,7 @@ def deploy_function(
     try:
         code = None
         if fn.code is not None:
-            code = prepare(gateway, credentials, fn.code, fn.runtime)
+            code = prepare(gateway, credentials, fn.code, fn.runtime, out)
             out(f"Code: {fn.code} ({code.files} files, {code.size} bytes) {code.digest} on {fn.runtime}.")
         body = fn.deployment(code)
         response = send("PUT", url, credentials, body=body)

@@ -245,3 +245,16 @@ def test_a_runtime_built_from_a_dockerfile_joins_the_library_and_runs_code(
     finally:
         provider.call("DELETE", "/system/functions", {"functionName": name})
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True, check=False)
+
+
+def test_requirements_installed_ahead_stream_pips_output(provider: ProviderProcess) -> None:
+    digest = upload(
+        provider, zipped({"handler.py": "def run():\n    pass\n", "requirements.txt": "pyfaasd-demo-dep\n"})
+    )
+    reply = provider.call("POST", f"/system/code/{digest}/dependencies", {"image": RUNTIME})
+    assert reply.status == 200
+    items = [json.loads(line) for line in reply.text.splitlines()]
+    assert any("Successfully installed pyfaasd-demo-dep-1.0" in item.get("line", "") for item in items), items
+    assert items[-1] == {"status": "installed"}
+    again = provider.call("POST", f"/system/code/{digest}/dependencies", {"image": RUNTIME})
+    assert again.text.splitlines() == ['{"status": "cached"}']

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import zipfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -284,3 +285,46 @@ async def test_a_dev_directory_that_proves_nothing_is_refused(
     assert reply.status == status
     assert message in await reply.text()
     assert world.runtime.of("dev") == []
+
+
+async def test_requirements_can_be_installed_ahead_with_pips_output_streamed(stack: tuple[World, Client]) -> None:
+    world, client = stack
+
+    def pip(config: dict[str, Any]) -> tuple[int, list[str]]:
+        out = next(b.split(":")[0] for b in config["HostConfig"]["Binds"] if ":/out:" in b)
+        Path(out, "six.py").write_text("")
+        return 0, ["Collecting six", "Successfully installed six-1.16.0"]
+
+    world.runtime.one_shot = pip
+    digest = (await upload(client, zipped({"handler.py": HANDLER, "requirements.txt": b"six\n"})))["digest"]
+    url = f"/system/code/{digest}/dependencies"
+
+    async def install(image: str = RUNTIME) -> list[dict[str, Any]]:
+        reply = await client.post(url, json={"image": image}, headers=AUTH)
+        assert reply.status == 200, await reply.text()
+        assert reply.headers["Content-Type"] == "application/x-ndjson"
+        return [json.loads(line) for line in (await reply.text()).splitlines()]
+
+    assert await install() == [
+        {"line": "Collecting six"},
+        {"line": "Successfully installed six-1.16.0"},
+        {"status": "installed"},
+    ]
+    assert await install() == [{"status": "cached"}]
+    no_requirements = (await upload(client, HANDLER))["digest"]
+    reply = await client.post(f"/system/code/{no_requirements}/dependencies", json={"image": RUNTIME}, headers=AUTH)
+    assert (await reply.text()).splitlines() == ['{"status": "none"}']
+
+    world.runtime.one_shot = lambda config: (1, ["ERROR: No matching distribution found for nope"])
+    failing = (await upload(client, zipped({"handler.py": HANDLER, "requirements.txt": b"nope\n"})))["digest"]
+    reply = await client.post(f"/system/code/{failing}/dependencies", json={"image": RUNTIME}, headers=AUTH)
+    [*_, last] = [json.loads(line) for line in (await reply.text()).splitlines()]
+    assert "No matching distribution found for nope" in last["error"]
+    assert len(world.core.code.dependencies.keys()) == 1
+
+    refused = await client.post(url, json={"image": "fn:1"}, headers=AUTH)
+    assert (refused.status, "not a runtime" in await refused.text()) == (400, True)
+    missing = await client.post(
+        "/system/code/sha256:" + "1" * 64 + "/dependencies", json={"image": RUNTIME}, headers=AUTH
+    )
+    assert missing.status == 404

@@ -207,3 +207,27 @@ async def test_code_and_runtime_listings_removal_and_prune(target: Target, tmp_p
     wrong = GatewayTarget(target.url, Creds("admin", "wrong"))
     assert await asyncio.to_thread(runtime_ls, wrong, out.append, err.append) == 1
     assert "401" in err[-1]
+
+
+async def test_a_folder_with_requirements_shows_pips_output_before_the_deploy(target: Target, tmp_path: Path) -> None:
+    def pip(config: dict[str, Any]) -> tuple[int, list[str]]:
+        out = next(b.split(":")[0] for b in config["HostConfig"]["Binds"] if ":/out:" in b)
+        Path(out, "six.py").write_text("")
+        return 0, ["Collecting six", "Successfully installed six-1.16.0"]
+
+    target.world.runtime.one_shot = pip
+    folder = tmp_path / "fn"
+    folder.mkdir()
+    (folder / "handler.py").write_text(HANDLER)
+    (folder / "requirements.txt").write_text("six\n")
+    code, out, err = await target.deploy_path(folder)
+    assert (code, err) == (0, [])
+    assert out[1:4] == ["  pip: Collecting six", "  pip: Successfully installed six-1.16.0", "Requirements: installed."]
+    assert out[-2:] == ["Deployed. 202 Accepted.", f"URL: {target.url}/function/hello"]
+
+    target.world.runtime.one_shot = lambda config: (1, ["ERROR: No matching distribution found for nope"])
+    (folder / "requirements.txt").write_text("nope\n")
+    code, out, err = await target.deploy_path(folder, name="other")
+    assert code == 1
+    assert "No matching distribution found for nope" in err[-1]
+    assert target.world.runtime.of("other") == []
