@@ -31,11 +31,11 @@ def stack_prerequisites() -> None:
 
 
 @pytest.fixture
-def make_stack(stack_prerequisites: None, tmp_path: Path) -> Iterator[Callable[[], ProviderProcess]]:
+def make_stack(stack_prerequisites: None, tmp_path: Path) -> Iterator[Callable[..., ProviderProcess]]:
     made: list[ProviderProcess] = []
 
-    def make() -> ProviderProcess:
-        stack = ProviderProcess.stack(tmp_path / f"state{len(made)}")
+    def make(**extra_env: str) -> ProviderProcess:
+        stack = ProviderProcess.stack(tmp_path / f"state{len(made)}", extra_env=extra_env)
         made.append(stack)
         stack.start()
         return stack

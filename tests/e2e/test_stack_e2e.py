@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.code_support import DEP, REQUIREMENT, make_wheel
 from tests.e2e.conftest import ECHO
 from tests.provider_harness import ProviderProcess, Reply, http, wait_for
 
 pytestmark = pytest.mark.docker
 
-MakeStack = Callable[[], ProviderProcess]
+MakeStack = Callable[..., ProviderProcess]
 FAAS_CLI = {"User-Agent": "faas-cli/0.17.0"}
 
 
@@ -235,3 +236,28 @@ def test_pyfaasd_dev_serves_each_edit_streams_the_output_and_leaves_nothing(
     assert not (live / ".pyfaasd-dev").exists()
     assert [c for c in stack.containers() if f"com.pyfaasd.function={name}" in c["Labels"]] == []
     assert invoke(stack, name, method="GET").status == 404
+
+
+def test_a_stack_file_for_the_python3_http_template_deploys_as_code_with_requirements(
+    make_stack: MakeStack, name: str, tmp_path: Path
+) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels)
+    stack = make_stack(PYFAASD_PIP_FIND_LINKS=str(wheels))
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "fn" / "handler.py").write_text(
+        f"from {DEP} import VALUE\n\ndef handle(event, context):\n    return {{'statusCode': 200, 'body': VALUE}}\n"
+    )
+    (tmp_path / "fn" / "requirements.txt").write_text(REQUIREMENT + "\n")
+    stack_file = tmp_path / "stack.yml"
+    stack_file.write_text(
+        f"version: 1.0\nprovider:\n  name: openfaas\nfunctions:\n  {name}:\n    lang: python3-http\n"
+        f"    handler: ./fn\n    image: registry.example/{name}:latest\n"
+    )
+    deploy = [sys.executable, "-m", "pyfaasd.cli", "deploy", "-f", str(stack_file), "--gateway", stack.url]
+    deploy += ["--state-dir", str(stack.state_dir)]
+    result = subprocess.run(deploy, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (result.stdout, result.stderr, stack.log_tail())
+    assert "Requirements: installed." in result.stdout
+    reply = invoke(stack, name, method="GET")
+    assert (reply.status, reply.text) == (200, "from a wheel")
