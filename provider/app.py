@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig
-from provider.events import EventFollower
+from provider.core import Core
 from provider.handlers import code as code_handlers
 from provider.handlers import functions, logs, namespaces, secrets, system
 from provider.keys import CODE, CONFIG, CREDENTIALS, EVENTS, NAMESPACES, ORCHESTRATOR, SECRETS
 from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
-from provider.orchestrator import Orchestrator
 from provider.secrets import SecretStore
 from servicekit.auth import Credentials
 from servicekit.metrics import CONTENT_TYPE, Registry
@@ -23,12 +21,11 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 def create_app(
     config: ProviderConfig,
     credentials: Credentials,
-    orchestrator: Orchestrator,
+    core: Core,
     secret_store: SecretStore,
     namespace_store: NamespaceStore,
-    events: EventFollower,
-    code: CodeFunctions,
 ) -> web.Application:
+    """The API over the orchestration ``core`` (its operations, event follower and code functions)."""
     registry = Registry()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
@@ -36,11 +33,11 @@ def create_app(
     )
     app[CONFIG] = config
     app[CREDENTIALS] = credentials
-    app[ORCHESTRATOR] = orchestrator
+    app[ORCHESTRATOR] = core.orchestrator
     app[SECRETS] = secret_store
     app[NAMESPACES] = namespace_store
-    app[EVENTS] = events
-    app[CODE] = code
+    app[EVENTS] = core.follower
+    app[CODE] = core.code
 
     async def metrics(request: web.Request) -> web.Response:
         del request

@@ -53,9 +53,7 @@ async def serve(
         )
         try:
             await core.start()
-            app = create_app(
-                config, credentials, core.orchestrator, secret_store, namespace_store, core.follower, core.code
-            )
+            app = create_app(config, credentials, core, secret_store, namespace_store)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             await runner.setup()
             try:

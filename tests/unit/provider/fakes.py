@@ -21,7 +21,10 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from netconf import NetConfig, NetnsBusyError, NetnsNotFoundError, SubnetFullError, read_hosts
+from provider.app import create_app
 from provider.config import ProviderConfig
 from provider.core import Core
 from provider.docker_runtime import (
@@ -41,6 +44,7 @@ from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import Timings
+from servicekit.auth import Credentials
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -442,6 +446,10 @@ class World:
             self.scale_store,
             self.timings,
         )
+
+    def app(self, credentials: Credentials) -> web.Application:
+        """The provider's HTTP API over this world."""
+        return create_app(self.config, credentials, self.core, self.secrets, self.namespaces)
 
     @property
     def orchestrator(self) -> Orchestrator:

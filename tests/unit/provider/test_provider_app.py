@@ -13,7 +13,6 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from provider.app import create_app
 from provider.state import Timings
 from servicekit.auth import Credentials
 from tests.unit.provider.fakes import FAST, Behaviour, World, until
@@ -34,15 +33,7 @@ async def make_client(
         world = World(tmp_path / f"state{len(worlds)}", subnet=subnet, timings=timings)
         worlds.append(world)
         await world.start()
-        app = create_app(
-            world.config,
-            CREDENTIALS,
-            world.orchestrator,
-            world.secrets,
-            world.namespaces,
-            world.core.follower,
-            world.core.code,
-        )
+        app = world.app(CREDENTIALS)
         return world, await aiohttp_client(app)
 
     yield make

@@ -15,7 +15,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from provider.app import create_app
 from provider.code_functions import ANNOTATION_CODE, LABEL_RUNTIME, LABEL_RUNTIME_MODE
 from servicekit.auth import Credentials
 from tests.unit.provider.fakes import World, until
@@ -43,15 +42,7 @@ async def stack(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[
     world.runtime.image_labels[RUNTIME] = {LABEL_RUNTIME: "python3.11", LABEL_RUNTIME_MODE: "python"}
     world.runtime.image_labels["fn:1"] = {LABEL_RUNTIME: ""}  # a function image built on a runtime opts out
     await world.start()
-    app = create_app(
-        world.config,
-        CREDENTIALS,
-        world.orchestrator,
-        world.secrets,
-        world.namespaces,
-        world.core.follower,
-        world.core.code,
-    )
+    app = world.app(CREDENTIALS)
     yield world, await aiohttp_client(app)
     await world.core.close()
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from pytest_aiohttp import AiohttpServer
 
-from provider.app import create_app
 from provider.code_functions import ANNOTATION_CODE, LABEL_RUNTIME, LABEL_RUNTIME_MODE
 from pyfaasd import stack
 from servicekit.auth import Credentials
@@ -64,15 +63,7 @@ async def target(tmp_path: Path, aiohttp_server: AiohttpServer) -> AsyncIterator
     world.runtime.images[RUNTIME] = "sha256:rt"
     world.runtime.image_labels[RUNTIME] = {LABEL_RUNTIME: "python3.11", LABEL_RUNTIME_MODE: "python"}
     await world.start()
-    app = create_app(
-        world.config,
-        Credentials("admin", "pw"),
-        world.orchestrator,
-        world.secrets,
-        world.namespaces,
-        world.core.follower,
-        world.core.code,
-    )
+    app = world.app(Credentials("admin", "pw"))
     server = await aiohttp_server(app)
     password = tmp_path / "password"
     password.write_text("pw\n")
