@@ -177,6 +177,9 @@ def snapshot(directory: Path) -> dict[str, tuple[int, int]]:
 class PythonExecutor:
     def __init__(self, config: WatchdogConfig) -> None:
         self._config = config
+        # function_reload: the files as they were before loading, so an edit made at any time after is a change
+        # (a baseline taken later could already hold it).
+        self._loaded_files = snapshot(Path(config.function_path)) if config.function_reload else {}
         self._handler = load_handler(config)
         self._pool: ThreadPoolExecutor | None = None
         self._hostname = os.environ.get("HOSTNAME", "localhost")
@@ -187,7 +190,7 @@ class PythonExecutor:
         if not self._handler.is_async or self._config.function_reload:  # a reloaded handler may be sync
             self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="handler")
         if self._config.function_reload:
-            self._watcher = asyncio.create_task(self._watch(), name="function reload")
+            self._watcher = asyncio.create_task(self._watch(self._loaded_files), name="function reload")
 
     async def close(self) -> None:
         if self._watcher is not None:
@@ -195,13 +198,12 @@ class PythonExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def _watch(self) -> None:
+    async def _watch(self, seen: dict[str, tuple[int, int]]) -> None:
         """``function_reload``: poll the function's files; on an edit, load the handler anew (pyfaasd dev).
 
         A version that does not load is logged and the last good one keeps serving.
         """
         directory = Path(self._config.function_path)
-        seen = await asyncio.to_thread(snapshot, directory)
         while True:
             await asyncio.sleep(RELOAD_POLL_S)
             now = await asyncio.to_thread(snapshot, directory)

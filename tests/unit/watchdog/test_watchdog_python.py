@@ -13,7 +13,7 @@ import pytest
 from tests.watchdog_harness import StartWatchdog
 from watchdog.config import WatchdogConfig
 from watchdog.errors import StartupError
-from watchdog.executor.python import load_handler
+from watchdog.executor.python import PythonExecutor, load_handler
 
 
 def write_handler(directory: Path, source: str, *, package: bool = False) -> Path:
@@ -265,3 +265,19 @@ async def test_function_reload_serves_an_edited_handler_and_keeps_the_last_good_
     assert await (await harness.client.get("/")).text() == "two"
     (fn / "handler.py").write_text("def handle(req):\n    return 'fixed ' + req\n")
     await answers("fixed ")
+
+
+async def test_function_reload_sees_an_edit_made_before_the_watcher_first_looked(tmp_path: Path) -> None:
+    """The baseline is the files as loaded: an edit right after loading is never mistaken for the baseline."""
+    fn = write_handler(tmp_path / "fn", "def run():\n    return 1\n")
+    executor = PythonExecutor(
+        WatchdogConfig.from_env({"mode": "python", "function_path": str(fn), "function_reload": "1"})
+    )
+    (fn / "handler.py").write_text("def run():\n    return 'edited'\n")  # before start(), before any poll
+    await executor.start()
+    try:
+        async with asyncio.timeout(3):
+            while executor._handler.function() != "edited":
+                await asyncio.sleep(0.05)
+    finally:
+        await executor.close()
