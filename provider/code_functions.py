@@ -46,7 +46,7 @@ PACKAGES_MOUNT: Final = "/home/app/packages"
 class Mount:
     """A host path bound into a replica (read-only unless said)."""
 
-    source: Path
+    source: str  # a host path, or the name of a Docker volume
     target: str
     read_only: bool = True
 
@@ -152,11 +152,11 @@ class CodeFunctions:
                 "bundles: GET /system/runtimes lists the runtimes"
             )
         code = live if live is not None else self.store.get(digest or "").path
-        mounts = [Mount(code, FUNCTION_MOUNT)]
+        mounts = [Mount(str(code), FUNCTION_MOUNT)]
         requirements = requirements_of(code)
         if requirements is not None:
             found = await self.dependencies.ensure(spec.image, image.id, requirements)
-            mounts.append(Mount(found.path, PACKAGES_MOUNT))
+            mounts.append(Mount(str(found.path), PACKAGES_MOUNT))
         return mounts
 
     async def install_plan(self, digest: str, image_name: str) -> InstallPlan:

@@ -98,6 +98,24 @@ def parse_index_url(name: str, value: str) -> str:
     return text
 
 
+def parse_host_roots(name: str, value: str) -> tuple[Path, ...]:
+    """Colon-separated absolute directories (empty: host paths refused)."""
+    roots = []
+    for item in filter(None, value.split(":")):
+        if not item.startswith("/"):
+            raise settings.SettingError(f"{name}: {item!r} is not an absolute directory path")
+        roots.append(Path(item))
+    return tuple(roots)
+
+
+VOLUME_HOST_ROOTS: Final = Setting(
+    "PYFAASD_VOLUME_HOST_ROOTS",
+    None,
+    "",
+    "colon-separated directories under which volumes may bind host paths",
+    parse_host_roots,
+    "none (host paths refused)",
+)
 PIP_INDEX_URL: Final = Setting(
     "PYFAASD_PIP_INDEX_URL", None, "", "where pip finds code functions' requirements", parse_index_url, "pip's default"
 )
@@ -132,6 +150,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     PIP_INDEX_URL,
     PIP_FIND_LINKS,
     PIP_TIMEOUT,
+    VOLUME_HOST_ROOTS,
     LOG_LEVEL,
 )
 
@@ -151,6 +170,7 @@ class ProviderConfig:
     function_port: int = defaults.FUNCTION_PORT
     code_limits: CodeLimits = field(default_factory=CodeLimits)
     pip: PipSettings = field(default_factory=PipSettings)
+    volume_host_roots: tuple[Path, ...] = ()
     log_level: str = "info"
 
     @property
@@ -197,5 +217,6 @@ class ProviderConfig:
             pip=PipSettings(
                 index_url=PIP_INDEX_URL.read(env), find_links=PIP_FIND_LINKS.read(env), timeout_s=PIP_TIMEOUT.read(env)
             ),
+            volume_host_roots=VOLUME_HOST_ROOTS.read(env),
             log_level=LOG_LEVEL.read(env),
         )

@@ -24,6 +24,7 @@ from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import State, Timings
 from provider.tasks import Background
+from provider.volumes import VolumeStore
 
 
 @dataclass(slots=True)
@@ -35,6 +36,7 @@ class Core:
     follower: EventFollower
     background: Background
     code: CodeFunctions
+    volumes: VolumeStore
     events: asyncio.Task[None] | None = None
 
     @classmethod
@@ -57,11 +59,14 @@ class Core:
             DependencySets(config.deps_dir, runtime, config.pip, {LABEL_BRIDGE: config.net.bridge}),
             runtime,
         )
-        replicas = Replicas(config, state, runtime, network, probe, secrets, scale_store, background, timings, code)
+        volumes = VolumeStore(runtime, config.net.bridge, config.volume_host_roots)
+        replicas = Replicas(
+            config, state, runtime, network, probe, secrets, scale_store, background, timings, code, volumes
+        )
         reactions = Reactions(state, replicas, runtime, scale_store, background, timings)
-        orchestrator = Orchestrator(config, state, replicas, runtime, secrets, namespaces, scale_store, code)
+        orchestrator = Orchestrator(config, state, replicas, runtime, secrets, namespaces, scale_store, code, volumes)
         follower = EventFollower(runtime, reactions, timings)
-        return cls(state, replicas, reactions, orchestrator, follower, background, code)
+        return cls(state, replicas, reactions, orchestrator, follower, background, code, volumes)
 
     async def start(self) -> None:
         """Follow Docker's events, then recover the functions found in Docker."""

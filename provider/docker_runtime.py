@@ -19,8 +19,8 @@ import aiodocker
 import aiohttp
 import structlog
 
-from provider.errors import DockerUnavailableError, ImageUnavailableError, RuntimeFailureError
-from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine
+from provider.errors import DockerUnavailableError, ImageUnavailableError, RuntimeFailureError, VolumeMountError
+from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine, VolumeInfo
 
 log = structlog.get_logger("provider.docker")
 
@@ -100,6 +100,9 @@ class DockerRuntime:
         try:
             await self._docker.containers.container(container_id).start()
         except aiodocker.DockerError as e:
+            message = e.message if isinstance(e.message, str) else str(e.message)
+            if "mounting volume" in message or "failed to mount local volume" in message:
+                raise VolumeMountError(message) from e
             if e.status != 304:  # already started
                 raise _error("start a container", e) from e
         info = await self.inspect(container_id)
@@ -139,6 +142,32 @@ class DockerRuntime:
         except aiodocker.DockerError as e:
             raise _error("list images", e) from e
         return [ImageInfo(str(i["Id"]), dict(i.get("Labels") or {}), tuple(i.get("RepoTags") or ())) for i in found]
+
+    # -- volumes -------------------------------------------------------------------------------------------
+
+    async def create_volume(self, name: str, options: Mapping[str, str], labels: Mapping[str, str]) -> VolumeInfo:
+        config = {"Name": name, "Driver": "local", "DriverOpts": dict(options), "Labels": dict(labels)}
+        try:
+            volume = await self._docker.volumes.create(config)  # type: ignore[no-untyped-call]
+            data = await volume.show()
+        except aiodocker.DockerError as e:
+            raise _error(f"create volume {name}", e) from e
+        return _volume(data)
+
+    async def volumes(self, label: str) -> list[VolumeInfo]:
+        try:
+            found = await self._docker.volumes.list(filters={"label": [label]})  # type: ignore[no-untyped-call]
+        except aiodocker.DockerError as e:
+            raise _error("list volumes", e) from e
+        return [_volume(v) for v in found.get("Volumes") or []]
+
+    async def remove_volume(self, name: str) -> None:
+        try:
+            volume = await self._docker.volumes.get(name)  # type: ignore[no-untyped-call]
+            await volume.delete()
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error(f"remove volume {name}", e) from e
 
     async def run_to_completion(
         self, name: str, config: dict[str, Any], timeout_s: float, on_line: Callable[[str], None]
@@ -270,6 +299,16 @@ def _container(data: Mapping[str, Any]) -> Container | None:
         oom_killed=bool(state.get("OOMKilled")),
         created=str(data.get("Created", "")),
         image_id=str(data.get("Image", "")),
+    )
+
+
+def _volume(data: Mapping[str, Any]) -> VolumeInfo:
+    return VolumeInfo(
+        name=str(data["Name"]),
+        mountpoint=str(data.get("Mountpoint") or ""),
+        labels=dict(data.get("Labels") or {}),
+        options=dict(data.get("Options") or {}),
+        created=str(data.get("CreatedAt") or ""),
     )
 
 

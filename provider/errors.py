@@ -154,3 +154,29 @@ class DevDirectoryError(ProviderError):
     """A ``pyfaasd dev`` directory that is missing, shared, or whose token does not prove local access."""
 
     status = 403
+
+
+class VolumeNotFoundError(ProviderError):
+    status = 404
+
+
+class VolumeExistsError(ProviderError):
+    status = 409
+
+
+class VolumeInUseError(ProviderError):
+    """A volume that functions mount cannot be removed: the message names them."""
+
+    status = 409
+
+
+class VolumeMissingError(ProviderError):
+    """A function mounts a volume that does not exist: refused before anything is created."""
+
+    status = 400
+
+
+class VolumeMountError(ProviderError):
+    """Docker could not mount a volume (an NFS share that does not answer, say): the message names it."""
+
+    status = 422

@@ -10,6 +10,7 @@ from provider.events import EventFollower
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
 from provider.secrets import SecretStore
+from provider.volumes import VolumeStore
 from servicekit.auth import Credentials
 
 CONFIG = web.AppKey("config", ProviderConfig)
@@ -19,3 +20,4 @@ SECRETS = web.AppKey("secrets", SecretStore)
 NAMESPACES = web.AppKey("namespaces", NamespaceStore)
 EVENTS = web.AppKey("events", EventFollower)
 CODE = web.AppKey("code", CodeFunctions)
+VOLUMES = web.AppKey("volumes", VolumeStore)

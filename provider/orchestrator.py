@@ -9,7 +9,9 @@ The replicas themselves are handled by ``provider/replicas.py``, recovery and Do
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import structlog
@@ -24,6 +26,7 @@ from provider.runtime import Container, Runtime
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import FunctionState, State
+from provider.volumes import VolumeStore
 
 log = structlog.get_logger("provider")
 
@@ -39,9 +42,11 @@ class Orchestrator:
         namespaces: NamespaceStore,
         scale_store: ScaleStore,
         code: CodeFunctions,
+        volumes: VolumeStore,
     ) -> None:
         self._config = config
         self._code = code
+        self._volumes = volumes
         self._state = state
         self._replicas = replicas
         self._runtime = runtime
@@ -94,7 +99,8 @@ class Orchestrator:
                     created_at=format_time(datetime.now(UTC)),
                     desired=replicas,
                 )
-                started = await self._replicas.create(fn, range(replicas))
+                async with self._volumes_for(spec):
+                    started = await self._replicas.create(fn, range(replicas))
                 fn.replicas = {r.container.id: r for r in started}
                 self._scale_store.set(spec.namespace, spec.service, replicas)
                 self._state.functions[key] = fn
@@ -120,10 +126,11 @@ class Orchestrator:
             return fn.status()
         await self._code.mounts(spec, image)  # refuses a bad code function before any container
         new = FunctionState(spec=spec, generation=uuid.uuid4().hex, created_at=fn.created_at, desired=fn.desired)
-        if fn.desired == 0:
-            started = [await self._replicas.create_parked(new)]
-        else:
-            started = await self._replicas.create(new, range(fn.desired))
+        async with self._volumes_for(spec):
+            if fn.desired == 0:
+                started = [await self._replicas.create_parked(new)]
+            else:
+                started = await self._replicas.create(new, range(fn.desired))
         old = list(fn.replicas.values())
         fn.spec, fn.generation = spec, new.generation
         fn.replicas = {r.container.id: r for r in started}
@@ -160,6 +167,22 @@ class Orchestrator:
             self._scale_store.set(namespace, name, replicas)
             log.info("function_scaled", function=name, namespace=namespace, replicas=replicas)
             return fn.status()
+
+    @contextlib.asynccontextmanager
+    async def _volumes_for(self, spec: FunctionDeployment) -> AsyncIterator[None]:
+        """Check the volumes ``spec`` mounts (400 for a missing one) and make its auto volume before any
+        container; if the operation then fails, an auto volume made for it now is removed again."""
+        _mounts, made = await self._volumes.for_function(spec)
+        try:
+            yield
+        except BaseException:
+            for name in made:
+                await self._volumes.delete(name, [])
+            raise
+
+    def volume_users(self) -> dict[str, list[str]]:
+        """The functions mounting each volume."""
+        return self._volumes.users(fn.spec for fn in self._state.functions.values())
 
     def code_usage(self) -> dict[str, list[str]]:
         """The functions using each code bundle (deploys in flight included)."""

@@ -15,16 +15,17 @@ from ipaddress import IPv4Address
 import structlog
 
 from netconf import NetconfError, NetnsNotFoundError, write_hosts
-from provider.code_functions import CodeFunctions
+from provider.code_functions import CodeFunctions, Mount
 from provider.config import ProviderConfig, PullPolicy
 from provider.container_spec import ReplicaSpec, container_config
-from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, network_error
+from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, VolumeMountError, network_error
 from provider.readiness import NotReadyError, wait_ready
 from provider.runtime import Container, ImageInfo, Network, Probe, Runtime
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import FunctionState, ReplicaState, State, Timings
 from provider.tasks import Background
+from provider.volumes import VolumeStore
 
 log = structlog.get_logger("provider")
 
@@ -44,9 +45,11 @@ class Replicas:
         background: Background,
         timings: Timings,
         code: CodeFunctions,
+        volumes: VolumeStore,
     ) -> None:
         self._config = config
         self._code = code
+        self._volumes = volumes
         self._state = state
         self._runtime = runtime
         self._network = network
@@ -127,6 +130,8 @@ class Replicas:
         spec = ReplicaSpec(spec=fn.spec, replica=index, generation=fn.generation, created=fn.created_at)
         paths = {name: self._secrets.path(fn.spec.namespace, name) for name in fn.spec.secrets}
         mounts = await self._code.mounts(fn.spec)
+        volumes, _made = await self._volumes.for_function(fn.spec)
+        mounts += [Mount(source, target, read_only) for source, target, read_only in volumes]
         config = container_config(spec, self._config, paths, mounts)
         container_id = await self._runtime.create(spec.container_name, config)
         info = await self._runtime.inspect(container_id)
@@ -138,7 +143,10 @@ class Replicas:
         """Start (if needed), attach to the bridge and wait until healthy; marks the replica ready."""
         cid = replica.container.id
         with self._state.managing(cid):
-            info = await self._runtime.start(cid)
+            try:
+                info = await self._runtime.start(cid)
+            except VolumeMountError as e:
+                raise self._volumes.explain_mount_error(str(e)) from None
             replica.container = info
             if not info.running:
                 raise await self._not_ready(fn, cid, info.exit_message())

@@ -70,6 +70,17 @@ class ImageInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class VolumeInfo:
+    """A Docker volume: its name, where its data is on this host (local ones), labels and driver options."""
+
+    name: str
+    mountpoint: str
+    labels: Mapping[str, str]
+    options: Mapping[str, str]
+    created: str
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     timestamp: datetime
     text: str
@@ -100,6 +111,18 @@ class Runtime(Protocol):
 
     async def images_labelled(self, label: str) -> list[ImageInfo]:
         """The local images carrying ``label`` (with any value)."""
+        ...
+
+    async def create_volume(self, name: str, options: Mapping[str, str], labels: Mapping[str, str]) -> VolumeInfo:
+        """A volume of the local driver with these driver options."""
+        ...
+
+    async def volumes(self, label: str) -> list[VolumeInfo]:
+        """The volumes carrying ``label``."""
+        ...
+
+    async def remove_volume(self, name: str) -> None:
+        """Remove a volume (a no-op when it is gone)."""
         ...
 
     async def run_to_completion(

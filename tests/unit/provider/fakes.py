@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,11 +37,11 @@ from provider.docker_runtime import (
     LABEL_REPLICA,
     LABEL_SPEC,
 )
-from provider.errors import ImageUnavailableError, RuntimeFailureError
+from provider.errors import ImageUnavailableError, RuntimeFailureError, VolumeMountError
 from provider.models import FunctionDeployment, FunctionStatus
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
-from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine
+from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine, VolumeInfo
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import Timings
@@ -115,6 +116,9 @@ class FakeRuntime:
         self.pullable: set[str] = set()
         self.pullable_ids: dict[str, str] = {}  # what a pull of a reference brings (default: a fixed ID)
         self.image_labels: dict[str, dict[str, str]] = {}
+        self.volume_store: dict[str, VolumeInfo] = {}
+        self.volume_root = Path(tempfile.mkdtemp(prefix="fake-volumes-"))
+        self.mount_errors: dict[str, str] = {}  # a volume whose mount fails at container start -> Docker's message
         self.one_shot: Callable[[dict[str, Any]], tuple[int, list[str]]] = lambda config: (0, [])
         self.behaviours: dict[str, Behaviour] = {}
         self.actions: list[tuple[str, str]] = []  # (what, container name) of every call that changes something
@@ -161,6 +165,12 @@ class FakeRuntime:
         await asyncio.sleep(0)
         container = self._get(container_id)
         self.actions.append(("start", container.name))
+        for bind in container.binds:
+            source = bind.split(":", 1)[0]
+            if source in self.mount_errors:  # as Docker answers a start whose volume cannot be mounted
+                raise VolumeMountError(
+                    f"error while mounting volume '/var/lib/docker/volumes/{source}/_data': {self.mount_errors[source]}"
+                )
         if not container.running:
             self._run(container)
             behaviour = self.behaviour(container)
@@ -204,6 +214,27 @@ class FakeRuntime:
             for ref, labels in self.image_labels.items()
             if label in labels and ref in self.images
         ]
+
+    async def create_volume(self, name: str, options: Mapping[str, str], labels: Mapping[str, str]) -> VolumeInfo:
+        await asyncio.sleep(0)
+        if name in self.volume_store:
+            raise RuntimeFailureError(f"docker could not create volume {name}: it exists")
+        mountpoint = self.volume_root / name if not options else None
+        if mountpoint is not None:
+            mountpoint.mkdir(parents=True)
+        info = VolumeInfo(name, str(mountpoint or ""), dict(labels), dict(options), "2026-01-01T00:00:00Z")
+        self.volume_store[name] = info
+        self.actions.append(("create volume", name))
+        return info
+
+    async def volumes(self, label: str) -> list[VolumeInfo]:
+        await asyncio.sleep(0)
+        return [v for v in self.volume_store.values() if label in v.labels]
+
+    async def remove_volume(self, name: str) -> None:
+        await asyncio.sleep(0)
+        if self.volume_store.pop(name, None) is not None:
+            self.actions.append(("remove volume", name))
 
     async def run_to_completion(
         self, name: str, config: dict[str, Any], timeout_s: float, on_line: Callable[[str], None]
@@ -419,12 +450,19 @@ class World:
     ``restart()`` is a provider killed and started again: a new view over the same Docker, bridge and disk.
     """
 
-    def __init__(self, state_dir: Path, subnet: str = "10.99.0.0/28", timings: Timings = FAST) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        subnet: str = "10.99.0.0/28",
+        timings: Timings = FAST,
+        volume_host_roots: tuple[Path, ...] = (),
+    ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.config = ProviderConfig(
             net=NetConfig(bridge="pft0", subnet=IPv4Network(subnet), state_dir=state_dir),
             ready_timeout_s=1.0,
             stop_timeout_s=1.0,
+            volume_host_roots=volume_host_roots,
         )
         self.runtime = FakeRuntime(self.config.net.bridge)
         self.network = FakeNetwork(self.runtime, self.config.net.subnet)
