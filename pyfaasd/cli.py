@@ -18,7 +18,7 @@ from servicekit.settings import STATE_DIR
 from servicekit.version import __version__
 
 if TYPE_CHECKING:
-    from pyfaasd.code_commands import Target
+    from pyfaasd.gateway_client import Target
 
 
 def _version(_args: argparse.Namespace) -> int:
@@ -148,6 +148,9 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     dev.add_argument("--secret", action="append", metavar="NAME", help="a secret to mount")
     dev.add_argument("--label", action="append", metavar="K=V", help="a label")
     dev.add_argument("--annotation", action="append", metavar="K=V", help="an annotation")
+    dev.add_argument(
+        "--volume", action="append", metavar="NAME=/PATH[:ro]", help="mount a volume, as a deploy's annotation does"
+    )
     _add_gateway_options(dev)
     dev.set_defaults(run=_dev)
 
@@ -163,6 +166,24 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
             parser.add_argument("digests", nargs="+", metavar="DIGEST", help="sha256:<hex> as `code ls` shows it")
         _add_gateway_options(parser)
         parser.set_defaults(run=_code)
+
+    volume = commands.add_parser("volume", help="the volumes functions mount: create NAME, ls, rm NAME...")
+    volume_commands = volume.add_subparsers(dest="volume_command", required=True, metavar="ACTION")
+    create = volume_commands.add_parser("create", help="create a named volume, a host path or an NFS share")
+    create.add_argument("name", help="the volume's name (mount it with com.pyfaasd.volume.NAME=/path[:ro])")
+    create.add_argument("--host-path", help="bind this host directory (under PYFAASD_VOLUME_HOST_ROOTS)")
+    create.add_argument("--nfs-server", help="an NFS server's host name or address")
+    create.add_argument("--nfs-path", help="the exported path on the NFS server")
+    create.add_argument("--nfs-options", default="", help="mount options, e.g. nfsvers=4,hard")
+    _add_gateway_options(create)
+    create.set_defaults(run=_volume)
+    listing_volumes = volume_commands.add_parser("ls", help="list the volumes and the functions using them")
+    _add_gateway_options(listing_volumes)
+    listing_volumes.set_defaults(run=_volume)
+    remove = volume_commands.add_parser("rm", help="remove volumes no function uses (their data with them)")
+    remove.add_argument("names", nargs="+", metavar="NAME")
+    _add_gateway_options(remove)
+    remove.set_defaults(run=_volume)
 
     runtime = commands.add_parser("runtime", help="the runtime library: ls, build NAME DIR")
     runtime_commands = runtime.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")
@@ -193,7 +214,7 @@ def _add_gateway_options(parser: argparse.ArgumentParser, first_default: str = "
 def _target(args: argparse.Namespace) -> Target | None:
     """The gateway and credentials of a code or runtime command; None (with the reason said) if unusable."""
     from pyfaasd import stack
-    from pyfaasd.code_commands import Target
+    from pyfaasd.gateway_client import Target
 
     try:
         credentials, _hint = stack.resolve_credentials(
@@ -221,7 +242,10 @@ def _dev(args: argparse.Namespace) -> int:
             environment=stack.parse_pairs(args.env, "--env"),
             secrets=tuple(args.secret or ()),
             labels=stack.parse_pairs(args.label, "--label"),
-            annotations=stack.parse_pairs(args.annotation, "--annotation"),
+            annotations={
+                **stack.parse_pairs(args.annotation, "--annotation"),
+                **{f"com.pyfaasd.volume.{k}": v for k, v in stack.parse_pairs(args.volume, "--volume").items()},
+            },
         )
     except stack.StackError as e:
         _print_err(f"pyfaasd dev: {e}")
@@ -241,6 +265,28 @@ def _code(args: argparse.Namespace) -> int:
     if args.code_command == "rm":
         return code_commands.code_rm(target, args.digests, print, err)
     return code_commands.code_prune(target, print, err)
+
+
+def _volume(args: argparse.Namespace) -> int:
+    from pyfaasd import volume_commands
+
+    target = _target(args)
+    if target is None:
+        return 2
+    if args.volume_command == "create":
+        return volume_commands.volume_create(
+            target,
+            args.name,
+            host_path=args.host_path,
+            nfs_server=args.nfs_server,
+            nfs_path=args.nfs_path,
+            nfs_options=args.nfs_options,
+            out=print,
+            err=_print_err,
+        )
+    if args.volume_command == "ls":
+        return volume_commands.volume_ls(target, print, _print_err)
+    return volume_commands.volume_rm(target, args.names, print, _print_err)
 
 
 def _runtime(args: argparse.Namespace) -> int:

@@ -11,35 +11,20 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 from provider.code_functions import LABEL_RUNTIME, LABEL_RUNTIME_MODE
-from pyfaasd.gateway_client import Response, send
-from servicekit.auth import Credentials
+from pyfaasd.gateway_client import Out, Target, failed, send, table
 
 _RUNTIME_NAME: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
-
-Out = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    gateway: str
-    credentials: Credentials | None
-
-
-def _failed(what: str, reply: Response, err: Out) -> int:
-    err(f"pyfaasd: {what}: {reply.status} {reply.reason}: {reply.body.strip()}")
-    return 1
 
 
 def code_ls(target: Target, out: Out, err: Out) -> int:
     reply = send("GET", f"{target.gateway}/system/code", target.credentials)
     if reply.status != 200:
-        return _failed("cannot list the code bundles", reply, err)
+        return failed("cannot list the code bundles", reply, err)
     rows = [("DIGEST", "SIZE", "FILES", "CREATED", "FUNCTIONS")]
     for bundle in reply.json():
         rows.append(
@@ -51,25 +36,25 @@ def code_ls(target: Target, out: Out, err: Out) -> int:
                 ",".join(bundle.get("functions", [])) or "-",
             )
         )
-    _table(rows, out)
+    table(rows, out)
     return 0
 
 
 def code_rm(target: Target, digests: Sequence[str], out: Out, err: Out) -> int:
-    failed = 0
+    status = 0
     for digest in digests:
         reply = send("DELETE", f"{target.gateway}/system/code/{digest}", target.credentials)
         if reply.status == 200:
             out(f"Removed {digest}.")
         else:
-            failed = _failed(f"cannot remove {digest}", reply, err)
-    return failed
+            status = failed(f"cannot remove {digest}", reply, err)
+    return status
 
 
 def code_prune(target: Target, out: Out, err: Out) -> int:
     reply = send("POST", f"{target.gateway}/system/code/prune", target.credentials)
     if reply.status != 200:
-        return _failed("cannot prune", reply, err)
+        return failed("cannot prune", reply, err)
     removed = reply.json().get("removedDependencySets", [])
     out(f"Removed {len(removed)} unused dependency set{'s' if len(removed) != 1 else ''}.")
     for key in removed:
@@ -80,8 +65,8 @@ def code_prune(target: Target, out: Out, err: Out) -> int:
 def runtime_ls(target: Target, out: Out, err: Out) -> int:
     reply = send("GET", f"{target.gateway}/system/runtimes", target.credentials)
     if reply.status != 200:
-        return _failed("cannot list the runtimes", reply, err)
-    _table([("NAME", "IMAGE", "MODE"), *((r["name"], r["image"], r["mode"] or "-") for r in reply.json())], out)
+        return failed("cannot list the runtimes", reply, err)
+    table([("NAME", "IMAGE", "MODE"), *((r["name"], r["image"], r["mode"] or "-") for r in reply.json())], out)
     return 0
 
 
@@ -107,9 +92,3 @@ def runtime_build(name: str, directory: Path, tag: str | None, mode: str, out: O
         return 1
     out(f"Runtime {name}: {image}. Deploy code onto it with: pyfaasd deploy PATH --name NAME --runtime {name}")
     return 0
-
-
-def _table(rows: Sequence[Sequence[str]], out: Out) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,17 @@ from servicekit.auth import Credentials
 from servicekit.version import __version__
 
 TIMEOUT_S = 60.0  # faas-cli's default command timeout
+
+
+Out = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The gateway a command talks to, and the credentials it sends."""
+
+    gateway: str
+    credentials: Credentials | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,3 +109,16 @@ def ndjson(
                 item = json.loads(raw)
                 if isinstance(item, dict):
                     yield item
+
+
+def failed(what: str, reply: Response, err: Out) -> int:
+    """Report a refused request (``pyfaasd: what: status reason: body``); the exit status 1."""
+    err(f"pyfaasd: {what}: {reply.status} {reply.reason}: {reply.body.strip()}")
+    return 1
+
+
+def table(rows: Sequence[Sequence[str]], out: Out) -> None:
+    """Rows as left-aligned columns, the first row the heading."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

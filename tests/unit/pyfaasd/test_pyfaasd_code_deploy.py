@@ -166,8 +166,8 @@ async def test_what_cannot_be_deployed_is_named(
 
 
 async def test_code_and_runtime_listings_removal_and_prune(target: Target, tmp_path: Path) -> None:
-    from pyfaasd.code_commands import Target as GatewayTarget
     from pyfaasd.code_commands import code_ls, code_prune, code_rm, runtime_ls
+    from pyfaasd.gateway_client import Target as GatewayTarget
     from servicekit.auth import Credentials as Creds
 
     handler = tmp_path / "handler.py"
