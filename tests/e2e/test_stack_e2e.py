@@ -261,3 +261,22 @@ def test_a_stack_file_for_the_python3_http_template_deploys_as_code_with_require
     assert "Requirements: installed." in result.stdout
     reply = invoke(stack, name, method="GET")
     assert (reply.status, reply.text) == (200, "from a wheel")
+
+
+def test_volumes_through_the_gateway_with_faas_cli_annotations(make_stack: MakeStack, name: str) -> None:
+    stack = make_stack()
+    volume = f"v{name}"
+    assert stack.call("POST", "/system/volumes", {"name": volume}).status == 201
+    spec: dict[str, object] = {
+        "service": name,
+        "image": ECHO,
+        "annotations": {f"com.pyfaasd.volume.{volume}": "/mnt/data", "com.pyfaasd.volume.auto": "/mnt/own:ro"},
+    }
+    faas_cli_deploy(stack, spec)
+    listed = {v["name"]: v for v in stack.call("GET", "/system/volumes").json()}
+    assert listed[volume]["functions"] == [f"{name}.openfaas-fn"]
+    assert listed[f"auto-{name}-openfaas-fn"]["auto"] == f"{name}.openfaas-fn"
+    assert stack.call("DELETE", "/system/volumes", {"name": volume}).status == 409
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status in (200, 202)
+    for gone in (volume, f"auto-{name}-openfaas-fn"):
+        assert stack.call("DELETE", "/system/volumes", {"name": gone}).status == 200

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -141,6 +142,22 @@ def test_the_auto_volume_survives_update_remove_and_redeploy(
     assert call(provider, name).text == "kept"
     provider.call("DELETE", "/system/functions", {"functionName": name})
     assert provider.call("DELETE", "/system/volumes", {"name": f"auto-{name}-openfaas-fn"}).status == 200
+
+
+def test_volumes_and_their_data_survive_a_provider_restart(
+    provider: ProviderProcess, name: str, files_code: str
+) -> None:
+    volume = f"kept-{name}"
+    assert provider.call("POST", "/system/volumes", {"name": volume}).status == 201
+    assert deploy(provider, name, files_code, {volume: "/mnt/kept"}, "/mnt/kept").status == 202
+    assert call(provider, name, "POST", b"before").text == "written"
+    provider.stop(signal.SIGKILL)
+    provider.start()
+    listed = {v["name"]: v for v in provider.call("GET", "/system/volumes").json()}
+    assert listed[volume]["functions"] == [f"{name}.openfaas-fn"]
+    assert call(provider, name).text == "before"
+    provider.call("DELETE", "/system/functions", {"functionName": name})
+    assert provider.call("DELETE", "/system/volumes", {"name": volume}).status == 200
 
 
 def test_host_paths_inside_the_roots_only(

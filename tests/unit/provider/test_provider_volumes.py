@@ -101,6 +101,13 @@ async def test_an_nfs_share_reaches_docker_as_its_local_driver_mounts_nfs(make_s
     }
 
 
+async def test_the_seeds_nfs_options_pass_as_they_are(make_stack: MakeStack) -> None:
+    world, client = await make_stack()
+    options = "vers=3,nolock,proto=tcp,rsize=1048576,wsize=1048576,hard,timeo=600,retrans=2,noresvport"
+    await create(client, {"name": "nas", "nfs": {"server": "10.0.0.5", "path": "/export", "options": options}})
+    assert world.runtime.volume_store["pyfaasd-pft0-nas"].options["o"] == f"addr=10.0.0.5,{options}"
+
+
 async def test_a_share_that_cannot_be_mounted_is_422_naming_it_and_leaves_nothing(make_stack: MakeStack) -> None:
     world, client = await make_stack()
     await create(client, {"name": "nas", "nfs": {"server": "10.0.0.5", "path": "/export"}})
