@@ -11,10 +11,9 @@ stored, or an image that is not a runtime, is a 400 naming it; requirements pip 
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -130,7 +129,6 @@ class CodeFunctions:
         self.store = store
         self.dependencies = dependencies
         self._runtime = runtime
-        self._in_flight: list[FunctionDeployment] = []  # deploys and updates running now
 
     async def mounts(self, spec: FunctionDeployment, image: ImageInfo | None = None) -> list[Mount]:
         """What a replica of ``spec`` mounts for its code; installs its requirements on first use."""
@@ -178,28 +176,19 @@ class CodeFunctions:
         found = await self.dependencies.ensure(plan.image, plan.image_id, plan.requirements, on_line)
         return "installed" if found.installed else "cached"
 
-    @contextlib.contextmanager
-    def pinned(self, spec: FunctionDeployment) -> Iterator[None]:
-        """While a deploy or update of ``spec`` runs, its bundle and dependency set count as used."""
-        self._in_flight.append(spec)
-        try:
-            yield
-        finally:
-            self._in_flight.remove(spec)
-
     def usage(self, specs: Iterable[FunctionDeployment]) -> dict[str, list[str]]:
-        """The functions using each bundle, deploys in flight included, as ``name.namespace``."""
+        """The functions of ``specs`` using each bundle, as ``name.namespace``."""
         users: dict[str, set[str]] = {}
-        for spec in (*specs, *self._in_flight):
+        for spec in specs:
             digest = code_digest(spec)
             if digest is not None:
                 users.setdefault(digest, set()).add(f"{spec.service}.{spec.namespace}")
         return {digest: sorted(names) for digest, names in users.items()}
 
     async def prune(self, specs: Iterable[FunctionDeployment]) -> list[str]:
-        """Remove the dependency sets no function uses (deploys in flight included); the keys removed."""
+        """Remove the dependency sets none of ``specs`` uses; the keys removed."""
         used = set()
-        for spec in (*specs, *self._in_flight):
+        for spec in specs:
             digest = code_digest(spec)
             if digest is None or not self.store.exists(digest):
                 continue

@@ -89,7 +89,7 @@ class Orchestrator:
         self._check_deployable(spec)
         self._state.deploying.add(key)
         try:
-            with self._code.pinned(spec):
+            with self._state.operating(spec):
                 replicas = spec.scale_min(self._config.max_replicas)
                 image = await self._replicas.ensure_image(spec.image)
                 await self._code.mounts(spec, image)  # refuses a bad code function before any container
@@ -114,7 +114,7 @@ class Orchestrator:
         fn = self.get(spec.namespace, spec.service)
         self._check_deployable(spec)
         async with fn.lock:
-            with self._code.pinned(spec):
+            with self._state.operating(spec):
                 return await self._update_locked(fn, spec)
 
     async def _update_locked(self, fn: FunctionState, spec: FunctionDeployment) -> FunctionStatus:
@@ -181,16 +181,16 @@ class Orchestrator:
             raise
 
     def volume_users(self) -> dict[str, list[str]]:
-        """The functions mounting each volume."""
-        return self._volumes.users(fn.spec for fn in self._state.functions.values())
+        """The functions mounting each volume (deploys in flight included)."""
+        return self._volumes.users(self._state.specs_in_use())
 
     def code_usage(self) -> dict[str, list[str]]:
         """The functions using each code bundle (deploys in flight included)."""
-        return self._code.usage(fn.spec for fn in self._state.functions.values())
+        return self._code.usage(self._state.specs_in_use())
 
     async def prune_dependencies(self) -> list[str]:
         """Remove the dependency sets no function uses; the keys removed."""
-        return await self._code.prune([fn.spec for fn in self._state.functions.values()])
+        return await self._code.prune(self._state.specs_in_use())
 
     # -- checks ------------------------------------------------------------------------------------------
 

@@ -89,6 +89,7 @@ class State:
     def __init__(self) -> None:
         self.functions: dict[tuple[str, str], FunctionState] = {}
         self.deploying: set[tuple[str, str]] = set()  # deploys in flight, not yet in ``functions``
+        self._operating: list[FunctionDeployment] = []  # deployments being deployed or rolled out now
         self._managed: set[str] = set()
 
     def find(self, key: tuple[str, str]) -> FunctionState | None:
@@ -111,6 +112,19 @@ class State:
             for r in fn.replicas.values()
             if r.ready and r.ip is not None
         ]
+
+    @contextlib.contextmanager
+    def operating(self, spec: FunctionDeployment) -> Iterator[None]:
+        """While a deploy or update of ``spec`` runs, what it uses (code, volumes) counts as used."""
+        self._operating.append(spec)
+        try:
+            yield
+        finally:
+            self._operating.remove(spec)
+
+    def specs_in_use(self) -> list[FunctionDeployment]:
+        """The deployments of every function, and of those being deployed or updated now."""
+        return [*(fn.spec for fn in self.functions.values()), *self._operating]
 
     @contextlib.contextmanager
     def managing(self, container_id: str) -> Iterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -13,7 +14,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from servicekit.auth import Credentials
-from tests.unit.provider.fakes import Behaviour, World
+from tests.unit.provider.fakes import Behaviour, World, until
 
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:secret").decode()}
 Client = TestClient[Any, Any]
@@ -192,3 +193,14 @@ async def test_a_failed_first_deploy_removes_the_auto_volume_it_made(make_stack:
     assert reply.status == 422
     assert world.runtime.volume_store == {}
     assert world.runtime.of("broken") == []
+
+
+async def test_a_volume_cannot_be_removed_while_a_deploy_that_mounts_it_runs(make_stack: MakeStack) -> None:
+    world, client = await make_stack()
+    await create(client, {"name": "data"})
+    world.runtime.behaviours["fn:1"] = Behaviour(probes_until_ready=20)  # a replica that takes a while
+    deploying = asyncio.create_task(deploy(client, "slow", {"com.pyfaasd.volume.data": "/mnt/data"}))
+    await until(lambda: bool(world.runtime.of("slow")), what="the deploy to create its container")
+    refused = await client.delete("/system/volumes", json={"name": "data"}, headers=AUTH)
+    assert (refused.status, "slow.openfaas-fn" in await refused.text()) == (409, True)
+    assert (await deploying).status == 202
