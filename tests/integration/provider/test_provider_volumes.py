@@ -106,7 +106,7 @@ def test_two_functions_and_their_replicas_share_a_named_volume(
     volume = f"data-{name}"
     assert provider.call("POST", "/system/volumes", {"name": volume}).status == 201
     writer = deploy(provider, f"{name}w", files_code, {volume: "/mnt/data"}, "/mnt/data",
-                    labels={"com.openfaas.scale.min": "2"})  # fmt: skip
+                    labels={"com.openfaas.scale.min": "2"}, readOnlyRootFilesystem=True)  # fmt: skip
     assert writer.status == 202, (writer.text, provider.log_tail())
     assert deploy(provider, f"{name}r", files_code, {volume: "/mnt/in:ro"}, "/mnt/in").status == 202
 
