@@ -66,6 +66,11 @@ def _deploy(args: argparse.Namespace) -> int:
         if not args.name:
             print("pyfaasd deploy: --name is required when deploying a PATH", file=sys.stderr)
             return 2
+        try:
+            annotations = _annotations(args)
+        except stack.StackError as e:
+            print(f"pyfaasd deploy: {e}", file=sys.stderr)
+            return 2
         return stack.deploy_path_command(
             path=Path(args.path),
             name=args.name,
@@ -74,7 +79,7 @@ def _deploy(args: argparse.Namespace) -> int:
             env=args.env,
             secrets=args.secret,
             labels=args.label,
-            annotations=args.annotation,
+            annotations=annotations,
             gateway=args.gateway,
             username=args.username,
             password_file=Path(args.password_file) if args.password_file else None,
@@ -124,12 +129,7 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
         "path", nargs="?", help="a handler .py, a folder or a .zip/.tar.gz to deploy as a code function (no build)"
     )
     deploy.add_argument("--name", help="the function's name (with PATH)")
-    deploy.add_argument("--runtime", default="python3.11", help="the runtime to run PATH on (default: python3.11)")
-    deploy.add_argument("--namespace", default="", help="the function's namespace (with PATH; default openfaas-fn)")
-    deploy.add_argument("--env", action="append", metavar="K=V", help="an environment variable (with PATH)")
-    deploy.add_argument("--secret", action="append", metavar="NAME", help="a secret to mount (with PATH)")
-    deploy.add_argument("--label", action="append", metavar="K=V", help="a label (with PATH)")
-    deploy.add_argument("--annotation", action="append", metavar="K=V", help="an annotation (with PATH)")
+    _add_function_options(deploy, " (with PATH)")
     deploy.add_argument("-f", "--yaml", dest="file", default="stack.yml", help="the stack file (default: stack.yml)")
     deploy.add_argument(
         "--filter", action="append", metavar="NAME", help="deploy only functions matching NAME (wildcards; repeatable)"
@@ -142,15 +142,7 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     dev.add_argument("directory", help="the function's folder (handler.py, requirements.txt)")
     dev.add_argument("--name", required=True, help="the function's name")
-    dev.add_argument("--runtime", default="python3.11", help="the runtime to run it on (default: python3.11)")
-    dev.add_argument("--namespace", default="", help="the function's namespace (default openfaas-fn)")
-    dev.add_argument("--env", action="append", metavar="K=V", help="an environment variable")
-    dev.add_argument("--secret", action="append", metavar="NAME", help="a secret to mount")
-    dev.add_argument("--label", action="append", metavar="K=V", help="a label")
-    dev.add_argument("--annotation", action="append", metavar="K=V", help="an annotation")
-    dev.add_argument(
-        "--volume", action="append", metavar="NAME=/PATH[:ro]", help="mount a volume, as a deploy's annotation does"
-    )
+    _add_function_options(dev)
     _add_gateway_options(dev)
     dev.set_defaults(run=_dev)
 
@@ -198,6 +190,27 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     build.set_defaults(run=_runtime)
 
 
+def _add_function_options(parser: argparse.ArgumentParser, when: str = "") -> None:
+    """What a code function is deployed with, for `deploy PATH` and `dev`."""
+    parser.add_argument("--runtime", default="python3.11", help=f"the runtime to run on{when} (default: python3.11)")
+    parser.add_argument("--namespace", default="", help=f"the function's namespace{when} (default: openfaas-fn)")
+    parser.add_argument("--env", action="append", metavar="K=V", help=f"an environment variable{when}")
+    parser.add_argument("--secret", action="append", metavar="NAME", help=f"a secret to mount{when}")
+    parser.add_argument("--label", action="append", metavar="K=V", help=f"a label{when}")
+    parser.add_argument("--annotation", action="append", metavar="K=V", help=f"an annotation{when}")
+    parser.add_argument(
+        "--volume", action="append", metavar="NAME=/PATH[:ro]", help=f"mount a volume (an annotation){when}"
+    )
+
+
+def _annotations(args: argparse.Namespace) -> list[str]:
+    """--annotation K=V and --volume NAME=/PATH as the deployment's K=V annotations; StackError names a bad one."""
+    from pyfaasd import stack
+
+    volumes = stack.parse_pairs(args.volume, "--volume")
+    return [*(args.annotation or []), *(f"com.pyfaasd.volume.{name}={path}" for name, path in volumes.items())]
+
+
 def _add_gateway_options(parser: argparse.ArgumentParser, first_default: str = "") -> None:
     parser.add_argument(
         "-g",
@@ -242,10 +255,7 @@ def _dev(args: argparse.Namespace) -> int:
             environment=stack.parse_pairs(args.env, "--env"),
             secrets=tuple(args.secret or ()),
             labels=stack.parse_pairs(args.label, "--label"),
-            annotations={
-                **stack.parse_pairs(args.annotation, "--annotation"),
-                **{f"com.pyfaasd.volume.{k}": v for k, v in stack.parse_pairs(args.volume, "--volume").items()},
-            },
+            annotations=stack.parse_pairs(_annotations(args), "--annotation"),
         )
     except stack.StackError as e:
         _print_err(f"pyfaasd dev: {e}")

@@ -222,3 +222,13 @@ async def test_a_folder_with_requirements_shows_pips_output_before_the_deploy(ta
     assert code == 1
     assert "No matching distribution found for nope" in err[-1]
     assert target.world.runtime.of("other") == []
+
+
+@pytest.mark.parametrize("command", ["deploy", "dev"])
+def test_volume_flags_become_volume_annotations(command: str) -> None:
+    from pyfaasd import cli
+
+    args = cli.build_parser().parse_args(
+        [command, "x", "--name", "a", "--annotation", "k=v", "--volume", "data=/mnt/data:ro", "--volume", "auto=/a"]
+    )
+    assert cli._annotations(args) == ["k=v", "com.pyfaasd.volume.data=/mnt/data:ro", "com.pyfaasd.volume.auto=/a"]
