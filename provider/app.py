@@ -7,8 +7,8 @@ from aiohttp import web
 from provider.config import ProviderConfig
 from provider.core import Core
 from provider.handlers import code as code_handlers
-from provider.handlers import functions, logs, namespaces, secrets, system, volumes
-from provider.keys import CODE, CONFIG, CREDENTIALS, EVENTS, NAMESPACES, ORCHESTRATOR, SECRETS, VOLUMES
+from provider.handlers import functions, images, logs, namespaces, secrets, system, volumes
+from provider.keys import CODE, CONFIG, CREDENTIALS, EVENTS, IMAGES, NAMESPACES, ORCHESTRATOR, SECRETS, VOLUMES
 from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.secrets import SecretStore
@@ -39,6 +39,7 @@ def create_app(
     app[EVENTS] = core.follower
     app[CODE] = core.code
     app[VOLUMES] = core.volumes
+    app[IMAGES] = core.images
 
     async def metrics(request: web.Request) -> web.Response:
         del request
@@ -71,6 +72,8 @@ def create_app(
             web.post("/system/code/prune", code_handlers.prune_code),
             web.post("/system/code/{digest}/dependencies", code_handlers.install_code_dependencies),
             web.get("/system/runtimes", code_handlers.list_runtimes),
+            web.post("/system/images/pull", images.pull_image),
+            web.post("/system/images/refresh", images.refresh_images),
             web.post("/system/volumes", volumes.create_volume),
             web.get("/system/volumes", volumes.list_volumes),
             web.delete("/system/volumes", volumes.delete_volume),

@@ -116,6 +116,16 @@ VOLUME_HOST_ROOTS: Final = Setting(
     parse_host_roots,
     "none (host paths refused)",
 )
+REGISTRIES: Final = Setting(
+    "PYFAASD_REGISTRIES",
+    None,
+    "/etc/pyfaasd/registries.yaml",
+    "mirrors per registry (read at start and on SIGHUP; a missing file: none)",
+    settings.parse_path,
+)
+PULL_TIMEOUT: Final = Setting(
+    "PYFAASD_PULL_TIMEOUT", None, "10m", "longest one pull from one source may take", settings.parse_positive_duration
+)
 PIP_INDEX_URL: Final = Setting(
     "PYFAASD_PIP_INDEX_URL", None, "", "where pip finds code functions' requirements", parse_index_url, "pip's default"
 )
@@ -151,6 +161,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     PIP_FIND_LINKS,
     PIP_TIMEOUT,
     VOLUME_HOST_ROOTS,
+    REGISTRIES,
+    PULL_TIMEOUT,
     LOG_LEVEL,
 )
 
@@ -171,6 +183,8 @@ class ProviderConfig:
     code_limits: CodeLimits = field(default_factory=CodeLimits)
     pip: PipSettings = field(default_factory=PipSettings)
     volume_host_roots: tuple[Path, ...] = ()
+    registries: Path = Path("/etc/pyfaasd/registries.yaml")  # mirrors; a missing file means none
+    pull_timeout_s: float = 600.0
     log_level: str = "info"
 
     @property
@@ -218,5 +232,7 @@ class ProviderConfig:
                 index_url=PIP_INDEX_URL.read(env), find_links=PIP_FIND_LINKS.read(env), timeout_s=PIP_TIMEOUT.read(env)
             ),
             volume_host_roots=VOLUME_HOST_ROOTS.read(env),
+            registries=REGISTRIES.read(env),
+            pull_timeout_s=PULL_TIMEOUT.read(env),
             log_level=LOG_LEVEL.read(env),
         )

@@ -16,6 +16,7 @@ from provider.config import ProviderConfig
 from provider.dependencies import DependencySets
 from provider.docker_runtime import LABEL_BRIDGE
 from provider.events import EventFollower, Reactions
+from provider.images import ImagePuller
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
 from provider.replicas import Replicas
@@ -37,6 +38,7 @@ class Core:
     background: Background
     code: CodeFunctions
     volumes: VolumeStore
+    images: ImagePuller
     events: asyncio.Task[None] | None = None
 
     @classmethod
@@ -60,13 +62,16 @@ class Core:
             runtime,
         )
         volumes = VolumeStore(runtime, config.net.bridge, config.volume_host_roots)
+        images = ImagePuller(runtime, config.registries, config.docker_config, config.pull_timeout_s)
         replicas = Replicas(
-            config, state, runtime, network, probe, secrets, scale_store, background, timings, code, volumes
+            config, state, runtime, network, probe, secrets, scale_store, background, timings, code, volumes, images
         )
         reactions = Reactions(state, replicas, runtime, scale_store, background, timings)
-        orchestrator = Orchestrator(config, state, replicas, runtime, secrets, namespaces, scale_store, code, volumes)
+        orchestrator = Orchestrator(
+            config, state, replicas, runtime, secrets, namespaces, scale_store, code, volumes, images
+        )
         follower = EventFollower(runtime, reactions, timings)
-        return cls(state, replicas, reactions, orchestrator, follower, background, code, volumes)
+        return cls(state, replicas, reactions, orchestrator, follower, background, code, volumes, images)
 
     async def start(self) -> None:
         """Follow Docker's events, then recover the functions found in Docker."""

@@ -7,12 +7,10 @@ errors; aiodocker's ``dict[str, Any]`` payloads and ``DockerError`` stay inside.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -134,7 +132,8 @@ class DockerRuntime:
                 return None
             raise _error(f"inspect image {image}", e) from e
         labels = (data.get("Config") or {}).get("Labels") or {}
-        return ImageInfo(str(data["Id"]), dict(labels), tuple(data.get("RepoTags") or ()))
+        tags, digests = tuple(data.get("RepoTags") or ()), tuple(data.get("RepoDigests") or ())
+        return ImageInfo(str(data["Id"]), dict(labels), tags, digests)
 
     async def images_labelled(self, label: str) -> list[ImageInfo]:
         try:
@@ -197,17 +196,32 @@ class DockerRuntime:
             with contextlib.suppress(aiodocker.DockerError):
                 await container.delete(force=True)
 
-    async def pull(self, image: str, docker_config: Path | None) -> None:
-        auth = registry_auth(image, docker_config)
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, on_progress: Callable[[dict[str, object]], None] | None
+    ) -> None:
         try:
-            await self._docker.images.pull(image, auth=auth)
+            async for message in self._docker.images.pull(image, auth=dict(auth) if auth else None, stream=True):
+                if on_progress is not None and isinstance(message, dict):
+                    on_progress(message)
         except aiodocker.DockerError as e:
-            message = e.message if isinstance(e.message, str) else json.dumps(e.message)
-            raise ImageUnavailableError(
-                f"image {image} is not present locally and could not be pulled: {message}"
-            ) from e
-        except ValueError as e:
-            raise ImageUnavailableError(f"image {image}: {e}") from e
+            answer = e.message if isinstance(e.message, str) else json.dumps(e.message)
+            raise ImageUnavailableError(answer) from e
+        except (ValueError, aiohttp.ClientError) as e:
+            raise ImageUnavailableError(str(e)) from e
+
+    async def tag(self, image: str, target: str) -> None:
+        repository, _, tag = target.rpartition(":") if ":" in target.rsplit("/", 1)[-1] else (target, "", "latest")
+        try:
+            await self._docker.images.tag(image, repository, tag=tag or "latest")
+        except aiodocker.DockerError as e:
+            raise _error(f"tag {image} as {target}", e) from e
+
+    async def untag(self, image: str) -> None:
+        try:
+            await self._docker.images.delete(image, noprune=True)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error(f"remove the tag {image}", e) from e
 
     # -- logs and events ---------------------------------------------------------------------------------
 
@@ -319,24 +333,3 @@ def _log_line(line: str) -> LogLine:
     except ValueError:
         return LogLine(datetime.now(UTC), line)
     return LogLine(moment, text.rstrip("\r"))
-
-
-def registry_auth(image: str, docker_config: Path | None) -> dict[str, str] | None:
-    """Credentials for the image's registry from a Docker ``config.json`` (``auths.<registry>.auth``)."""
-    if docker_config is None:
-        return None
-    first, sep, _ = image.partition("/")
-    registry = first if sep and ("." in first or ":" in first or first == "localhost") else "docker.io"
-    try:
-        auths = json.loads(docker_config.read_text()).get("auths", {})
-    except (OSError, ValueError) as e:
-        raise ImageUnavailableError(f"cannot read registry credentials from {docker_config}: {e}") from e
-    candidates = [registry, f"https://{registry}", f"http://{registry}"]
-    if registry == "docker.io":
-        candidates += ["https://index.docker.io/v1/", "index.docker.io"]
-    for key in candidates:
-        entry = auths.get(key)
-        if entry and entry.get("auth"):
-            user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
-            return {"username": user, "password": password, "serveraddress": registry}
-    return None

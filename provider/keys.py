@@ -7,6 +7,7 @@ from aiohttp import web
 from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig
 from provider.events import EventFollower
+from provider.images import ImagePuller
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
 from provider.secrets import SecretStore
@@ -21,3 +22,4 @@ NAMESPACES = web.AppKey("namespaces", NamespaceStore)
 EVENTS = web.AppKey("events", EventFollower)
 CODE = web.AppKey("code", CodeFunctions)
 VOLUMES = web.AppKey("volumes", VolumeStore)
+IMAGES = web.AppKey("images", ImagePuller)

@@ -20,6 +20,8 @@ from provider.quantity import memory_bytes, nano_cpus
 from servicekit.defaults import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE  # re-exported for the handlers
 
 RESERVED_LABEL_PREFIX = "com.pyfaasd."
+# Labels under the reserved prefix that a function sets itself (the rest are the provider's container labels).
+USER_LABELS = frozenset({"com.pyfaasd.pull-policy"})
 SCALE_MIN_LABEL = "com.openfaas.scale.min"
 
 # DNS-1123 label: what Kubernetes and faas-cli allow for function and namespace names.
@@ -186,7 +188,7 @@ class FunctionDeployment:
             raise InvalidRequestError("envProcess may not contain a NUL character")
         labels = _str_map(obj, "labels")
         for key in labels or {}:
-            if not key or key.startswith(RESERVED_LABEL_PREFIX):
+            if not key or (key.startswith(RESERVED_LABEL_PREFIX) and key not in USER_LABELS):
                 raise InvalidRequestError(f"labels: {key!r} is reserved for pyfaasd (prefix {RESERVED_LABEL_PREFIX})")
         secrets = tuple(check_secret_name(s) for s in _str_list(obj, "secrets"))
         return cls(

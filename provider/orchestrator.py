@@ -18,7 +18,8 @@ import structlog
 
 from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig
-from provider.errors import FunctionExistsError, SecretMissingError
+from provider.errors import FunctionExistsError, ProviderError, SecretMissingError
+from provider.images import ImagePuller, pull_policy_of
 from provider.models import FunctionDeployment, FunctionStatus, format_time
 from provider.namespaces import NamespaceStore
 from provider.replicas import Replicas
@@ -43,8 +44,10 @@ class Orchestrator:
         scale_store: ScaleStore,
         code: CodeFunctions,
         volumes: VolumeStore,
+        images: ImagePuller,
     ) -> None:
         self._config = config
+        self._images = images
         self._code = code
         self._volumes = volumes
         self._state = state
@@ -91,7 +94,7 @@ class Orchestrator:
         try:
             with self._state.operating(spec):
                 replicas = spec.scale_min(self._config.max_replicas)
-                image = await self._replicas.ensure_image(spec.image)
+                image = await self._replicas.ensure_image(spec.image, pull_policy_of(spec))
                 await self._code.mounts(spec, image)  # refuses a bad code function before any container
                 fn = FunctionState(
                     spec=spec,
@@ -118,7 +121,7 @@ class Orchestrator:
                 return await self._update_locked(fn, spec)
 
     async def _update_locked(self, fn: FunctionState, spec: FunctionDeployment) -> FunctionStatus:
-        image = await self._replicas.ensure_image(spec.image)
+        image = await self._replicas.ensure_image(spec.image, pull_policy_of(spec))
         if spec == fn.spec and fn.replicas and all(r.container.image_id == image.id for r in fn.replicas.values()):
             # The same deployment on the same image: nothing to roll (faas-cli deploy run twice,
             # scripts/run run twice). A rebuilt or newly pulled tag has another ID and does roll.
@@ -179,6 +182,32 @@ class Orchestrator:
             for name in made:
                 await self._volumes.delete(name, [])
             raise
+
+    async def refresh(self, keys: list[tuple[str, str]] | None) -> dict[str, object]:
+        """Pull each function's image again (through the mirrors, whatever the pull policy) and roll exactly
+        the functions whose replicas run another image than the one pulled now."""
+        targets = [self.get(ns, name) for ns, name in keys] if keys else list(self._state.functions.values())
+        rolled: list[str] = []
+        unchanged: list[str] = []
+        failed: dict[str, str] = {}
+        for fn in targets:
+            label = f"{fn.spec.service}.{fn.spec.namespace}"
+            try:
+                pulled = await self._images.pull(fn.spec.image)
+            except ProviderError as e:
+                failed[label] = str(e)
+                continue
+            if all(r.container.image_id == pulled.id for r in fn.replicas.values()):
+                unchanged.append(label)
+                continue
+            try:
+                await self.update(fn.spec)  # the same deployment on a new image ID: a rolling update
+            except ProviderError as e:
+                failed[label] = str(e)
+                continue
+            rolled.append(label)
+        log.info("images_refreshed", rolled=rolled, unchanged=unchanged, failed=sorted(failed))
+        return {"rolled": rolled, "unchanged": unchanged, "failed": failed}
 
     def volume_users(self) -> dict[str, list[str]]:
         """The functions mounting each volume (deploys in flight included)."""

@@ -19,6 +19,7 @@ from provider.code_functions import CodeFunctions, Mount
 from provider.config import ProviderConfig, PullPolicy
 from provider.container_spec import ReplicaSpec, container_config
 from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, VolumeMountError, network_error
+from provider.images import ImagePuller
 from provider.readiness import NotReadyError, wait_ready
 from provider.runtime import Container, ImageInfo, Network, Probe, Runtime
 from provider.scale_store import ScaleStore
@@ -46,8 +47,10 @@ class Replicas:
         timings: Timings,
         code: CodeFunctions,
         volumes: VolumeStore,
+        images: ImagePuller,
     ) -> None:
         self._config = config
+        self._images = images
         self._code = code
         self._volumes = volumes
         self._state = state
@@ -285,16 +288,17 @@ class Replicas:
 
     # -- the image and the hosts file --------------------------------------------------------------------
 
-    async def ensure_image(self, image: str) -> ImageInfo:
-        """The image present (pulled as the pull policy says)."""
-        policy = self._config.pull_policy
+    async def ensure_image(self, image: str, policy: PullPolicy | None = None) -> ImageInfo:
+        """The image present, pulled (through the mirrors) as the pull policy says: the function's label
+        ``com.pyfaasd.pull-policy``, else ``PYFAASD_PULL_POLICY``."""
+        policy = policy or self._config.pull_policy
         found = None if policy is PullPolicy.ALWAYS else await self._runtime.image(image)
         if found is not None:
             return found
         if policy is PullPolicy.NEVER:
             raise ImageUnavailableError(f"image {image} is not present locally and the pull policy is never")
         log.info("image_pulling", image=image)
-        await self._runtime.pull(image, self._config.docker_config)
+        await self._images.pull(image, lambda line: log.debug("image_pull_progress", image=image, **line))
         pulled = await self._runtime.image(image)
         if pulled is None:
             raise ImageUnavailableError(f"image {image} was pulled but is not present")

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -67,6 +66,7 @@ class ImageInfo:
     id: str
     labels: Mapping[str, str]
     tags: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()  # repository@sha256:... of the manifests it was pulled as
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +132,19 @@ class Runtime(Protocol):
         is removed whatever happens; past ``timeout_s`` it is killed and the status is -1."""
         ...
 
-    async def pull(self, image: str, docker_config: Path | None) -> None: ...
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, on_progress: Callable[[dict[str, object]], None] | None
+    ) -> None:
+        """Pull ``image`` as named (ImageUnavailableError with the registry's answer), reporting progress."""
+        ...
+
+    async def tag(self, image: str, target: str) -> None:
+        """Give the image ``image`` names the reference ``target`` too."""
+        ...
+
+    async def untag(self, image: str) -> None:
+        """Remove the reference ``image`` (the image stays while another reference names it)."""
+        ...
 
     def logs(
         self, container_id: str, *, tail: int | None, since: datetime | None, follow: bool

@@ -7,6 +7,7 @@ and the event follower; function containers keep running in Docker for the next 
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Callable
 
 import structlog
@@ -53,6 +54,8 @@ async def serve(
         )
         try:
             await core.start()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, core.images.reload)  # registries.yaml, read again
             app = create_app(config, credentials, core, secret_store, namespace_store)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             await runner.setup()
@@ -69,6 +72,7 @@ async def serve(
             finally:
                 await runner.cleanup()
         finally:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await core.close()
             await probe.close()
     finally:

@@ -115,6 +115,7 @@ class FakeRuntime:
         self.images: dict[str, str] = {"fn:1": "sha256:fn1-a", "fn:2": "sha256:fn2-a"}  # reference -> image ID
         self.pullable: set[str] = set()
         self.pullable_ids: dict[str, str] = {}  # what a pull of a reference brings (default: a fixed ID)
+        self.pulls: list[str] = []  # every reference asked of a registry, in order
         self.image_labels: dict[str, dict[str, str]] = {}
         self.volume_store: dict[str, VolumeInfo] = {}
         self.volume_root = Path(tempfile.mkdtemp(prefix="fake-volumes-"))
@@ -248,12 +249,25 @@ class FakeRuntime:
             on_line(line)
         return status, lines
 
-    async def pull(self, image: str, docker_config: Path | None) -> None:
-        del docker_config
+    async def pull(
+        self, image: str, auth: Mapping[str, str] | None, on_progress: Callable[[dict[str, object]], None] | None
+    ) -> None:
+        del auth
         await asyncio.sleep(0)
+        self.pulls.append(image)
         if image not in self.pullable:
-            raise ImageUnavailableError(f"image {image} is not present locally and could not be pulled: not found")
+            raise ImageUnavailableError(f"manifest for {image} not found")
+        if on_progress is not None:
+            on_progress({"status": "Downloading", "id": "layer1", "progressDetail": {"current": 5, "total": 10}})
         self.images[image] = self.pullable_ids.get(image, f"sha256:{image}-pulled")
+
+    async def tag(self, image: str, target: str) -> None:
+        await asyncio.sleep(0)
+        self.images[target] = self.images[image]
+
+    async def untag(self, image: str) -> None:
+        await asyncio.sleep(0)
+        self.images.pop(image, None)
 
     async def logs(
         self, container_id: str, *, tail: int | None, since: datetime | None, follow: bool
