@@ -86,20 +86,22 @@ class ImagePuller:
                 tried.append(f"{source.label}: {e}")
                 log.info("image_source_failed", image=image, source=source.label, error=str(e))
                 continue
-            info = await self._settle(image, source)
-            log.info("image_pulled", image=image, source=source.label, digest=_digest(info, source))
-            return PullResult(image, info.id, _digest(info, source), source.label)
+            info, digest = await self._settle(image, source)
+            log.info("image_pulled", image=image, source=source.label, digest=digest)
+            return PullResult(image, info.id, digest, source.label)
         raise ImageUnavailableError(f"image {image} could not be pulled; tried {'; '.join(tried)}")
 
-    async def _settle(self, image: str, source: Source) -> ImageInfo:
-        """Name the pulled image as the function does, and drop the mirror's name for it."""
+    async def _settle(self, image: str, source: Source) -> tuple[ImageInfo, str]:
+        """Name the pulled image as the function does, and drop the mirror's name for it; the image and the
+        digest the source served (read before the mirror's name, which carries it, goes)."""
+        pulled = await self._runtime.image(source.pull_ref)
+        if pulled is None:
+            raise ImageUnavailableError(f"image {image} was pulled from {source.label} but is not present")
+        digest = _digest(pulled, source)
         if source.pull_ref != image:
             await self._runtime.tag(source.pull_ref, image)
             await self._runtime.untag(source.pull_ref)
-        info = await self._runtime.image(image)
-        if info is None:
-            raise ImageUnavailableError(f"image {image} was pulled from {source.label} but is not present")
-        return info
+        return pulled, digest
 
     def _auth(self, host: str) -> dict[str, str] | None:
         return registry_auth(host, self._docker_config)
