@@ -177,6 +177,17 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     _add_gateway_options(remove)
     remove.set_defaults(run=_volume)
 
+    image = commands.add_parser("image", help="images through the registry mirrors: pull REF, refresh [FUNCTION...]")
+    image_commands = image.add_subparsers(dest="image_command", required=True, metavar="ACTION")
+    pull = image_commands.add_parser("pull", help="pull an image through the mirrors of registries.yaml")
+    pull.add_argument("image", help="the image reference, as a function names it")
+    _add_gateway_options(pull)
+    pull.set_defaults(run=_image)
+    refresh = image_commands.add_parser("refresh", help="pull again and roll the functions whose image changed")
+    refresh.add_argument("functions", nargs="*", metavar="FUNCTION", help="name or name.namespace (default: all)")
+    _add_gateway_options(refresh)
+    refresh.set_defaults(run=_image)
+
     runtime = commands.add_parser("runtime", help="the runtime library: ls, build NAME DIR")
     runtime_commands = runtime.add_subparsers(dest="runtime_command", required=True, metavar="ACTION")
     listing = runtime_commands.add_parser("ls", help="list the runtimes code functions can run on")
@@ -297,6 +308,17 @@ def _volume(args: argparse.Namespace) -> int:
     if args.volume_command == "ls":
         return volume_commands.volume_ls(target, print, _print_err)
     return volume_commands.volume_rm(target, args.names, print, _print_err)
+
+
+def _image(args: argparse.Namespace) -> int:
+    from pyfaasd import image_commands
+
+    target = _target(args)
+    if target is None:
+        return 2
+    if args.image_command == "pull":
+        return image_commands.image_pull(target, args.image, print, _print_err)
+    return image_commands.image_refresh(target, args.functions, print, _print_err)
 
 
 def _runtime(args: argparse.Namespace) -> int:

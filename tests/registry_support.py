@@ -117,7 +117,7 @@ def remove_images_of(host: str) -> None:
     out = subprocess.run(listing, capture_output=True, text=True, check=False).stdout
     names = []
     for line in out.splitlines():
-        repository, tag, digest = (line.split() + ["", "", ""])[:3]
+        repository, tag, digest = [*line.split(), "", "", ""][:3]
         if repository.startswith(f"{host}/"):
             names.append(f"{repository}:{tag}" if tag != "<none>" else f"{repository}@{digest}")
     if names:
