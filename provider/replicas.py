@@ -298,7 +298,7 @@ class Replicas:
         if policy is PullPolicy.NEVER:
             raise ImageUnavailableError(f"image {image} is not present locally and the pull policy is never")
         log.info("image_pulling", image=image)
-        await self._images.pull(image, lambda line: log.debug("image_pull_progress", image=image, **line))
+        await self._images.pull(image, lambda line: _log_progress(image, line))
         pulled = await self._runtime.image(image)
         if pulled is None:
             raise ImageUnavailableError(f"image {image} was pulled but is not present")
@@ -306,3 +306,11 @@ class Replicas:
 
     def publish(self) -> None:
         write_hosts(self._config.hosts_path, self._config.net.bridge_ip, self._state.ready_replicas())
+
+
+def _log_progress(image: str, line: dict[str, object]) -> None:
+    """A deploy's pull in the provider's log: each layer's steps at info, the byte counts at debug."""
+    if "current" in line:
+        log.debug("image_pull_progress", image=image, **line)
+    else:
+        log.info("image_pull_progress", image=image, **line)
