@@ -46,6 +46,8 @@ def _install(args: argparse.Namespace) -> int:
         unit_dir=Path(args.unit_dir).absolute(),
         env_file=Path(args.env_file).absolute(),
         start=not args.no_start,
+        registries=Path(args.registries),
+        assume_yes=args.yes,
     )
     return install.install(options, dry_run=args.dry_run)
 
@@ -115,6 +117,14 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     install.add_argument("--pyfaasd", metavar="PATH", help="the pyfaasd executable the units run (default: this one)")
     install.add_argument("--no-start", action="store_true", help="write and enable the units, but do not start them")
+    install.add_argument(
+        "--registries",
+        default=os.environ.get("PYFAASD_REGISTRIES") or "/etc/pyfaasd/registries.yaml",
+        help="registries.yaml, whose plain-HTTP mirrors Docker must list as insecure",
+    )
+    install.add_argument(
+        "--yes", action="store_true", help="change /etc/docker/daemon.json for those mirrors without asking"
+    )
     install.set_defaults(run=_install)
 
     uninstall = commands.add_parser("uninstall", parents=[common], help="stop, disable and remove the systemd units")

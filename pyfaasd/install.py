@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from provider.registries import RegistriesConfig, RegistriesConfigError
+from pyfaasd.docker_daemon import DAEMON_JSON, DaemonJsonError, diff, insecure_mirrors, merged
 from servicekit import defaults
 from servicekit.auth import DEFAULT_USER, PASSWORD_FILE, USER_FILE, ensure_credentials, secrets_dir
 
@@ -122,7 +124,20 @@ class RunCommand:
         return f"run: {shlex.join(self.argv)}"
 
 
-Action = MakeDir | ChangeMode | CreateCredentials | WriteFile | RemoveFile | RemoveTree | RunCommand
+@dataclass(frozen=True, slots=True)
+class MergeDaemonJson:
+    """Add registries to Docker's ``insecure-registries`` (pyfaasd/docker_daemon.py); asked before it is done."""
+
+    path: Path
+    content: str = field(repr=False)
+    added: tuple[str, ...]
+    diff: tuple[str, ...] = field(repr=False, default=())
+
+    def describe(self) -> str:
+        return f"add {', '.join(self.added)} to insecure-registries in {self.path} (other settings kept)"
+
+
+Action = MakeDir | ChangeMode | CreateCredentials | WriteFile | RemoveFile | RemoveTree | RunCommand | MergeDaemonJson
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +156,9 @@ class InstallOptions:
     unit_dir: Path = DEFAULT_UNIT_DIR
     env_file: Path = DEFAULT_ENV_FILE
     start: bool = True
+    registries: Path = Path("/etc/pyfaasd/registries.yaml")
+    daemon_json: Path = DAEMON_JSON
+    assume_yes: bool = False  # change daemon.json without asking
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,13 +177,17 @@ class HostState:
     credential_files: frozenset[str]  # names of the basic-auth files present
     systemctl: str | None  # path of systemctl, if on PATH
     systemd_running: bool  # systemd is PID 1 (sd_booted: /run/systemd/system exists)
+    daemon_json: str | None = None  # Docker's daemon.json as it is (None: absent)
+    registries: RegistriesConfig = field(default_factory=RegistriesConfig)
 
     @property
     def systemd_usable(self) -> bool:
         return self.systemctl is not None and self.systemd_running
 
 
-def observe(state_dir: Path, unit_dir: Path) -> HostState:
+def observe(
+    state_dir: Path, unit_dir: Path, registries: Path | None = None, daemon_json: Path = DAEMON_JSON
+) -> HostState:
     """Read (never change) the parts of the host the planners need."""
     units: dict[str, str | None] = {}
     for name in UNITS:
@@ -186,7 +208,16 @@ def observe(state_dir: Path, unit_dir: Path) -> HostState:
         credential_files=present,
         systemctl=shutil.which("systemctl"),
         systemd_running=Path("/run/systemd/system").is_dir(),
+        daemon_json=daemon_json.read_text() if daemon_json.is_file() else None,
+        registries=_registries(registries),
     )
+
+
+def _registries(path: Path | None) -> RegistriesConfig:
+    try:
+        return RegistriesConfig.load(path)
+    except RegistriesConfigError as e:
+        raise InstallError(str(e)) from e
 
 
 # -- templates -------------------------------------------------------------------------------------------
@@ -299,12 +330,35 @@ def plan_install(options: InstallOptions, rendered: Mapping[str, str], host: Hos
         actions.append(RunCommand((systemctl, "try-restart", *changed)))
     enable = (systemctl, "enable", "--now", *UNITS) if options.start else (systemctl, "enable", *UNITS)
     actions.append(RunCommand(enable))
+    actions += _plan_daemon_json(options, host, notes)
     if _below(options.state_dir, _TMP_ROOTS):
         notes.append(
             f"warning: the state dir {options.state_dir} is below /tmp or /var/tmp; the services get a private /tmp "
             "(PrivateTmp=yes) and will not find it"
         )
     return Plan(tuple(actions), tuple(notes))
+
+
+def _plan_daemon_json(options: InstallOptions, host: HostState, notes: list[str]) -> list[Action]:
+    """The plain-HTTP mirrors Docker must be told about, merged into daemon.json, then Docker reloaded."""
+    needed = insecure_mirrors(host.registries)
+    try:
+        change = merged(host.daemon_json, needed)
+    except DaemonJsonError as e:
+        raise InstallError(str(e)) from e
+    if change is None:
+        if needed:
+            notes.append(f"{options.daemon_json} lists the plain-HTTP mirrors already")
+        return []
+    content, added = change
+    if host.systemd_usable:
+        reload: tuple[str, ...] = (host.systemctl or "systemctl", "reload", "docker")
+    else:
+        reload = ("pkill", "-HUP", "-x", "dockerd")
+    return [
+        MergeDaemonJson(options.daemon_json, content, tuple(added), tuple(diff(host.daemon_json, content))),
+        RunCommand(reload),  # Docker reads insecure-registries again on reload: no container stops
+    ]
 
 
 def plan_uninstall(options: UninstallOptions, host: HostState) -> Plan:
@@ -365,6 +419,8 @@ def _apply(action: Action, runner: Runner) -> None:
             ensure_credentials(directory)
         case WriteFile(path, content, mode):
             _write_atomically(path, content, mode)
+        case MergeDaemonJson(path, content):
+            _write_atomically(path, content, 0o644)
         case RemoveFile(path):
             path.unlink(missing_ok=True)
         case RemoveTree(path):
@@ -428,9 +484,11 @@ def install(
     runner: Runner = run_command,
     out: Callable[[str], None] = print,
     err: Callable[[str], None] | None = None,
+    confirm: Callable[[str], bool] | None = None,
 ) -> int:
     """Plan and (unless ``dry_run``) carry out the install; the exit status (2: bad options, 1: failed).
-    ``host``, ``templates`` and ``runner`` are for tests; ``out`` and ``err`` default to stdout and stderr."""
+    ``host``, ``templates``, ``runner`` and ``confirm`` are for tests; ``out`` and ``err`` default to stdout
+    and stderr."""
     err = err or _print_stderr
     try:
         rendered = render_units(load_templates() if templates is None else templates, options)
@@ -439,10 +497,23 @@ def install(
     except InstallError as e:
         err(f"pyfaasd install: {e}")
         return 2
-    observed = observe(options.state_dir, options.unit_dir) if host is None else host
-    plan = plan_install(options, rendered, observed)
+    try:
+        observed = (
+            observe(options.state_dir, options.unit_dir, options.registries, options.daemon_json)
+            if host is None
+            else host
+        )
+        plan = plan_install(options, rendered, observed)
+    except InstallError as e:
+        err(f"pyfaasd install: {e}")
+        return 2
     if dry_run:
         _print_plan(plan, "pyfaasd install --dry-run would:", out)
+        for action in plan.actions:
+            if isinstance(action, MergeDaemonJson):
+                out("  the change to daemon.json:")
+                for line in action.diff:
+                    out(f"    {line}")
         if not observed.systemd_usable:
             out(f"note: {NO_SYSTEMD}")
         out(login_hint(options.state_dir))
@@ -450,6 +521,7 @@ def install(
     if not observed.systemd_usable:
         err(f"pyfaasd install: {NO_SYSTEMD}")
         return 1
+    plan = _confirm_daemon_json(plan, options, confirm or _ask, out)
     out("pyfaasd install:")
     try:
         execute(plan, runner, out)
@@ -464,6 +536,30 @@ def install(
     out(f"Logs: journalctl -u {PROVIDER_UNIT} -u {GATEWAY_UNIT} -f")
     out(login_hint(options.state_dir))
     return 0
+
+
+def _ask(question: str) -> bool:
+    """A yes/no question on the terminal; no terminal, no change."""
+    if not sys.stdin.isatty():
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _confirm_daemon_json(
+    plan: Plan, options: InstallOptions, confirm: Callable[[str], bool], out: Callable[[str], None]
+) -> Plan:
+    """The plan, without the daemon.json change and its reload unless --yes or the answer is yes."""
+    merge = next((a for a in plan.actions if isinstance(a, MergeDaemonJson)), None)
+    if merge is None or options.assume_yes:
+        return plan
+    for line in merge.diff:
+        out(f"  {line}")
+    if confirm(f"Docker must be told these mirrors speak plain HTTP: {merge.describe()}?"):
+        return plan
+    index = plan.actions.index(merge)
+    kept = plan.actions[:index] + plan.actions[index + 2 :]  # the merge and the Docker reload after it
+    note = f"{merge.path} left as it is: the mirrors {', '.join(merge.added)} need it (pyfaasd install --yes)"
+    return Plan(kept, (*plan.notes, note))
 
 
 def uninstall(
