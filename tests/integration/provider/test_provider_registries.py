@@ -169,3 +169,18 @@ def test_refresh_rolls_exactly_the_function_whose_image_changed(world: World, na
         push(ECHO, echo)
         for suffix in ("e", "h"):
             world.provider.call("DELETE", "/system/functions", {"functionName": f"{name}{suffix}"})
+
+
+def test_a_refresh_through_the_pull_through_cache_sees_a_tag_that_moved_upstream(world: World, name: str) -> None:
+    echo = f"{world.origin.host}/pft/echo:v2"
+    push(ECHO, echo)
+    world.mirrors(f'mirrors:\n  "{world.origin.host}": ["{world.cache.url}"]\nfallback: false\n')
+    try:
+        reply = world.provider.call("POST", "/system/functions", {"service": name, "image": echo})
+        assert reply.status == 202, reply.text
+        push(HELLO, echo)  # moved upstream, behind the cache
+        result = world.provider.call("POST", "/system/images/refresh", {"functions": [name]}).json()
+        assert result == {"rolled": [f"{name}.openfaas-fn"], "unchanged": [], "failed": {}}
+    finally:
+        world.provider.call("DELETE", "/system/functions", {"functionName": name})
+        world.mirrors("mirrors: {}\n")
