@@ -16,6 +16,12 @@ class ProviderError(Exception):
     status = 500
 
 
+class RequestTooLargeError(ProviderError):
+    """A request body over the provider's limit."""
+
+    status = 413
+
+
 class InvalidRequestError(ProviderError):
     """Malformed JSON, a missing or invalid field: the message names the field."""
 
@@ -52,6 +58,12 @@ class NamespaceInUseError(ProviderError):
 
 class SecretNotFoundError(ProviderError):
     status = 404
+
+
+class SecretInUseError(ProviderError):
+    """A secret that functions mount cannot be removed: the message names them."""
+
+    status = 409
 
 
 class SecretExistsError(ProviderError):

@@ -209,6 +209,14 @@ class Orchestrator:
         log.info("images_refreshed", rolled=rolled, unchanged=unchanged, failed=sorted(failed))
         return {"rolled": rolled, "unchanged": unchanged, "failed": failed}
 
+    def secret_users(self, namespace: str, name: str) -> list[str]:
+        """The functions mounting a secret (deploys in flight included)."""
+        return sorted(
+            f"{spec.service}.{spec.namespace}"
+            for spec in self._state.specs_in_use()
+            if spec.namespace == namespace and name in spec.secrets
+        )
+
     def volume_users(self) -> dict[str, list[str]]:
         """The functions mounting each volume (deploys in flight included)."""
         return self._volumes.users(self._state.specs_in_use())

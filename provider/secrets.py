@@ -12,11 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
-from provider.errors import SecretExistsError, SecretNotFoundError
+import structlog
+
+from provider.errors import SecretExistsError, SecretInUseError, SecretNotFoundError
 from provider.models import check_dns_label, check_secret_name
 from provider.namespaces import NamespaceStore
+
+log = structlog.get_logger("provider.secrets")
 
 FILE_MODE = 0o640
 DIR_MODE = 0o700
@@ -55,16 +61,26 @@ class SecretStore:
         path = self.path(self._namespaces.require(namespace), name)
         await asyncio.to_thread(self._write, path, value, create=False)
 
-    async def delete(self, namespace: str, name: str) -> None:
+    async def delete(self, namespace: str, name: str, users: Sequence[str]) -> None:
+        """Remove a secret no function mounts (409 naming those that do: their next restart would fail)."""
         path = self.path(self._namespaces.require(namespace), name)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            raise SecretNotFoundError(f"secret {name} not found in namespace {namespace}") from None
+        if not path.is_file():
+            raise SecretNotFoundError(f"secret {name} not found in namespace {namespace}")
+        if users:
+            raise SecretInUseError(
+                f"secret {name} is used by {', '.join(users)}: remove it from them (or remove them) first"
+            )
+        path.unlink(missing_ok=True)
 
     def _write(self, path: Path, value: bytes, *, create: bool) -> None:
         self._root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         path.parent.mkdir(mode=DIR_MODE, exist_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            # Damage, not a secret: Docker makes a directory where a bind-mounted file is missing (a secret
+            # deleted under a running function, before deletes of used secrets were refused). Repair it.
+            log.warning("secret_path_repaired", path=str(path))
+            shutil.rmtree(path)
+            create = True
         flags = os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW
         try:
             fd = os.open(path, flags | (os.O_CREAT | os.O_EXCL if create else 0), FILE_MODE)

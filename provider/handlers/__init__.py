@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from provider.errors import InvalidRequestError
+from provider.errors import RequestTooLargeError
 from provider.models import parse_json_object
 
 
@@ -12,7 +12,7 @@ async def read_json(request: web.Request, what: str) -> dict[str, object]:
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise InvalidRequestError("the request body is too large") from None
+        raise RequestTooLargeError(f"the request body is over the limit of {request.client_max_size} bytes") from None
     return parse_json_object(body, what)
 
 

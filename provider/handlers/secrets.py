@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from provider.handlers import empty, read_json
-from provider.keys import SECRETS
+from provider.keys import ORCHESTRATOR, SECRETS
 from provider.models import DEFAULT_NAMESPACE, SecretRequest, check_dns_label, check_secret_name, namespace_of
 
 
@@ -37,5 +37,5 @@ async def delete_secret(request: web.Request) -> web.Response:
         if body.get("namespace")
         else request.query.get("namespace", "").strip() or DEFAULT_NAMESPACE,
     )
-    await request.app[SECRETS].delete(namespace, name)
+    await request.app[SECRETS].delete(namespace, name, request.app[ORCHESTRATOR].secret_users(namespace, name))
     return empty(200)

@@ -1,0 +1,62 @@
+"""Faults found by trying the provider as a hostile user (issue 20): each failed before its fix."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from servicekit.auth import Credentials
+from tests.unit.provider.fakes import World
+
+AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:secret").decode()}
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[tuple[World, Client]]:
+    world = World(tmp_path / "state")
+    await world.start()
+    yield world, await aiohttp_client(world.app(Credentials("admin", "secret")))
+    await world.core.close()
+
+
+async def test_a_secret_a_function_uses_cannot_be_deleted(stack: tuple[World, Client]) -> None:
+    world, client = stack
+    assert (await client.post("/system/secrets", json={"name": "key", "value": "v"}, headers=AUTH)).status == 201
+    spec = {"service": "user", "image": "fn:1", "secrets": ["key"]}
+    assert (await client.post("/system/functions", json=spec, headers=AUTH)).status == 202
+    refused = await client.delete("/system/secrets", json={"name": "key"}, headers=AUTH)
+    assert refused.status == 409
+    assert "user.openfaas-fn" in await refused.text()
+    assert world.secrets.exists("openfaas-fn", "key")
+    assert (await client.delete("/system/functions", json={"functionName": "user"}, headers=AUTH)).status == 200
+    assert (await client.delete("/system/secrets", json={"name": "key"}, headers=AUTH)).status == 200
+    assert (await client.delete("/system/secrets", json={"name": "key"}, headers=AUTH)).status == 404
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT"])
+async def test_a_directory_where_a_secret_file_should_be_is_repaired_not_a_500(
+    stack: tuple[World, Client], method: str
+) -> None:
+    world, client = stack
+    damaged = world.secrets.path("openfaas-fn", "key")
+    damaged.mkdir(parents=True)  # what Docker leaves when a mounted secret file went missing
+    reply = await client.request(method, "/system/secrets", json={"name": "key", "value": "fixed"}, headers=AUTH)
+    assert reply.status in (200, 201), await reply.text()
+    assert damaged.is_file()
+    assert damaged.read_text() == "fixed"
+
+
+async def test_a_body_over_the_limit_is_413(stack: tuple[World, Client]) -> None:
+    _, client = stack
+    big = io.BytesIO(b'{"service": "' + b"x" * (10 << 20) + b'"}')
+    reply = await client.post("/system/functions", data=big, headers={**AUTH, "Content-Type": "application/json"})
+    assert reply.status == 413
+    assert "over the limit" in await reply.text()
