@@ -192,3 +192,9 @@ class VolumeMountError(ProviderError):
     """Docker could not mount a volume (an NFS share that does not answer, say): the message names it."""
 
     status = 422
+
+
+class StateDirBusyError(ProviderError):
+    """Another provider holds the state dir: this one stops before touching anything."""
+
+    status = 409

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from tests.helpers import free_port
 from tests.integration.provider.conftest import HELLO
 from tests.provider_harness import ProviderProcess, get, wait_for
 
@@ -121,3 +124,18 @@ def test_a_replica_killed_for_memory_at_start_is_reported(make_provider: MakePro
     assert reply.status == 422, reply.text
     assert "more memory than its limit" in reply.text
     assert provider.containers() == []
+
+
+def test_a_second_provider_on_the_same_state_dir_stops_before_touching_anything(make_provider: Any) -> None:
+    first = make_provider()
+    hosts = first.state_dir / "hosts"
+    before = hosts.stat().st_mtime_ns
+    env = {**first.env, "PYFAASD_PROVIDER_ADDR": f"127.0.0.1:{free_port()}"}
+    second = subprocess.run(
+        [sys.executable, "-m", "provider"], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert second.returncode == 1
+    assert first.proc is not None
+    assert f"another pyfaasd provider (pid {first.proc.pid}) uses the state dir" in second.stdout + second.stderr
+    assert hosts.stat().st_mtime_ns == before  # no recovery ran: the hosts file was not rewritten
+    assert get(f"{first.url}/healthz").status == 200
