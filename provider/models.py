@@ -44,6 +44,22 @@ def check_dns_label(field_name: str, value: str) -> str:
     return value
 
 
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+
+
+def check_label_key(key: str) -> str:
+    """A label key as Kubernetes and Docker tooling accept it: ``[prefix/]name``, the prefix a DNS subdomain,
+    the name at most 63 letters, digits, ``-``, ``_`` and ``.``, starting and ending with a letter or digit."""
+    prefix, slash, name = key.rpartition("/")
+    valid_prefix = not slash or (len(prefix) <= 253 and bool(_DNS_SUBDOMAIN.match(prefix)))
+    if not valid_prefix or not _LABEL_NAME.fullmatch(name):
+        raise InvalidRequestError(
+            f"labels: {key!r} is not a valid label key ([prefix/]name: letters, digits, '-', '_' and '.', "
+            "63 at most, starting and ending with a letter or digit)"
+        )
+    return key
+
+
 def check_secret_name(value: str) -> str:
     name = value.strip()
     if not name:
@@ -190,6 +206,7 @@ class FunctionDeployment:
         for key in labels or {}:
             if not key or (key.startswith(RESERVED_LABEL_PREFIX) and key not in USER_LABELS):
                 raise InvalidRequestError(f"labels: {key!r} is reserved for pyfaasd (prefix {RESERVED_LABEL_PREFIX})")
+            check_label_key(key)
         secrets = tuple(check_secret_name(s) for s in _str_list(obj, "secrets"))
         return cls(
             service=service,

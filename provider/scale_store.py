@@ -8,6 +8,7 @@ function with containers but no entry here is taken to want as many replicas as 
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -33,4 +34,7 @@ class ScaleStore:
         os.replace(tmp, path)
 
     def delete(self, namespace: str, name: str) -> None:
-        self._path(namespace, name).unlink(missing_ok=True)
+        path = self._path(namespace, name)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # the namespace's last function: no empty directory stays behind
+            path.parent.rmdir()

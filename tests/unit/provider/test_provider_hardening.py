@@ -60,3 +60,33 @@ async def test_a_body_over_the_limit_is_413(stack: tuple[World, Client]) -> None
     reply = await client.post("/system/functions", data=big, headers={**AUTH, "Content-Type": "application/json"})
     assert reply.status == 413
     assert "over the limit" in await reply.text()
+
+
+@pytest.mark.parametrize("key", ["bad key!", "-dash", "a" * 64, "Bad_Prefix/x", "trailing.", "x/"])
+async def test_label_keys_are_checked_as_kubernetes_does(stack: tuple[World, Client], key: str) -> None:
+    world, client = stack
+    reply = await client.post(
+        "/system/functions", json={"service": "fn", "image": "fn:1", "labels": {key: "v"}}, headers=AUTH
+    )
+    assert reply.status == 400
+    assert "not a valid label key" in await reply.text()
+    assert world.runtime.of("fn") == []
+
+
+async def test_good_label_keys_pass(stack: tuple[World, Client]) -> None:
+    _, client = stack
+    labels = {"com.openfaas.scale.min": "1", "example.com/team": "a", "app": "x", "a_b-c.d": "y"}
+    spec = {"service": "fn", "image": "fn:1", "labels": labels}
+    assert (await client.post("/system/functions", json=spec, headers=AUTH)).status == 202
+
+
+async def test_removing_a_namespaces_last_function_leaves_no_empty_directory(stack: tuple[World, Client]) -> None:
+    world, client = stack
+    assert (await client.post("/system/namespace/", json={"name": "team"}, headers=AUTH)).status == 201
+    spec = {"service": "fn", "image": "fn:1", "namespace": "team"}
+    assert (await client.post("/system/functions", json=spec, headers=AUTH)).status == 202
+    assert (world.config.state_dir / "replicas" / "team").is_dir()
+    gone = {"functionName": "fn", "namespace": "team"}
+    assert (await client.delete("/system/functions", json=gone, headers=AUTH)).status == 200
+    assert (await client.delete("/system/namespace/team", headers=AUTH)).status == 202
+    assert not (world.config.state_dir / "replicas" / "team").exists()
