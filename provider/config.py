@@ -16,6 +16,8 @@ from netconf import NetConfig
 from netconf.config import BRIDGE, SUBNET
 from provider.code_store import CodeLimits
 from provider.dependencies import PipSettings
+from provider.errors import InvalidRequestError
+from provider.quantity import memory_bytes, nano_cpus
 from servicekit import defaults, settings
 from servicekit.settings import (
     LOG_LEVEL,
@@ -116,6 +118,40 @@ VOLUME_HOST_ROOTS: Final = Setting(
     parse_host_roots,
     "none (host paths refused)",
 )
+
+
+def _quantity(kind: str) -> settings.Parser[int | None]:
+    """A Kubernetes quantity (``128Mi``, ``500m``) as bytes or nano-CPUs; empty: none."""
+
+    def parse(name: str, value: str) -> int | None:
+        if not value.strip():
+            return None
+        try:
+            return memory_bytes(name, value) if kind == "memory" else nano_cpus(name, value)
+        except InvalidRequestError as e:
+            raise settings.SettingError(str(e)) from None
+
+    return parse
+
+
+DEFAULT_MEMORY: Final = Setting(
+    "PYFAASD_DEFAULT_MEMORY",
+    None,
+    "",
+    "memory limit of a function that sets none (e.g. 256Mi)",
+    _quantity("memory"),
+    "none",
+)
+DEFAULT_CPU: Final = Setting(
+    "PYFAASD_DEFAULT_CPU", None, "", "CPU limit of a function that sets none (e.g. 500m)", _quantity("cpu"), "none"
+)
+DEFAULT_READ_ONLY_ROOT: Final = Setting(
+    "PYFAASD_DEFAULT_READ_ONLY_ROOT",
+    None,
+    "false",
+    "every function gets a read-only root with a writable /tmp (opt out: annotation com.pyfaasd.writable-root)",
+    settings.parse_bool,
+)
 REGISTRIES: Final = Setting(
     "PYFAASD_REGISTRIES",
     None,
@@ -161,6 +197,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     PIP_FIND_LINKS,
     PIP_TIMEOUT,
     VOLUME_HOST_ROOTS,
+    DEFAULT_MEMORY,
+    DEFAULT_CPU,
+    DEFAULT_READ_ONLY_ROOT,
     REGISTRIES,
     PULL_TIMEOUT,
     LOG_LEVEL,
@@ -183,6 +222,9 @@ class ProviderConfig:
     code_limits: CodeLimits = field(default_factory=CodeLimits)
     pip: PipSettings = field(default_factory=PipSettings)
     volume_host_roots: tuple[Path, ...] = ()
+    default_memory_bytes: int | None = None  # applied to a function that sets no memory limit
+    default_nano_cpus: int | None = None
+    default_read_only_root: bool = False
     registries: Path = Path("/etc/pyfaasd/registries.yaml")  # mirrors; a missing file means none
     pull_timeout_s: float = 600.0
     log_level: str = "info"
@@ -232,6 +274,9 @@ class ProviderConfig:
                 index_url=PIP_INDEX_URL.read(env), find_links=PIP_FIND_LINKS.read(env), timeout_s=PIP_TIMEOUT.read(env)
             ),
             volume_host_roots=VOLUME_HOST_ROOTS.read(env),
+            default_memory_bytes=DEFAULT_MEMORY.read(env),
+            default_nano_cpus=DEFAULT_CPU.read(env),
+            default_read_only_root=DEFAULT_READ_ONLY_ROOT.read(env),
             registries=REGISTRIES.read(env),
             pull_timeout_s=PULL_TIMEOUT.read(env),
             log_level=LOG_LEVEL.read(env),

@@ -26,6 +26,8 @@ from provider.docker_runtime import (
 from provider.models import FunctionDeployment
 
 SECRETS_MOUNT = "/var/openfaas/secrets"
+LABEL_DEFAULTS = "com.pyfaasd.defaults"  # the operator defaults a replica got (PYFAASD_DEFAULT_*)
+ANNOTATION_WRITABLE_ROOT = "com.pyfaasd.writable-root"  # "true": no default read-only root for this function
 # The provider takes a replica out of the hosts file before it stops it, so the watchdog need not keep
 # answering for long after SIGTERM (of-watchdog's default is write_timeout); a function may still set it.
 DEFAULT_HEALTHCHECK_INTERVAL = "1s"
@@ -83,19 +85,33 @@ def container_config(
         "LogConfig": {"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}},
         "Init": False,
     }
-    if spec.limits is not None:
-        memory = spec.limits.memory_bytes("limits")
-        if memory is not None:
-            host["Memory"] = memory
-            host["MemorySwap"] = memory  # no swap beyond the limit
-        cpus = spec.limits.nano_cpus("limits")
-        if cpus is not None:
-            host["NanoCpus"] = cpus
+    # The function's own limits, else the operator's defaults (recorded in a label: the API echoes only what
+    # was deployed, as faas-cli and the certifier compare it with the request).
+    applied: list[str] = []
+    memory = spec.limits.memory_bytes("limits") if spec.limits is not None else None
+    if memory is None and config.default_memory_bytes is not None:
+        memory = config.default_memory_bytes
+        applied.append(f"memory={memory}")
+    if memory is not None:
+        host["Memory"] = memory
+        host["MemorySwap"] = memory  # no swap beyond the limit
+    cpus = spec.limits.nano_cpus("limits") if spec.limits is not None else None
+    if cpus is None and config.default_nano_cpus is not None:
+        cpus = config.default_nano_cpus
+        applied.append(f"nanocpus={cpus}")
+    if cpus is not None:
+        host["NanoCpus"] = cpus
     if spec.requests is not None:
         reservation = spec.requests.memory_bytes("requests")
         if reservation is not None:
             host["MemoryReservation"] = reservation
-    if spec.read_only_root_filesystem:
+    writable = (spec.annotations or {}).get(ANNOTATION_WRITABLE_ROOT, "").strip().lower() == "true"
+    read_only = spec.read_only_root_filesystem or (config.default_read_only_root and not writable)
+    if read_only and not spec.read_only_root_filesystem:
+        applied.append("read-only-root")
+    if applied:
+        labels[LABEL_DEFAULTS] = ",".join(applied)
+    if read_only:
         host["ReadonlyRootfs"] = True
         host["Tmpfs"] = {"/tmp": f"rw,nosuid,nodev,size={TMPFS_SIZE}"}  # noqa: S108 (inside the container)
     return {

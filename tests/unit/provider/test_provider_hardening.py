@@ -90,3 +90,26 @@ async def test_removing_a_namespaces_last_function_leaves_no_empty_directory(sta
     assert (await client.delete("/system/functions", json=gone, headers=AUTH)).status == 200
     assert (await client.delete("/system/namespace/team", headers=AUTH)).status == 202
     assert not (world.config.state_dir / "replicas" / "team").exists()
+
+
+def test_operator_defaults_apply_to_functions_that_set_none_and_are_recorded_apart() -> None:
+    from provider.config import ProviderConfig
+    from provider.container_spec import ReplicaSpec, container_config
+    from provider.models import FunctionDeployment
+
+    config = ProviderConfig(default_memory_bytes=256 << 20, default_nano_cpus=500_000_000, default_read_only_root=True)
+
+    def host(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        spec = FunctionDeployment.parse({"service": "fn", "image": "fn:1", **body})
+        made = container_config(ReplicaSpec(spec, 0, "g" * 32, "2026-01-01T00:00:00Z"), config, {})
+        return made["HostConfig"], made["Labels"]
+
+    bare, labels = host({})
+    assert (bare["Memory"], bare["NanoCpus"], bare["ReadonlyRootfs"]) == (256 << 20, 500_000_000, True)
+    assert "/tmp" in bare["Tmpfs"]
+    assert labels["com.pyfaasd.defaults"] == f"memory={256 << 20},nanocpus=500000000,read-only-root"
+    own, labels = host({"limits": {"memory": "64Mi"}, "annotations": {"com.pyfaasd.writable-root": "true"}})
+    assert (own["Memory"], own["NanoCpus"], "ReadonlyRootfs" in own) == (64 << 20, 500_000_000, False)
+    assert labels["com.pyfaasd.defaults"] == "nanocpus=500000000"
+    _, labels = host({"limits": {"memory": "64Mi", "cpu": "1"}, "readOnlyRootFilesystem": True})
+    assert "com.pyfaasd.defaults" not in labels
