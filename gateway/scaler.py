@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import Any, Final
 from urllib.parse import quote
 
@@ -38,6 +39,7 @@ NOT_FOUND_TTL_S: Final = 0.5
 NOT_READY_TTL_S: Final = 0.5
 WAIT_POLL_S: Final = 0.02  # how often the hosts file is checked while waiting for a replica
 SCALE_MIN_LABEL: Final = "com.openfaas.scale.min"
+_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a function or namespace name (a DNS label)
 
 
 class Scaler:
@@ -55,6 +57,9 @@ class Scaler:
     async def ready_replicas(self, name: str, namespace: str) -> tuple[str, ...]:
         """Ready replicas of a function missing from the hosts table, or the error to answer with."""
         key = f"{name}.{namespace}"
+        if not (_NAME.fullmatch(name) and _NAME.fullmatch(namespace)):
+            # No function can have this name: answer without asking the provider (or echoing its words).
+            raise FunctionNotFoundError(f"error finding function {key[:200]}: no such function")
         loop = asyncio.get_running_loop()
         known = self._known.get(key)
         if known is not None:
@@ -96,13 +101,15 @@ class Scaler:
     async def _status(self, name: str, namespace: str, key: str) -> dict[str, Any]:
         path = f"/system/function/{quote(name, safe='')}?namespace={quote(namespace, safe='')}"
         status, parsed, data = await self._provider.call_json("GET", path)
-        if status == 404:
+        if status in (400, 404):  # 400: the provider has no such namespace
             raise self._remember(
                 key, FunctionNotFoundError(f"error finding function {key}: no such function"), NOT_FOUND_TTL_S
             )
         if status != 200 or not isinstance(parsed, dict):
-            text = data[:200].decode("utf-8", "replace").strip()
-            raise ProviderError(f"error finding function {key}: the provider answered {status}: {text}")
+            # The provider's words (paths, runc messages) go to the log, keyed by the request id; callers of
+            # /function are not told the platform's internals.
+            log.warning("function_lookup_failed", function=key, status=status, answer=_text(data))
+            raise ProviderError(f"error finding function {key}: the platform failed (details in the gateway's log)")
         return parsed
 
     async def _scale(self, name: str, namespace: str, key: str, replicas: int) -> None:
@@ -114,8 +121,8 @@ class Scaler:
         if status == 404:
             raise FunctionNotFoundError(f"error finding function {key}: no such function")
         if status not in (200, 202):
-            text = data[:200].decode("utf-8", "replace").strip()
-            raise ProviderError(f"cannot scale function {key}: the provider answered {status}: {text}")
+            log.warning("scale_from_zero_failed", function=key, status=status, answer=_text(data))
+            raise ProviderError(f"cannot scale function {key}: the platform failed (details in the gateway's log)")
 
     async def _wait(self, key: str) -> tuple[str, ...]:
         loop = asyncio.get_running_loop()
@@ -140,6 +147,10 @@ class Scaler:
         for task in list(self._flights.values()):
             with contextlib.suppress(BaseException):
                 await task
+
+
+def _text(data: bytes) -> str:
+    return data[:500].decode("utf-8", "replace").strip()
 
 
 def _count(status: dict[str, Any], field: str) -> int:

@@ -163,7 +163,11 @@ class FakeProvider:
             return web.Response(text=json.dumps(items), content_type="application/json")
 
         async def status(request: web.Request) -> web.Response:
-            key = f"{request.match_info['name']}.{request.query.get('namespace', 'openfaas-fn')}"
+            namespace = request.query.get("namespace", "openfaas-fn")
+            key = f"{request.match_info['name']}.{namespace}"
+            known = {"openfaas-fn", *(k.rpartition(".")[2] for k in self.functions)}
+            if namespace not in known:  # as the provider answers an unknown namespace
+                return web.Response(status=400, text=f"namespace {namespace} does not exist in /var/lib/...")
             if key not in self.functions:
                 return web.Response(status=404)
             return web.json_response(self.functions[key])

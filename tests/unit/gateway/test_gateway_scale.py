@@ -106,10 +106,26 @@ async def test_unknown_functions_cost_the_provider_one_lookup_per_half_second(st
     assert len(provider.calls_to("GET", "/system/function/ghost")) == 2
 
 
-async def test_a_provider_error_on_lookup_is_502_naming_the_function(start_stack: StartStack) -> None:
+async def test_a_provider_error_on_lookup_is_502_naming_the_function_not_the_internals(
+    start_stack: StartStack,
+) -> None:
     provider = FakeProvider()
     stack = await start_stack(provider=provider, functions={})
     provider.functions["broken.openfaas-fn"] = "not a status"  # type: ignore[assignment]
     response = await stack.client.get("/function/broken")
     assert response.status == 502
-    assert (await response.text()).startswith("error finding function broken.openfaas-fn: the provider answered")
+    text = await response.text()
+    assert text.startswith("error finding function broken.openfaas-fn: the platform failed")
+    assert "not a status" not in text  # the provider's own words stay in the log
+
+
+async def test_unknown_namespaces_and_impossible_names_are_404(start_stack: StartStack) -> None:
+    provider = FakeProvider()
+    stack = await start_stack(provider=provider, functions={})
+    response = await stack.client.get("/function/hello.no-such-namespace")
+    assert response.status == 404
+    long_name = "x" * 5000
+    response = await stack.client.get(f"/function/{long_name}")
+    assert response.status == 404
+    assert len(await response.text()) < 300
+    assert provider.calls_to("GET", f"/system/function/{long_name[:10]}") == []
