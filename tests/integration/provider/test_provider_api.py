@@ -225,6 +225,11 @@ def test_secret_create_mount_update_list_delete(provider: ProviderProcess, name:
     assert all(set(item) == {"name", "namespace"} for item in listed)
     assert provider.call("PUT", "/system/secrets", {"name": f"{name}-nope", "value": "v"}).status == 404
     assert provider.call("DELETE", "/system/secrets", {"name": f"{name}-nope"}).status == 404
+    in_use = provider.call("DELETE", "/system/secrets", {"name": secret, "namespace": "openfaas-fn"})
+    assert in_use.status == 409  # its replicas would not restart without it (issue 20)
+    assert f"{name}.openfaas-fn" in in_use.text
+    assert path.exists()
+    assert provider.call("DELETE", "/system/functions", {"functionName": name}).status == 200
     assert provider.call("DELETE", "/system/secrets", {"name": secret, "namespace": "openfaas-fn"}).status == 200
     assert not path.exists()
 
