@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
-from tests.unit.provider.fakes import World
+from tests.unit.provider.fakes import CREDENTIALS, Client, World
 
 
 @pytest.fixture
@@ -17,5 +18,16 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     await made.start()
     try:
         yield made
+    finally:
+        await made.core.close()
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[tuple[World, Client]]:
+    """A started provider with no functions, and a client of its HTTP API (send ``fakes.AUTH``)."""
+    made = World(tmp_path / "state")
+    await made.start()
+    try:
+        yield made, await aiohttp_client(made.app(CREDENTIALS))
     finally:
         await made.core.close()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.test_utils import TestClient
 
 from netconf import NetConfig, NetnsBusyError, NetnsNotFoundError, SubnetFullError, read_hosts
 from provider.app import create_app
@@ -447,6 +448,12 @@ class FakeProbe:
             self.runtime.exit(container.id, behaviour.exit_when_probed)
             return False
         return not behaviour.never_ready and container.probes > behaviour.probes_until_ready
+
+
+# The provider's HTTP API over a World, as the tests call it.
+CREDENTIALS = Credentials("admin", "secret")
+AUTH = {"Authorization": CREDENTIALS.authorization}
+Client = TestClient[Any, Any]
 
 
 FAST = Timings(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -14,11 +13,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from provider.state import Timings
-from servicekit.auth import Credentials
-from tests.unit.provider.fakes import FAST, Behaviour, World, until
-
-CREDENTIALS = Credentials("admin", "secret")
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:secret").decode()}
+from tests.unit.provider.fakes import AUTH, CREDENTIALS, FAST, Behaviour, World, until
 
 Call = Callable[..., Awaitable[ClientResponse]]
 

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from provider.code_functions import ANNOTATION_CODE, LABEL_RUNTIME, LABEL_RUNTIME_MODE
-from servicekit.auth import Credentials
-from tests.unit.provider.fakes import World, until
+from tests.unit.provider.fakes import AUTH, Client, World, until
 
-CREDENTIALS = Credentials("admin", "secret")
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:secret").decode()}
 HANDLER = b"def handle(event, context):\n    return 'hi'\n"
 RUNTIME = "rt:1"
-
-Client = TestClient[Any, Any]
 
 
 def zipped(files: dict[str, bytes]) -> bytes:
@@ -36,15 +28,13 @@ def zipped(files: dict[str, bytes]) -> bytes:
 
 
 @pytest.fixture
-async def stack(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[tuple[World, Client]]:
-    world = World(tmp_path / "state")
+async def stack(stack: tuple[World, Client]) -> tuple[World, Client]:
+    """The provider's API over a World with a python3.11 runtime image."""
+    world, client = stack
     world.runtime.images[RUNTIME] = "sha256:rt1"
     world.runtime.image_labels[RUNTIME] = {LABEL_RUNTIME: "python3.11", LABEL_RUNTIME_MODE: "python"}
     world.runtime.image_labels["fn:1"] = {LABEL_RUNTIME: ""}  # a function image built on a runtime opts out
-    await world.start()
-    app = world.app(CREDENTIALS)
-    yield world, await aiohttp_client(app)
-    await world.core.close()
+    return world, client
 
 
 Upload = Callable[..., Awaitable[dict[str, Any]]]

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import io
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
-from servicekit.auth import Credentials
-from tests.unit.provider.fakes import World
-
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:secret").decode()}
-Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-async def stack(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[tuple[World, Client]]:
-    world = World(tmp_path / "state")
-    await world.start()
-    yield world, await aiohttp_client(world.app(Credentials("admin", "secret")))
-    await world.core.close()
+from tests.unit.provider.fakes import AUTH, Client, World
 
 
 async def test_a_secret_a_function_uses_cannot_be_deleted(stack: tuple[World, Client]) -> None:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
 
 from provider.errors import ImageUnavailableError, InvalidRequestError
 from provider.images import ImagePuller
 from provider.registries import Reference, RegistriesConfig, RegistriesConfigError
-from servicekit.auth import Credentials
-from tests.unit.provider.fakes import FakeRuntime, World, until
-
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:secret").decode()}
-Client = TestClient[Any, Any]
+from tests.unit.provider.fakes import AUTH, Client, FakeRuntime, World, until
 
 
 @pytest.mark.parametrize(
@@ -115,14 +108,6 @@ async def test_no_fallback_when_forbidden_and_the_error_names_every_source(tmp_p
     write(tmp_path, "mirrors: [")
     assert not puller.reload()  # a broken file is refused and the last good one kept
     assert puller.config.fallback
-
-
-@pytest.fixture
-async def stack(tmp_path: Path, aiohttp_client: AiohttpClient) -> AsyncIterator[tuple[World, Client]]:
-    world = World(tmp_path / "state")
-    await world.start()
-    yield world, await aiohttp_client(world.app(Credentials("admin", "secret")))
-    await world.core.close()
 
 
 async def test_the_pull_policy_label_of_a_function(stack: tuple[World, Client]) -> None:

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import stat
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from servicekit.auth import Credentials
-from tests.unit.provider.fakes import Behaviour, World, until
+from tests.unit.provider.fakes import AUTH, Behaviour, Client, World, until
 
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:secret").decode()}
-Client = TestClient[Any, Any]
 MakeStack = Callable[..., Awaitable[tuple[World, Client]]]
 
 
