@@ -8,13 +8,12 @@ small JSON body limit, and unpacked in a thread.
 from __future__ import annotations
 
 import asyncio
-import json
 
 from aiohttp import web
 
 from provider.code_store import check_digest
-from provider.errors import CodeBundleTooLargeError, CodeInUseError, ProviderError
-from provider.handlers import empty, read_json
+from provider.errors import CodeBundleTooLargeError, CodeInUseError
+from provider.handlers import Progress, empty, read_json, stream_ndjson
 from provider.keys import CODE, ORCHESTRATOR
 
 _CHUNK = 1 << 16
@@ -49,24 +48,11 @@ async def install_code_dependencies(request: web.Request) -> web.StreamResponse:
     body = await read_json(request, "install request")
     code = request.app[CODE]
     plan = await code.install_plan(request.match_info["digest"], str(body.get("image") or ""))
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    lines: asyncio.Queue[str] = asyncio.Queue()
-    install = asyncio.create_task(code.install(plan, lines.put_nowait))
-    while not install.done() or not lines.empty():
-        getter = asyncio.ensure_future(lines.get())
-        await asyncio.wait({getter, install}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            await response.write(json.dumps({"line": getter.result()}).encode() + b"\n")
-        else:
-            getter.cancel()
-    try:
-        last: dict[str, str] = {"status": install.result()}
-    except ProviderError as e:
-        last = {"error": str(e)}
-    await response.write(json.dumps(last).encode() + b"\n")
-    await response.write_eof()
-    return response
+
+    async def install(report: Progress) -> dict[str, object]:
+        return {"status": await code.install(plan, lambda line: report({"line": line}))}
+
+    return await stream_ndjson(request, install)
 
 
 async def prune_code(request: web.Request) -> web.Response:

@@ -3,13 +3,10 @@ only the functions whose image changed)."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 from aiohttp import web
 
-from provider.errors import InvalidRequestError, ProviderError
-from provider.handlers import read_json
+from provider.errors import InvalidRequestError
+from provider.handlers import Progress, read_json, stream_ndjson
 from provider.keys import IMAGES, ORCHESTRATOR
 from provider.models import DEFAULT_NAMESPACE
 from provider.registries import Reference
@@ -23,32 +20,12 @@ async def pull_image(request: web.Request) -> web.StreamResponse:
     if not image:
         raise InvalidRequestError("image is required")
     Reference.parse(image)
-    lines: asyncio.Queue[dict[str, object]] = asyncio.Queue()
-    pulling = asyncio.create_task(request.app[IMAGES].pull(image, lines.put_nowait))
-    first = asyncio.ensure_future(lines.get())
-    await asyncio.wait({first, pulling}, return_when=asyncio.FIRST_COMPLETED)
-    if not first.done():
-        first.cancel()
-        if pulling.exception() is not None:
-            raise pulling.exception()  # type: ignore[misc]
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    if first.done() and not first.cancelled():
-        await response.write(json.dumps(first.result()).encode() + b"\n")
-    while not pulling.done() or not lines.empty():
-        getter = asyncio.ensure_future(lines.get())
-        await asyncio.wait({getter, pulling}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            await response.write(json.dumps(getter.result()).encode() + b"\n")
-        else:
-            getter.cancel()
-    try:
-        last: dict[str, object] = {**pulling.result().to_json()}
-    except ProviderError as e:
-        last = {"error": str(e)}
-    await response.write(json.dumps(last).encode() + b"\n")
-    await response.write_eof()
-    return response
+    puller = request.app[IMAGES]
+
+    async def pull(report: Progress) -> dict[str, object]:
+        return {**(await puller.pull(image, report)).to_json()}
+
+    return await stream_ndjson(request, pull, fail_early=True)
 
 
 async def refresh_images(request: web.Request) -> web.Response:
