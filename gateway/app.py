@@ -93,7 +93,7 @@ def create_app(
     if access_log is None and config.access_log:
         access_log = AccessLog(json_lines=not sys.stdout.isatty(), worker=worker)
     resolver = Resolver(config.hosts_file)
-    pools = Pools(config.function_port)
+    pools = Pools(config.function_port, config.connect_timeout_s)
     resolver.on_change = lambda: pools.prune(resolver.addresses())
     provider = ProviderClient(config.provider, credentials, config.upstream_timeout_s)
     scaler = Scaler(provider, resolver, enabled=config.scale_from_zero, timeout_s=config.scale_from_zero_timeout_s)

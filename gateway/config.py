@@ -60,6 +60,13 @@ UPSTREAM_TIMEOUT: Final = Setting(
     "deadline for a function or the provider to answer (streamed bodies excepted)",
     parse_positive_duration,
 )
+CONNECT_TIMEOUT: Final = Setting(
+    "PYFAASD_CONNECT_TIMEOUT",
+    "--connect-timeout",
+    "2s",
+    "longest wait to connect to a replica before trying another or answering 503",
+    parse_positive_duration,
+)
 SCALE_FROM_ZERO: Final = Setting(
     "PYFAASD_SCALE_FROM_ZERO",
     "--scale-from-zero",
@@ -102,6 +109,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     READ_TIMEOUT,
     WRITE_TIMEOUT,
     UPSTREAM_TIMEOUT,
+    CONNECT_TIMEOUT,
     SCALE_FROM_ZERO,
     SCALE_FROM_ZERO_TIMEOUT,
     MAX_BODY_BYTES,
@@ -122,6 +130,7 @@ class GatewayConfig:
     read_timeout_s: float = 60.0
     write_timeout_s: float = 60.0
     upstream_timeout_s: float = 60.0
+    connect_timeout_s: float = 2.0
     scale_from_zero: bool = True
     scale_from_zero_timeout_s: float = 30.0
     max_body_bytes: int = 64 * 1024 * 1024
@@ -148,6 +157,7 @@ class GatewayConfig:
             read_timeout_s=READ_TIMEOUT.read(env),
             write_timeout_s=WRITE_TIMEOUT.read(env),
             upstream_timeout_s=UPSTREAM_TIMEOUT.read(env),
+            connect_timeout_s=CONNECT_TIMEOUT.read(env),
             scale_from_zero=SCALE_FROM_ZERO.read(env),
             scale_from_zero_timeout_s=SCALE_FROM_ZERO_TIMEOUT.read(env),
             max_body_bytes=MAX_BODY_BYTES.read(env),
@@ -167,6 +177,7 @@ class GatewayConfig:
             "read_timeout_s": self.read_timeout_s,
             "write_timeout_s": self.write_timeout_s,
             "upstream_timeout_s": self.upstream_timeout_s,
+            "connect_timeout_s": self.connect_timeout_s,
             "scale_from_zero": self.scale_from_zero,
             "scale_from_zero_timeout_s": self.scale_from_zero_timeout_s,
             "max_body_bytes": self.max_body_bytes,

@@ -76,6 +76,13 @@ class NoReplicaError(GatewayError):
     status = 503
 
 
+class ReplicaUnreachableError(GatewayError):
+    """No replica of the function could be connected to within ``connect_timeout`` (its network is down)."""
+
+    status = 503
+    headers = (("Retry-After", "1"),)
+
+
 class UpstreamTimeoutError(GatewayError):
     """The replica or the provider did not answer within ``upstream_timeout``."""
 

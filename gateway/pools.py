@@ -8,16 +8,17 @@ from servicekit.upstream import UpstreamPool
 class Pools:
     """One keep-alive pool per upstream address; pools of addresses that left the hosts table are closed."""
 
-    __slots__ = ("_pools", "port")
+    __slots__ = ("_pools", "connect_timeout", "port")
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, connect_timeout: float | None = None) -> None:
         self.port = port
+        self.connect_timeout = connect_timeout
         self._pools: dict[str, UpstreamPool] = {}
 
     def get(self, host: str) -> UpstreamPool:
         pool = self._pools.get(host)
         if pool is None:
-            pool = self._pools[host] = UpstreamPool(host, self.port)
+            pool = self._pools[host] = UpstreamPool(host, self.port, connect_timeout=self.connect_timeout)
         return pool
 
     def __contains__(self, host: str) -> bool:

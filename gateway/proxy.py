@@ -34,6 +34,7 @@ from gateway.errors import (
     FunctionNotFoundError,
     GatewayError,
     NoReplicaError,
+    ReplicaUnreachableError,
     ScaleTimeoutError,
     UpstreamBadResponseError,
     UpstreamConnectError,
@@ -49,6 +50,7 @@ from servicekit.access_log import AccessLog
 from servicekit.headers import HOP_BY_HOP
 from servicekit.relay import RelayError, body_length, proxy, read_body
 from servicekit.request_head import REQUEST_DROP, RequestHead
+from servicekit.upstream import UpstreamUnreachableError
 from servicekit.websocket import relay_websocket
 
 log = structlog.get_logger("gateway")
@@ -188,7 +190,7 @@ class FunctionProxy:
         except (GatewayError, RelayError) as exc:
             error = exc if isinstance(exc, GatewayError) else from_relay(exc)
             status = error.status
-            error.headers = echo
+            error.headers = (*error.headers, *echo)
             raise error from None
         except asyncio.CancelledError:
             status = CLIENT_CLOSED
@@ -264,6 +266,15 @@ class FunctionProxy:
                 )
             except TimeoutError:
                 raise UpstreamTimeoutError(f"function {key} did not answer within {self._timeout:g}s") from None
+            except UpstreamUnreachableError:
+                self._resolver.mark_refused(ip)
+                if attempt == 1 and len(replicas) > 1:
+                    log.warning("replica_unreachable", replica=ip)
+                    ip = self._resolver.pick(key, replicas, avoid=ip)
+                    continue
+                raise ReplicaUnreachableError(
+                    f"function {key} is unreachable: no connection within {config.connect_timeout_s:g}s"
+                ) from None
             except ConnectionRefusedError:
                 self._resolver.mark_refused(ip)
                 if attempt == 1 and len(replicas) > 1:

@@ -99,6 +99,26 @@ class Network:
         )
         return _bridge_info(state, created=created)
 
+    async def check_bridge(self) -> str | None:
+        """What is wrong with the bridge, or None when it exists, is up, and has its MAC and address.
+
+        One netlink dump, cheap enough to call every second: the provider watches with it for a bridge that
+        someone deleted or took down under running functions (``ensure_bridge`` repairs it).
+        """
+        cfg = self._config
+        state = await asyncio.to_thread(_netlink.bridge_state, cfg.bridge)
+        if state is None:
+            return f"bridge {cfg.bridge} does not exist"
+        if state.link.kind != "bridge":
+            return f"link {cfg.bridge} is a {state.link.kind or 'plain device'}, not a bridge"
+        if not state.link.up:
+            return f"bridge {cfg.bridge} is down"
+        if cfg.bridge_interface not in state.addresses:
+            return f"bridge {cfg.bridge} lost its address {cfg.bridge_interface}"
+        if state.link.mac != cfg.bridge_mac:
+            return f"bridge {cfg.bridge} has MAC {state.link.mac}, not {cfg.bridge_mac}"
+        return None
+
     async def down(self) -> None:
         """Remove the rules, the bridge (with every attached veth) and all allocations. Idempotent."""
         cfg = self._config

@@ -8,7 +8,7 @@ from provider.config import ProviderConfig
 from provider.core import Core
 from provider.handlers import code as code_handlers
 from provider.handlers import functions, images, logs, namespaces, secrets, system, volumes
-from provider.keys import CODE, CONFIG, CREDENTIALS, EVENTS, IMAGES, NAMESPACES, ORCHESTRATOR, SECRETS, VOLUMES
+from provider.keys import CODE, CONFIG, CORE, CREDENTIALS, IMAGES, NAMESPACES, ORCHESTRATOR, SECRETS, VOLUMES
 from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.secrets import SecretStore
@@ -36,7 +36,7 @@ def create_app(
     app[ORCHESTRATOR] = core.orchestrator
     app[SECRETS] = secret_store
     app[NAMESPACES] = namespace_store
-    app[EVENTS] = core.follower
+    app[CORE] = core
     app[CODE] = core.code
     app[VOLUMES] = core.volumes
     app[IMAGES] = core.images

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 
+from provider.bridge_guard import BridgeGuard
 from provider.code_functions import CodeFunctions
 from provider.code_store import CodeStore
 from provider.config import ProviderConfig
@@ -39,7 +40,9 @@ class Core:
     code: CodeFunctions
     volumes: VolumeStore
     images: ImagePuller
+    bridge: BridgeGuard
     events: asyncio.Task[None] | None = None
+    bridge_watch: asyncio.Task[None] | None = None
 
     @classmethod
     def build(
@@ -71,7 +74,8 @@ class Core:
             config, state, replicas, runtime, secrets, namespaces, scale_store, code, volumes, images
         )
         follower = EventFollower(runtime, reactions, timings)
-        return cls(state, replicas, reactions, orchestrator, follower, background, code, volumes, images)
+        bridge = BridgeGuard(state, network, timings)
+        return cls(state, replicas, reactions, orchestrator, follower, background, code, volumes, images, bridge)
 
     async def start(self) -> None:
         """Follow Docker's events, then recover the functions found in Docker."""
@@ -79,11 +83,17 @@ class Core:
         self.code.dependencies.remove_leftovers()
         self.events = asyncio.create_task(self.follower.run(), name="docker events")
         await self.reactions.recover()
+        self.bridge_watch = asyncio.create_task(self.bridge.run(), name="bridge watch")
+
+    def problem(self) -> str | None:
+        """Why the provider cannot keep functions running right now (Docker's events lost, the bridge broken)."""
+        return self.follower.problem() or self.bridge.problem()
 
     async def close(self) -> None:
         """Stop following events and cancel background work; containers keep running."""
-        if self.events is not None:
-            self.events.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.events
+        for task in (self.events, self.bridge_watch):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.background.close()

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig
-from provider.events import EventFollower
+from provider.core import Core
 from provider.images import ImagePuller
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
@@ -19,7 +19,7 @@ CREDENTIALS = web.AppKey("credentials", Credentials)
 ORCHESTRATOR = web.AppKey("orchestrator", Orchestrator)
 SECRETS = web.AppKey("secrets", SecretStore)
 NAMESPACES = web.AppKey("namespaces", NamespaceStore)
-EVENTS = web.AppKey("events", EventFollower)
+CORE = web.AppKey("core", Core)  # for /healthz: core.problem()
 CODE = web.AppKey("code", CodeFunctions)
 VOLUMES = web.AppKey("volumes", VolumeStore)
 IMAGES = web.AppKey("images", ImagePuller)

@@ -165,6 +165,14 @@ class Attached(Protocol):
 class Network(Protocol):
     """The bridge network. Raises netconf's errors (``netconf.NetconfError``); the provider translates them."""
 
+    async def ensure_bridge(self) -> object:
+        """Create or repair the bridge, forwarding and the iptables rules. Idempotent."""
+        ...
+
+    async def check_bridge(self) -> str | None:
+        """What is wrong with the bridge (missing, down, lost its address), or None."""
+        ...
+
     async def connect(self, netns: int, owner: str) -> Attached:
         """Allocate ``owner``'s address (the same one again if it has one) and attach the namespace of ``netns``."""
         ...

@@ -19,6 +19,7 @@ from provider.errors import FunctionNotFoundError
 from provider.models import FunctionDeployment, FunctionStatus
 from provider.runtime import Container
 
+BRIDGE_CHECK_S = 1.0  # how often the bridge is checked for damage (one netlink dump)
 RETIRE_GRACE_S = 1.0  # how long a replica keeps serving after it left the hosts file (the gateway polls it)
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 30.0  # a replica up this long has its restart backoff reset
@@ -39,6 +40,7 @@ class Timings:
     slow_ready_poll_s: float = SLOW_READY_POLL_S
     exit_report_wait_s: float = EXIT_REPORT_WAIT_S
     events_retry_s: tuple[float, ...] = EVENTS_RETRY_S
+    bridge_check_s: float = BRIDGE_CHECK_S
 
 
 def backoff(delays: tuple[float, ...], attempt: int) -> float:

@@ -35,6 +35,10 @@ class UpstreamClosedError(ConnectionError):
         self.before_response = before_response
 
 
+class UpstreamUnreachableError(ConnectionError):
+    """The TCP connect did not complete within the pool's ``connect_timeout``: nothing was sent."""
+
+
 @dataclass(frozen=True, slots=True)
 class ResponseHead:
     status: int
@@ -264,9 +268,12 @@ def _parse_head(head: bytes, method: str) -> ResponseHead:
 class UpstreamPool:
     """Keep-alive connections to one host:port; after :meth:`close`, released connections are closed too."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, connect_timeout: float | None = None) -> None:
         self.host = host
         self.port = port
+        # A connect on a local bridge takes well under a millisecond; one that takes seconds will not complete
+        # (the bridge is gone, the replica's veth went with its container): fail fast instead of holding the caller.
+        self.connect_timeout = connect_timeout
         self._idle: deque[UpstreamConnection] = deque()
         self.closed = False
 
@@ -277,7 +284,13 @@ class UpstreamPool:
                 connection.reused = True
                 return connection
         loop = asyncio.get_running_loop()
-        _, connection = await loop.create_connection(UpstreamConnection, self.host, self.port)
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, connection = await loop.create_connection(UpstreamConnection, self.host, self.port)
+        except TimeoutError:
+            raise UpstreamUnreachableError(
+                f"no connection to {self.host}:{self.port} within {self.connect_timeout:g}s"
+            ) from None
         return connection
 
     def release(self, connection: UpstreamConnection, head: ResponseHead) -> None:

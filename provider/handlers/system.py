@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from provider.keys import EVENTS
+from provider.keys import CORE
 from servicekit.version import __version__, commit_sha
 
 
@@ -20,9 +20,9 @@ async def info(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200, or 503 with the reason while the provider does not follow Docker's events (crashed replicas would
-    not be restarted)."""
-    problem = request.app[EVENTS].problem()
+    """200, or 503 with the reason while the provider cannot keep functions running: it does not follow Docker's
+    events (crashed replicas would not be restarted), or the bridge is broken and being repaired."""
+    problem = request.app[CORE].problem()
     if problem is not None:
         return web.Response(status=503, text=problem + "\n", content_type="text/plain")
     return web.Response(status=200)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
+import socket
 import uuid
+from collections.abc import Iterator
 
 import aiohttp
 import pytest
@@ -249,6 +252,52 @@ async def test_a_refused_connection_is_502(start_stack: StartStack) -> None:
     assert response.status == 502
     assert response.headers["X-OpenFaaS-Internal"] == "gateway"
     assert "refused" in await response.text()
+
+
+@contextlib.contextmanager
+def unanswered_connects(ip: str, port: int) -> Iterator[None]:
+    """A listener on ``ip:port`` that never accepts, its queue full: further SYNs are dropped, connects hang
+    (as they do when the function's bridge is gone)."""
+    listener = socket.socket()
+    listener.bind((ip, port))
+    listener.listen(0)
+    fillers = []
+    try:
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect((ip, port))
+            fillers.append(filler)
+        yield
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+async def test_a_replica_that_cannot_be_connected_to_is_a_quick_503(start_stack: StartStack) -> None:
+    stack = await start_stack(replicas=(), PYFAASD_CONNECT_TIMEOUT="300ms")
+    stack.set_hosts({"echo.openfaas-fn": ["127.0.0.7"]})
+    with unanswered_connects("127.0.0.7", stack.function_port):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        response = await stack.client.get("/function/echo")
+        assert response.status == 503
+        assert loop.time() - started < 2  # not the upstream timeout (60 s)
+        assert response.headers["Retry-After"] == "1"
+        assert "unreachable" in await response.text()
+
+
+async def test_a_replica_that_cannot_be_connected_to_is_skipped_for_another(start_stack: StartStack) -> None:
+    stack = await start_stack(replicas=("127.0.0.1",), PYFAASD_CONNECT_TIMEOUT="300ms")
+    stack.set_hosts({"echo.openfaas-fn": ["127.0.0.7", "127.0.0.1"]})
+    with unanswered_connects("127.0.0.7", stack.function_port):
+        for _ in range(4):
+            response = await stack.client.post("/function/echo", data=b"once")
+            assert response.status == 200
+            assert response.headers["X-Replica"] == "127.0.0.1"
+    assert len(stack.upstream.seen) == 4
 
 
 async def test_an_upstream_timeout_is_504(start_stack: StartStack) -> None:

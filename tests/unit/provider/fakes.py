@@ -379,6 +379,24 @@ class FakeNetwork:
     attached: dict[IPv4Address, int] = field(default_factory=dict)
     failures: list[Exception] = field(default_factory=list)
     foreign_eth0: set[int] = field(default_factory=set)
+    bridge_problem: str | None = None  # what check_bridge reports; ensure_bridge clears it
+    bridge_failures: list[Exception] = field(default_factory=list)  # raised by the next ensure_bridge calls
+    bridges_ensured: int = 0
+
+    async def ensure_bridge(self) -> object:
+        await asyncio.sleep(0)
+        if self.bridge_failures:
+            raise self.bridge_failures.pop(0)
+        if self.bridge_problem is not None:
+            # A bridge made anew has no ports: the veths of running replicas must be attached again.
+            self.bridge_problem = None
+            self.attached.clear()
+        self.bridges_ensured += 1
+        return None
+
+    async def check_bridge(self) -> str | None:
+        await asyncio.sleep(0)
+        return self.bridge_problem
 
     async def connect(self, netns: int, owner: str) -> FakeAttachment:
         await asyncio.sleep(0)
