@@ -9,7 +9,7 @@ process that only reads the hosts file (``netconf.hosts``) stays light.
 
 from typing import TYPE_CHECKING, Any
 
-from netconf.config import NetConfig, mac_for
+from netconf.config import HostPort, NetConfig, mac_for
 from netconf.errors import (
     AddressInUseError,
     AddressInvalidError,
@@ -23,6 +23,7 @@ from netconf.errors import (
     NetlinkOperationError,
     NetnsBusyError,
     NetnsNotFoundError,
+    NftablesError,
     OwnerInvalidError,
     SubnetChangedError,
     SubnetFullError,
@@ -62,6 +63,7 @@ __all__ = [
     "BridgeInfo",
     "BridgeMissingError",
     "ConfigError",
+    "HostPort",
     "HostsFileError",
     "HostsTable",
     "Ipam",
@@ -74,6 +76,7 @@ __all__ = [
     "NetnsBusyError",
     "NetnsNotFoundError",
     "Network",
+    "NftablesError",
     "OwnerInvalidError",
     "Replica",
     "SubnetChangedError",

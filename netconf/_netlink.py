@@ -78,6 +78,7 @@ class VethSpec:
     mac: str  # container MAC
     gateway: IPv4Address  # the bridge IP: default route and permanent neighbour
     gateway_mac: str
+    isolated: bool = False  # bridge port isolation: no traffic to other isolated ports (other functions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +371,9 @@ def _configure_host_end(ipr: Any, spec: VethSpec, bridge: Link, host: Link) -> N
     if host.master != bridge.index:
         with _netlink(f"put {spec.host_name} on {spec.bridge}"):
             ipr.link("set", index=host.index, master=bridge.index)
+    # Set every time, so that turning the setting off (or on) applies to replicas attached again at a restart.
+    with _netlink(f"set isolation of {spec.host_name}"):
+        ipr.brport("set", index=host.index, isolated=int(spec.isolated))
     if not host.up:
         with _netlink(f"bring {spec.host_name} up"):
             ipr.link("set", index=host.index, state="up")

@@ -66,5 +66,9 @@ class IptablesError(NetconfError):
     """An ``iptables`` command failed or could not be run."""
 
 
+class NftablesError(NetconfError):
+    """An ``nft`` command (the isolation table) failed or could not be run."""
+
+
 class HostsFileError(NetconfError):
     """The hosts file cannot be written, or an entry would break its format."""

@@ -16,7 +16,7 @@ from ipaddress import IPv4Address, IPv4Interface
 
 import structlog
 
-from netconf import _netlink, firewall
+from netconf import _netlink, firewall, isolation
 from netconf.config import NetConfig, mac_for
 from netconf.errors import AddressInvalidError
 from netconf.ipam import Allocation, Ipam
@@ -65,7 +65,7 @@ class NetStatus:
     config: NetConfig
     bridge: BridgeInfo | None
     ip_forward: bool
-    rules: tuple[str, ...]  # iptables -S lines, prefixed with "-t <table>"
+    rules: tuple[str, ...]  # iptables -S lines prefixed "-t <table>", then the nftables table's lines ("nft ...")
     allocations: tuple[Allocation, ...]
 
 
@@ -90,6 +90,7 @@ class Network:
         )
         await asyncio.to_thread(_netlink.write_sysctl, IP_FORWARD_SYSCTL, "1")
         added = await firewall.ensure_rules(cfg.bridge, cfg.subnet)
+        await isolation.ensure_isolation(cfg)
         log.info(
             "bridge_ensured",
             bridge=cfg.bridge,
@@ -124,6 +125,7 @@ class Network:
         cfg = self._config
         removed = await asyncio.to_thread(_netlink.delete_bridge, cfg.bridge)
         await firewall.remove_rules(cfg.bridge)
+        await isolation.remove_isolation(cfg.bridge)
         await asyncio.to_thread(self._ipam.clear)
         log.info("network_removed", bridge=cfg.bridge, links_removed=len(removed))
 
@@ -131,7 +133,7 @@ class Network:
         cfg = self._config
         state = await asyncio.to_thread(_netlink.bridge_state, cfg.bridge)
         forward = await asyncio.to_thread(_read_sysctl, IP_FORWARD_SYSCTL)
-        rules = await firewall.list_rules(cfg.bridge)
+        rules = [*await firewall.list_rules(cfg.bridge), *await isolation.list_isolation(cfg.bridge)]
         allocations = await asyncio.to_thread(self._ipam.allocations)
         return NetStatus(
             config=cfg,
@@ -191,6 +193,7 @@ class Network:
                         mac=mac_for(ip),
                         gateway=cfg.bridge_ip,
                         gateway_mac=cfg.bridge_mac,
+                        isolated=cfg.isolate_functions,
                     )
                 )
 

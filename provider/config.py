@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Final, Self
 
 from netconf import NetConfig
-from netconf.config import BRIDGE, SUBNET
+from netconf.config import BRIDGE, FUNCTION_HOST_PORTS, ISOLATE_FUNCTIONS, SUBNET
 from provider.code_store import CodeLimits
 from provider.dependencies import PipSettings
 from provider.errors import InvalidRequestError
@@ -181,6 +181,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     STATE_DIR,
     BRIDGE,
     SUBNET,
+    FUNCTION_HOST_PORTS,
+    ISOLATE_FUNCTIONS,
     LISTEN,
     MAX_REPLICAS,
     PULL_POLICY,

@@ -26,13 +26,16 @@ def free_test_subnet(prefixlen: int = 24) -> IPv4Network:
 
 
 def leftovers(bridge: str) -> list[str]:
-    """Anything of this bridge still on the host: links on or named after it, iptables lines naming it."""
+    """Anything of this bridge still on the host: links on or named after it, iptables lines naming it, its nft
+    table."""
     found = []
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     found += [line for line in links.splitlines() if f" {bridge}:" in line or f"master {bridge} " in line]
     for table in ("filter", "nat"):
         rules = subprocess.run(["iptables-save", "-t", table], capture_output=True, text=True, check=True).stdout
         found += [line for line in rules.splitlines() if bridge in line]
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=False).stdout
+    found += [line for line in tables.splitlines() if line.strip() == f"table ip pyfaasd-{bridge}"]
     return found
 
 
@@ -47,3 +50,4 @@ def force_cleanup(bridge: str) -> None:
                 break
         subprocess.run(["iptables", "-w", "-t", table, "-F", chain], capture_output=True, check=False)
         subprocess.run(["iptables", "-w", "-t", table, "-X", chain], capture_output=True, check=False)
+    subprocess.run(["nft", "delete", "table", "ip", f"pyfaasd-{bridge}"], capture_output=True, check=False)

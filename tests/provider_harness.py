@@ -61,6 +61,7 @@ class ProviderProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = ("-m", "provider")
     gateway_port: int | None = None  # set: the process is the whole stack, and ``url`` is the gateway's
+    gateway_host: str = "127.0.0.1"  # 0.0.0.0: functions can reach it at the bridge IP too
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
 
@@ -82,7 +83,7 @@ class ProviderProcess:
             "PYFAASD_BRIDGE": self.bridge,
             "PYFAASD_SUBNET": str(self.subnet),
             "PYFAASD_PROVIDER_ADDR": f"127.0.0.1:{self.port}",
-            **({"PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{self.gateway_port}"} if self.gateway_port else {}),
+            **({"PYFAASD_GATEWAY_ADDR": f"{self.gateway_host}:{self.gateway_port}"} if self.gateway_port else {}),
             "PYFAASD_LOG_LEVEL": "debug",
             **self.extra_env,
         }

@@ -34,8 +34,8 @@ def stack_prerequisites() -> None:
 def make_stack(stack_prerequisites: None, tmp_path: Path) -> Iterator[Callable[..., ProviderProcess]]:
     made: list[ProviderProcess] = []
 
-    def make(**extra_env: str) -> ProviderProcess:
-        stack = ProviderProcess.stack(tmp_path / f"state{len(made)}", extra_env=extra_env)
+    def make(gateway_host: str = "127.0.0.1", **extra_env: str) -> ProviderProcess:
+        stack = ProviderProcess.stack(tmp_path / f"state{len(made)}", gateway_host=gateway_host, extra_env=extra_env)
         made.append(stack)
         stack.start()
         return stack

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -54,3 +56,95 @@ def test_a_bridge_deleted_under_running_functions_is_rebuilt_and_callers_fail_fa
     other = f"{name}b"
     assert stack.call("POST", "/system/functions", {"service": other, "image": ECHO}).status == 202
     wait_for(lambda: http("GET", f"{stack.url}/function/{other}", timeout=10).status == 200, what="the new function")
+
+
+PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()
+    print("open")
+except ConnectionRefusedError:
+    print("refused")
+except OSError as e:
+    print(f"no answer: {e}")
+"""
+
+
+def reach(container: str, host: str, port: int) -> str:
+    """What a connect from inside the function container ``container`` to host:port meets."""
+    out = subprocess.run(
+        ["docker", "exec", container, "python3", "-c", PROBE, host, str(port)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+@pytest.fixture
+def host_listeners() -> Iterator[Callable[[], int]]:
+    """Host services bound to 0.0.0.0 on free ports, as a database or an admin panel on a VPS often are."""
+    sockets: list[socket.socket] = []
+
+    def listen() -> int:
+        sock = socket.socket()
+        sock.bind(("0.0.0.0", 0))
+        sock.listen(16)
+        sockets.append(sock)
+        return int(sock.getsockname()[1])
+
+    yield listen
+    for sock in sockets:
+        sock.close()
+
+
+@pytest.fixture
+def container_on_docker0() -> Iterator[str]:
+    """A container on Docker's default bridge; its IP."""
+    name = f"pft-other-{secrets.token_hex(3)}"
+    subprocess.run(["docker", "run", "-d", "--name", name, ECHO], check=True, capture_output=True)
+    try:
+        ip = wait_for(
+            lambda: subprocess.run(
+                ["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip(),
+            what="the container's IP",
+        )
+        yield str(ip)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def test_a_function_reaches_the_gateway_functions_and_allowed_ports_but_no_other_host_port_or_bridge(
+    make_stack: MakeStack, name: str, host_listeners: Callable[[], int], container_on_docker0: str
+) -> None:
+    blocked, allowed = host_listeners(), host_listeners()
+    stack = make_stack(gateway_host="0.0.0.0", PYFAASD_FUNCTION_HOST_PORTS=str(allowed))
+    other = f"{name}b"
+    for service in (name, other):
+        assert stack.call("POST", "/system/functions", {"service": service, "image": ECHO}).status == 202
+    wait_for(lambda: stack.hosts(name) and stack.hosts(other), what="both functions ready")
+    inside = next(c["ID"] for c in stack.containers(running_only=True) if c["Names"].startswith(f"{name}."))
+    bridge_ip = str(stack.subnet.network_address + 1)
+    assert stack.gateway_port is not None
+
+    assert reach(inside, "gateway", stack.gateway_port) == "open"
+    assert reach(inside, other, 8080) == "open"  # another function by name: a documented feature
+    assert reach(inside, bridge_ip, allowed) == "open"  # PYFAASD_FUNCTION_HOST_PORTS
+    assert reach(inside, bridge_ip, blocked) == "refused"  # any other host service
+    assert reach(inside, container_on_docker0, 8080) == "refused"  # another bridge
+    assert reach(inside, "provider", stack.port) == "refused"  # the provider's API is behind the gateway
+
+
+def test_isolated_functions_reach_each_other_only_through_the_gateway(make_stack: MakeStack, name: str) -> None:
+    stack = make_stack(gateway_host="0.0.0.0", PYFAASD_ISOLATE_FUNCTIONS="true")
+    other = f"{name}b"
+    for service in (name, other):
+        assert stack.call("POST", "/system/functions", {"service": service, "image": ECHO}).status == 202
+    wait_for(lambda: stack.hosts(name) and stack.hosts(other), what="both functions ready")
+    inside = next(c["ID"] for c in stack.containers(running_only=True) if c["Names"].startswith(f"{name}."))
+
+    assert reach(inside, other, 8080).startswith("no answer")
+    assert reach(inside, "gateway", stack.gateway_port or 0) == "open"
+    assert http("GET", f"{stack.url}/function/{other}", timeout=10).status == 200

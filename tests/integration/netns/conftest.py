@@ -13,11 +13,13 @@ import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from netconf import NetConfig, Network
 from tests.integration.netns.netns_helpers import (
+    GATEWAY_PORT,
     MakeNetwork,
     Server,
     StartServer,
@@ -40,11 +42,12 @@ def _require_root() -> None:
 def make_config(tmp_path: Path) -> Callable[..., NetConfig]:
     """Factory of configs with a random bridge name (pft + 8 hex), a free test subnet and a temp state dir."""
 
-    def make(prefixlen: int = 24) -> NetConfig:
+    def make(prefixlen: int = 24, **fields: Any) -> NetConfig:
         return NetConfig(
             bridge=f"pft{secrets.token_hex(4)}",
             subnet=free_test_subnet(prefixlen),
             state_dir=tmp_path / secrets.token_hex(4),
+            **{"gateway_port": GATEWAY_PORT, **fields},
         )
 
     return make
@@ -55,8 +58,8 @@ async def make_network(make_config: Callable[..., NetConfig]) -> AsyncIterator[M
     """Factory: ``await make_network(prefixlen=24)`` gives a Network with its bridge up; every one is downed after."""
     made: list[Network] = []
 
-    async def make(prefixlen: int = 24) -> Network:
-        network = Network(make_config(prefixlen))
+    async def make(prefixlen: int = 24, **fields: Any) -> Network:
+        network = Network(make_config(prefixlen, **fields))
         made.append(network)
         await network.ensure_bridge()
         return network

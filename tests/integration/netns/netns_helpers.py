@@ -17,6 +17,9 @@ T = TypeVar("T")
 
 __all__ = ["TEST_SUPERNET", "force_cleanup", "free_test_subnet", "leftovers"]
 
+# The port the tests' host-side servers listen on, standing for the gateway: functions may reach it.
+GATEWAY_PORT = 18080
+
 MakeNetwork = Callable[..., Awaitable[Network]]
 
 

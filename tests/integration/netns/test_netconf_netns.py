@@ -18,6 +18,7 @@ from netconf import (
     AddressInUseError,
     AddressInvalidError,
     BridgeMissingError,
+    HostPort,
     NetConfig,
     NetnsBusyError,
     NetnsNotFoundError,
@@ -27,6 +28,7 @@ from netconf import (
 )
 from netconf.firewall import list_rules
 from tests.integration.netns.netns_helpers import (
+    GATEWAY_PORT,
     MakeNetwork,
     StartServer,
     in_netns,
@@ -38,7 +40,7 @@ from tests.integration.netns.netns_helpers import (
 
 pytestmark = pytest.mark.netns
 
-PORT = 18080
+PORT = GATEWAY_PORT
 FIRST_CONNECT_LIMIT_S = 0.1
 
 
@@ -95,6 +97,70 @@ async def test_two_namespaces_reach_each_other_and_bridge_ip_first_connect_fast(
         answer, timings[label] = ask()
         assert answer == expected, label
     assert max(timings.values()) < FIRST_CONNECT_LIMIT_S, timings
+
+
+def refused_from(ns: str, ip: IPv4Address, port: int) -> bool:
+    """Whether a connect from ``ns`` is refused at once (a reject), rather than answered or left hanging."""
+    try:
+        tcp_ask_from(ns, ip, port)
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+async def test_functions_reach_the_gateway_port_and_allowed_ports_but_no_other_host_service(
+    make_network: MakeNetwork, netns: Callable[[], str], serve: StartServer
+) -> None:
+    network = await make_network(host_ports=(HostPort(PORT + 1),))
+    ns = netns()
+    bridge_ip = network.config.bridge_ip
+    # Host services bound to every address, as a database or an admin panel on a VPS often are.
+    for port in (PORT, PORT + 1, PORT + 2):
+        serve(None, IPv4Address("0.0.0.0"), port, f"host{port}")
+    await network.connect(ns, "c1")
+
+    assert tcp_ask_from(ns, bridge_ip, PORT)[0] == f"pong:host{PORT}".encode()  # the gateway's port
+    assert tcp_ask_from(ns, bridge_ip, PORT + 1)[0] == f"pong:host{PORT + 1}".encode()  # allowed by the setting
+    assert refused_from(ns, bridge_ip, PORT + 2)  # any other host service: refused at once, not hanging
+    assert tcp_ask(bridge_ip, PORT + 2)[0] == f"pong:host{PORT + 2}".encode()  # the host itself still can
+    rules = (await network.status()).rules
+    assert any(line.startswith("nft ") and "reject" in line for line in rules), rules
+
+
+async def test_functions_do_not_reach_other_bridges(
+    make_network: MakeNetwork, netns: Callable[[], str], serve: StartServer
+) -> None:
+    ours, other = await make_network(), await make_network()  # the other stands for docker0 or a libvirt bridge
+    ns_ours, ns_other = netns(), netns()
+    serve(ns_other, IPv4Address("0.0.0.0"), PORT, "other")
+    serve(ns_ours, IPv4Address("0.0.0.0"), PORT, "ours")
+    mine = await ours.connect(ns_ours, "c1")
+    theirs = await other.connect(ns_other, "c2")
+
+    assert refused_from(ns_ours, theirs.ip, PORT)
+    assert refused_from(ns_other, mine.ip, PORT)  # each bridge keeps its functions to itself
+    assert tcp_ask(theirs.ip, PORT)[0] == b"pong:other"  # the host reaches both
+
+
+async def test_isolated_functions_reach_the_gateway_but_not_each_other(
+    make_network: MakeNetwork, netns: Callable[[], str], serve: StartServer
+) -> None:
+    network = await make_network(isolate_functions=True)
+    ns_a, ns_b = netns(), netns()
+    serve(ns_a, IPv4Address("0.0.0.0"), PORT, "a")
+    serve(ns_b, IPv4Address("0.0.0.0"), PORT, "b")
+    bridge_ip = network.config.bridge_ip
+    serve(None, bridge_ip, PORT, "host")
+    a = await network.connect(ns_a, "a")
+    b = await network.connect(ns_b, "b")
+
+    assert tcp_ask_from(ns_a, bridge_ip, PORT)[0] == b"pong:host"
+    assert tcp_ask(b.ip, PORT)[0] == b"pong:b"
+    # Port isolation drops the frames (ARP included): no answer at all.
+    with pytest.raises(TimeoutError):
+        in_netns(ns_a, lambda: tcp_ask(b.ip, PORT, timeout=0.5))
+    with pytest.raises(TimeoutError):
+        in_netns(ns_b, lambda: tcp_ask(a.ip, PORT, timeout=0.5))
 
 
 async def test_attach_sets_address_mac_route_neighbours_and_no_ipv6(network: Network, netns: Callable[[], str]) -> None:
@@ -291,7 +357,9 @@ def test_cli_up_status_down(make_config: Callable[..., NetConfig]) -> None:
         up = cli("up")
         assert up["present"] is True
         assert up["addresses"] == [f"{cfg.bridge_ip}/{cfg.subnet.prefixlen}"]
-        assert len(up["rules"]) == 8  # type: ignore[arg-type]
+        rules: list[str] = up["rules"]  # type: ignore[assignment]
+        assert len([r for r in rules if r.startswith("-t ")]) == 8  # iptables: 2 jumps, 2 chains, 4 rules
+        assert f"nft table ip pyfaasd-{cfg.bridge} {{" in rules
         assert cli("status") == up
         down = cli("down")
         assert down["present"] is False
