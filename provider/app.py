@@ -9,7 +9,7 @@ from provider.core import Core
 from provider.handlers import code as code_handlers
 from provider.handlers import functions, images, logs, namespaces, secrets, system, volumes
 from provider.keys import CODE, CONFIG, CORE, CREDENTIALS, IMAGES, NAMESPACES, ORCHESTRATOR, SECRETS, VOLUMES
-from provider.middleware import basic_auth, errors, observe
+from provider.middleware import after_recovery, basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.secrets import SecretStore
 from servicekit.auth import Credentials
@@ -29,7 +29,7 @@ def create_app(
     registry = Registry()
     app = web.Application(
         client_max_size=MAX_BODY_BYTES,
-        middlewares=[observe(registry), basic_auth, errors],
+        middlewares=[observe(registry), basic_auth, after_recovery, errors],
     )
     app[CONFIG] = config
     app[CREDENTIALS] = credentials

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from provider.bridge_guard import BridgeGuard
 from provider.code_functions import CodeFunctions
@@ -43,6 +43,7 @@ class Core:
     bridge: BridgeGuard
     events: asyncio.Task[None] | None = None
     bridge_watch: asyncio.Task[None] | None = None
+    recovered: asyncio.Event = field(default_factory=asyncio.Event)  # set once start() has re-read Docker
 
     @classmethod
     def build(
@@ -83,10 +84,13 @@ class Core:
         self.code.dependencies.remove_leftovers()
         self.events = asyncio.create_task(self.follower.run(), name="docker events")
         await self.reactions.recover()
+        self.recovered.set()
         self.bridge_watch = asyncio.create_task(self.bridge.run(), name="bridge watch")
 
     def problem(self) -> str | None:
         """Why the provider cannot keep functions running right now (Docker's events lost, the bridge broken)."""
+        if not self.recovered.is_set():
+            return "recovering the functions found in Docker"
         return self.follower.problem() or self.bridge.problem()
 
     async def close(self) -> None:

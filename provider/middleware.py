@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from provider.errors import ProviderError
-from provider.keys import CREDENTIALS
+from provider.keys import CORE, CREDENTIALS
 from servicekit.auth import CHALLENGE, REJECTION, check_authorization
 from servicekit.metrics import Registry
 
@@ -53,6 +54,24 @@ async def basic_auth(request: web.Request, handler: Handler) -> web.StreamRespon
         return web.Response(
             status=401, text=REJECTION, content_type="text/plain", headers={"WWW-Authenticate": CHALLENGE}
         )
+    return await handler(request)
+
+
+# How long an API request waits for the provider to finish recovering its functions from Docker after a start.
+RECOVERY_WAIT_S = 60.0
+
+
+@web.middleware
+async def after_recovery(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Hold /system requests until the functions found in Docker are known again (answered after a start from an
+    empty view, a deploy could make a second copy of a function, and a list would miss some); 503 after a bound."""
+    recovered = request.app[CORE].recovered
+    if request.path.startswith("/system/") and not recovered.is_set():
+        try:
+            async with asyncio.timeout(RECOVERY_WAIT_S):
+                await recovered.wait()
+        except TimeoutError:
+            return text_error(503, "the provider is still recovering its functions from Docker: try again shortly")
     return await handler(request)
 
 

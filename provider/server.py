@@ -7,7 +7,9 @@ and the event follower; function containers keep running in Docker for the next 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
+import time
 from collections.abc import Callable
 
 import structlog
@@ -46,8 +48,6 @@ async def serve(
         runtime = await DockerRuntime.connect(config.net.bridge)
         try:
             network = Network(config.net)
-            bridge = await network.ensure_bridge()
-            log.info("bridge_ready", bridge=bridge.name, ip=str(config.net.bridge_ip), subnet=str(config.net.subnet))
             namespace_store = NamespaceStore(config.state_dir / "namespaces")
             secret_store = SecretStore(config.secrets_dir, config.secrets_gid, namespace_store)
             probe = HttpProbe(config.function_port)
@@ -60,28 +60,54 @@ async def serve(
                 namespace_store,
                 ScaleStore(config.state_dir / "replicas"),
             )
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, core.images.reload)  # registries.yaml, read again
+            app = create_app(config, credentials, core, secret_store, namespace_store)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             try:
-                await core.start()
-                loop = asyncio.get_running_loop()
-                loop.add_signal_handler(signal.SIGHUP, core.images.reload)  # registries.yaml, read again
-                app = create_app(config, credentials, core, secret_store, namespace_store)
-                runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
                 await runner.setup()
-                try:
-                    site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
-                    await site.start()
-                    log.info("provider_listening", address=f"{config.host}:{config.port}")
+                # Listen first: the port is taken (or its conflict reported) before the bridge or Docker is
+                # touched, and the API answers from now on (/system requests wait for the recovery below).
+                site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+                await site.start()
+                log.info("provider_listening", address=f"{config.host}:{config.port}")
+                if await _start(network, core, config, stop):
                     if on_ready is not None:
                         on_ready()
                     await stop.wait()
-                    log.info("provider_stopping")
-                    if on_stopping is not None:
-                        on_stopping()
-                finally:
-                    await runner.cleanup()
+                log.info("provider_stopping")
+                if on_stopping is not None:
+                    on_stopping()
             finally:
-                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+                await runner.cleanup()
+                loop.remove_signal_handler(signal.SIGHUP)
                 await core.close()
                 await probe.close()
         finally:
             await runtime.close()
+
+
+async def _start(network: Network, core: Core, config: ProviderConfig, stop: asyncio.Event) -> bool:
+    """The bridge, then the functions found in Docker; False if ``stop`` came first. Failures propagate."""
+    started = time.monotonic()
+
+    async def start() -> None:
+        bridge = await network.ensure_bridge()
+        log.info("bridge_ready", bridge=bridge.name, ip=str(config.net.bridge_ip), subnet=str(config.net.subnet))
+        await core.start()
+
+    starting = asyncio.create_task(start(), name="provider start")
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+    if starting.cancelled():
+        return False
+    starting.result()  # raises what the start raised
+    log.info("provider_started", duration_s=round(time.monotonic() - started, 3))
+    return True

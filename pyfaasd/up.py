@@ -1,9 +1,10 @@
 """``pyfaasd up``: the provider and the gateway in one process, in the foreground.
 
 For a first run and for development. The bridge is ensured and the credentials are created if absent (their
-path is printed, never the password). The provider starts first (it recovers functions from Docker and writes
-the hosts file), then the gateway. Ctrl-C or SIGTERM drains the gateway, stops the provider and exits 0; the
-function containers keep running in Docker for the next start.
+path is printed, never the password). The gateway starts first and serves the functions in the hosts file at
+once (after a restart they are still running); then the provider takes the state dir, listens, and recovers
+functions from Docker in the background (its API waits for that). Ctrl-C or SIGTERM drains the gateway, stops
+the provider and exits 0; the function containers keep running in Docker for the next start.
 
 Everything is configured by the same ``PYFAASD_*`` variables as the two daemons (docs/provider.md,
 docs/gateway.md); the flags of ``up`` cover the common ones.
@@ -85,22 +86,25 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig) -> int:
+    """The gateway first, serving the hosts file that is there (functions that survived a restart answer at
+    once), then the provider, which re-reads Docker in the background; ready when both are."""
     from gateway.server import serve as serve_gateway
-    from provider.server import serve as serve_provider
 
     log = structlog.get_logger("pyfaasd.up")
     stop = Shutdown().requested
     stopping = asyncio.create_task(stop.wait())
     stop_provider, stop_gateway = asyncio.Event(), asyncio.Event()
     provider_ready, gateway_ready = asyncio.Event(), asyncio.Event()
-    provider = asyncio.create_task(serve_provider(provider_config, stop_provider, on_ready=provider_ready.set))
-    gateway: asyncio.Task[None] | None = None
+    gateway = asyncio.create_task(serve_gateway(gateway_config, ready=gateway_ready.set, stop=stop_gateway))
+    provider: asyncio.Task[None] | None = None
     watchdog = notify.start_watchdog()
     try:
-        if not await _until(provider_ready, provider, stopping):
-            return 0 if stop.is_set() else 1
-        gateway = asyncio.create_task(serve_gateway(gateway_config, ready=gateway_ready.set, stop=stop_gateway))
         if not await _until(gateway_ready, gateway, stopping):
+            return 0 if stop.is_set() else 1
+        from provider.server import serve as serve_provider  # netlink, Docker: loaded once the gateway serves
+
+        provider = asyncio.create_task(serve_provider(provider_config, stop_provider, on_ready=provider_ready.set))
+        if not await _until(provider_ready, provider, gateway, stopping):
             return 0 if stop.is_set() else 1
         notify.ready()
         log.info("pyfaasd_up", gateway=f"{gateway_config.host}:{gateway_config.port}")
@@ -110,9 +114,9 @@ async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig)
         notify.stopping()
         stopping.cancel()
         stop_gateway.set()
-        failed = gateway is not None and await _failed(gateway)
+        failed = await _failed(gateway)
         stop_provider.set()
-        failed = await _failed(provider) or failed
+        failed = (provider is not None and await _failed(provider)) or failed
         await notify.stop_watchdog(watchdog)
         if failed:
             log.error("pyfaasd_up_stopped_after_a_failure")

@@ -93,13 +93,20 @@ class ProviderProcess:
         kind = "up" if self.gateway_port else "provider"
         return self.state_dir.parent / f"{self.bridge}-{kind}.log"
 
-    def start(self, timeout: float = 30.0) -> None:
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Start the process without waiting for it to answer."""
         self.starts += 1
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, *self.command], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )
         log.close()
+        return self.proc
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the process and wait until ``/healthz`` is 200 (for a stack: the provider has recovered)."""
+        self.launch()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -148,3 +148,31 @@ def test_isolated_functions_reach_each_other_only_through_the_gateway(make_stack
     assert reach(inside, other, 8080).startswith("no answer")
     assert reach(inside, "gateway", stack.gateway_port or 0) == "open"
     assert http("GET", f"{stack.url}/function/{other}", timeout=10).status == 200
+
+
+def test_after_a_kill_9_functions_answer_before_the_provider_has_re_read_docker(
+    make_stack: MakeStack, name: str
+) -> None:
+    stack = make_stack()
+    assert stack.call("POST", "/system/functions", {"service": name, "image": ECHO}).status == 202
+    url = f"{stack.url}/function/{name}"
+    wait_for(lambda: http("GET", url, timeout=10).status == 200, what="the function")
+    assert stack.proc is not None
+    stack.proc.kill()
+    stack.proc.wait(10)
+
+    stack.launch()
+
+    # The gateway starts first and serves the hosts file that is there; the provider (its imports, the bridge,
+    # Docker's containers) comes after, so the first 200 comes while /healthz is not yet 200.
+    def answered() -> tuple[int, int] | None:
+        try:
+            status = http("GET", url, timeout=5).status
+        except OSError:
+            return None
+        return (status, http("GET", f"{stack.url}/healthz", timeout=5).status) if status == 200 else None
+
+    first = wait_for(answered, timeout=20, interval=0.005, what="the first 200 after the restart")
+    assert first[1] != 200, "the provider had already recovered: the gateway did not serve ahead of it"
+    wait_for(lambda: http("GET", f"{stack.url}/healthz").status == 200, what="the provider to recover")
+    assert len(stack.containers()) == 1  # the same replica, adopted
