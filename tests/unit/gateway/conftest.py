@@ -138,6 +138,9 @@ class FakeProvider:
 
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # "name.ns" → FunctionStatus
     calls: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    # The gateway's own background listings (the cron scheduler reads every namespace's functions every few
+    # seconds), kept apart so that ``calls`` holds what the requests of a test caused.
+    listings: list[str] = field(default_factory=list)
     on_scale: Callable[[str, str, int], Awaitable[None]] | None = None
     logs: list[str] = field(default_factory=list)
     logs_status: int = 200
@@ -151,7 +154,11 @@ class FakeProvider:
         @web.middleware
         async def record(request: web.Request, handler: Any) -> web.StreamResponse:
             body = await request.read()
-            self.calls.append((request.method, request.raw_path, dict(request.headers), body))
+            own = request.headers.get("User-Agent", "").startswith("pyfaasd-gateway/")
+            if own and request.method == "GET" and request.path in ("/system/namespaces", "/system/functions"):
+                self.listings.append(request.raw_path)
+            else:
+                self.calls.append((request.method, request.raw_path, dict(request.headers), body))
             if request.path != "/healthz" and request.headers.get("Authorization") != CREDENTIALS.authorization:
                 return web.Response(status=401, text="invalid credentials")
             response: web.StreamResponse = await handler(request)
@@ -161,6 +168,10 @@ class FakeProvider:
             namespace = request.query.get("namespace", "openfaas-fn")
             items = [f for f in self.functions.values() if f.get("namespace", "openfaas-fn") == namespace]
             return web.Response(text=json.dumps(items), content_type="application/json")
+
+        async def namespaces(request: web.Request) -> web.Response:
+            names = sorted({"openfaas-fn", *(f.get("namespace", "openfaas-fn") for f in self.functions.values())})
+            return web.json_response(names)
 
         async def status(request: web.Request) -> web.Response:
             namespace = request.query.get("namespace", "openfaas-fn")
@@ -211,6 +222,7 @@ class FakeProvider:
 
         app = web.Application(middlewares=[record])
         app.router.add_get("/system/functions", list_functions)
+        app.router.add_get("/system/namespaces", namespaces)
         app.router.add_get("/system/function/{name}", status)
         app.router.add_post("/system/scale-function/{name}", scale)
         app.router.add_get("/system/info", info)
