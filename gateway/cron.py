@@ -100,7 +100,7 @@ def plan(schedule: str, last_slot: float | None, now: float) -> tuple[bool, floa
     return False, last_slot
 
 
-def cron_call(function: CronFunction, schedule: str, slot: float) -> AsyncCall:
+def cron_call(function: CronFunction, schedule: str, slot: float, now: float) -> AsyncCall:
     dedupe = f"cron {function.function} {schedule} {slot:.0f}"
     call_id = str(uuid.uuid5(_CALL_IDS, dedupe))
     headers = (
@@ -109,7 +109,7 @@ def cron_call(function: CronFunction, schedule: str, slot: float) -> AsyncCall:
         ("X-Topic", TOPIC),
         ("X-Call-Id", call_id),
     )
-    return AsyncCall(call_id, function.function, function.name, "POST", "/", headers, b"", None, dedupe)
+    return AsyncCall(call_id, function.function, function.name, "POST", "/", headers, b"", None, dedupe, now)
 
 
 Lister = Callable[[], Awaitable[list[CronFunction]]]
@@ -187,7 +187,7 @@ class CronScheduler:
                 last = self._last[key]
                 fire, slot = plan(schedule, last, now)
                 if slot != last:
-                    call = cron_call(function, schedule, slot) if fire else None
+                    call = cron_call(function, schedule, slot, now) if fire else None
                     await self._queue.fire_cron(function.function, schedule, slot, call)
                     self._last[key] = slot
                     if call is not None:

@@ -56,6 +56,7 @@ class Upstream:
 
     release: asyncio.Event = field(default_factory=asyncio.Event)
     seen: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)  # /flaky/{key}: answers so far, per key
 
 
 def replica_app(tag: str, control: Upstream) -> web.Application:
@@ -75,6 +76,17 @@ def replica_app(tag: str, control: Upstream) -> web.Application:
     async def status(request: web.Request) -> web.Response:
         code = int(request.match_info["code"])
         return web.Response(status=code, text=f"status {code}", headers={"X-Replica": tag})
+
+    async def flaky(request: web.Request) -> web.Response:
+        """``/flaky/{key}?fail=N&code=C[&after=S]``: C (with ``Retry-After: S``) for the first N calls of a key,
+        then 200 with the number of the call."""
+        key = request.match_info["key"]
+        count = control.failures[key] = control.failures.get(key, 0) + 1
+        if count <= int(request.query.get("fail", "1")):
+            code = int(request.query.get("code", "500"))
+            headers = {"Retry-After": request.query["after"]} if "after" in request.query else {}
+            return web.Response(status=code, text=f"failure {count}", headers=headers)
+        return web.Response(text=f"success on call {count}", headers={"X-Replica": tag})
 
     async def redirect(request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"Location": "/elsewhere"})
@@ -120,6 +132,7 @@ def replica_app(tag: str, control: Upstream) -> web.Application:
     app = web.Application(client_max_size=0)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/redirect", redirect)
+    app.router.add_route("*", "/flaky/{key}", flaky)
     app.router.add_get("/held", held)
     app.router.add_get("/sse", sse)
     app.router.add_get("/slow", slow)
