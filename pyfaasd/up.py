@@ -2,7 +2,8 @@
 
 For a first run and for development. The bridge is ensured and the credentials are created if absent (their
 path is printed, never the password). The provider starts first (it recovers functions from Docker and writes
-the hosts file), then the gateway. Ctrl-C or SIGTERM drains the gateway, stops the provider and exits 0; the
+the hosts file), then the gateway, which also dispatches async calls and fires cron schedules from its queue in
+``<state>/async`` (docs/gateway.md). Ctrl-C or SIGTERM drains the gateway, stops the provider and exits 0; the
 function containers keep running in Docker for the next start.
 
 Everything is configured by the same ``PYFAASD_*`` variables as the two daemons (docs/provider.md,
