@@ -102,6 +102,14 @@ class CallStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadyWork:
+    """Per function, the due time (Unix) of its earliest queued call and of its earliest pending callback."""
+
+    calls: Mapping[str, float]
+    callbacks: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
 class QueueCounts:
     """Per function: calls waiting (queued, due or not) and callbacks waiting."""
 
@@ -110,7 +118,12 @@ class QueueCounts:
 
 
 class CallQueue(Protocol):
-    """A durable queue of async calls. Every method returns once its change is durable."""
+    """A durable queue of async calls.
+
+    :meth:`enqueue` and :meth:`fire_cron` return once the call is durable (it survives a power cut); the other
+    changes survive any process crash, and a power cut can at worst roll them back to an earlier state of the
+    same call, which makes it run again (at least once), never lost.
+    """
 
     async def enqueue(self, call: AsyncCall) -> bool:
         """Store ``call`` (durably, before it returns); False when its ``dedupe`` key was accepted before."""
@@ -123,12 +136,13 @@ class CallQueue(Protocol):
         """
         ...
 
-    async def ready_functions(self, now: float) -> dict[str, int]:
-        """Functions with calls due by ``now``, and how many each has."""
+    async def ready(self) -> ReadyWork:
+        """For each function with queued calls or pending callbacks, when its earliest one is due."""
         ...
 
-    async def claim(self, function: str, limit: int, now: float) -> list[ClaimedCall]:
-        """Up to ``limit`` due calls of ``function``, oldest first, marked running (their attempt counted)."""
+    async def claim(self, limits: Mapping[str, int], now: float) -> list[ClaimedCall]:
+        """Up to ``limits[function]`` calls of each function due by ``now``, oldest first, marked running
+        (their attempt counted)."""
         ...
 
     async def complete(self, seq: int, outcome: Outcome, *, succeeded: bool, callback: bool) -> None:
@@ -140,16 +154,9 @@ class CallQueue(Protocol):
         """Put a claimed call back in the queue, due at ``due`` (Unix time), recording the answer it got."""
         ...
 
-    async def next_due(self) -> float | None:
-        """The earliest due time of a queued call or pending callback, or None when there is none."""
-        ...
-
-    async def ready_callbacks(self, now: float) -> dict[str, int]:
-        """Functions with callbacks due by ``now``, and how many each has."""
-        ...
-
-    async def claim_callbacks(self, function: str, limit: int, now: float) -> list[PendingCallback]:
-        """Up to ``limit`` due callbacks of ``function``, marked running (their attempt counted)."""
+    async def claim_callbacks(self, limits: Mapping[str, int], now: float) -> list[PendingCallback]:
+        """Up to ``limits[function]`` callbacks of each function due by ``now``, marked running (their attempt
+        counted)."""
         ...
 
     async def callback_done(self, seq: int, *, delivered: bool) -> None:

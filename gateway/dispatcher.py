@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -51,6 +52,8 @@ LOCK_RETRY_S: Final = 1.0  # how often a process that does not dispatch tries to
 IDLE_POLL_S: Final = 1.0  # the longest the dispatcher sleeps without looking at the queue
 SETTINGS_TTL_S: Final = 2.0  # how long a function's annotations are reused before the provider is asked again
 PURGE_EVERY_S: Final = 60.0
+COUNTS_EVERY_S: Final = 1.0  # how often the queue depth gauges are refreshed
+CLAIM_MISSED_WAIT_S: Final = 0.05
 FAILED_STEP_WAIT_S: Final = 1.0  # a dispatcher step that failed (the queue, the provider) is tried again after
 
 
@@ -122,6 +125,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = doorbell.rang
         self._next_purge = 0.0
+        self._next_counts = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -135,46 +139,65 @@ class Dispatcher:
         while True:
             self._wake.clear()
             try:
-                await self._step()
-                timeout = await self._sleep_time()
+                timeout = await self._step()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("async_dispatch_failed")
                 timeout = FAILED_STEP_WAIT_S
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+            if timeout > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
 
-    async def _step(self) -> None:
+    async def _step(self) -> float:
+        """Claim what is due and has a free slot; how long to sleep before the next step (0: go on at once)."""
         now = self._clock()
-        for function, count in (await self._queue.ready_functions(now)).items():
-            settings = await self._settings.get(function)
-            free = min(count, settings.concurrency - self._running.get(function, 0))
-            if free > 0:
-                for claimed in await self._queue.claim(function, free, now):
-                    self._start(function, self._running, self._attempt(claimed, settings.policy))
-        for function, count in (await self._queue.ready_callbacks(now)).items():
-            settings = await self._settings.get(function)
-            free = min(count, settings.concurrency - self._sending.get(function, 0))
-            if free > 0:
-                for pending in await self._queue.claim_callbacks(function, free, now):
-                    self._start(function, self._sending, self._callback(pending))
-        counts = await self._queue.counts()
-        self._metrics.set_depths(dict(counts.queued), dict(counts.callbacks))
+        ready = await self._queue.ready()
+        calls, wait_calls = await self._free_slots(ready.calls, self._running, now)
+        callbacks, wait_callbacks = await self._free_slots(ready.callbacks, self._sending, now)
+        claimed = 0
+        if calls:
+            for claimed_call in await self._queue.claim(calls, now):
+                policy = (await self._settings.get(claimed_call.call.function)).policy
+                self._start(claimed_call.call.function, self._running, self._attempt(claimed_call, policy))
+                claimed += 1
+        if callbacks:
+            for pending in await self._queue.claim_callbacks(callbacks, now):
+                self._start(pending.function, self._sending, self._callback(pending))
+                claimed += 1
+        if now >= self._next_counts:
+            self._next_counts = now + COUNTS_EVERY_S
+            counts = await self._queue.counts()
+            self._metrics.set_depths(dict(counts.queued), dict(counts.callbacks))
         if now >= self._next_purge:
             self._next_purge = now + PURGE_EVERY_S
             purged = await self._queue.purge(now - self._retention_s)
             if purged:
                 log.info("async_calls_forgotten", calls=purged, retention_s=self._retention_s)
+        if claimed:
+            return 0.0  # look again at once: more may be due than there were slots in this step
+        if calls or callbacks:
+            return CLAIM_MISSED_WAIT_S  # due, yet nothing to claim: another process took it; do not spin
+        wait = min(wait_calls, wait_callbacks) - self._clock()
+        return max(0.0, min(wait, IDLE_POLL_S))
 
-    async def _sleep_time(self) -> float:
-        due = await self._queue.next_due()
-        if due is None:
-            return IDLE_POLL_S
-        wait = due - self._clock()
-        # Due already but every slot of its function is taken: a finished call (or a ring) wakes the loop.
-        return IDLE_POLL_S if wait <= 0 else min(wait, IDLE_POLL_S)
+    async def _free_slots(
+        self, earliest: Mapping[str, float], in_flight: dict[str, int], now: float
+    ) -> tuple[dict[str, int], float]:
+        """The free slots of each function with work due, and the earliest due time among the others that have
+        a free slot (a function with every slot taken is woken by its next finished task)."""
+        free: dict[str, int] = {}
+        wake = math.inf
+        for function, due in earliest.items():
+            slots = (await self._settings.get(function)).concurrency - in_flight.get(function, 0)
+            if slots <= 0:
+                continue
+            if due <= now:
+                free[function] = slots
+            else:
+                wake = min(wake, due)
+        return free, wake
 
     def _start(self, function: str, slots: dict[str, int], work: Any) -> None:
         slots[function] = slots.get(function, 0) + 1

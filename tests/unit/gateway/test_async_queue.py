@@ -39,25 +39,26 @@ async def queue(tmp_path: Path) -> AsyncIterator[SqliteCallQueue]:
 
 
 async def test_a_call_goes_through_claim_complete_and_callback(queue: SqliteCallQueue) -> None:
-    assert await queue.enqueue(call("a"))
-    assert await queue.status("a") == (await queue.status("a"))
+    assert await queue.enqueue(call("a", accepted_at=5.0))
     assert (await queue.status("a")).as_json() == {"status": "queued", "attempts": 0, "functionStatus": None}  # type: ignore[union-attr]
-    assert await queue.ready_functions(1e12) == {"f.openfaas-fn": 1}
-    [claimed] = await queue.claim("f.openfaas-fn", 10, 1e12)
+    ready = await queue.ready()
+    assert (dict(ready.calls), dict(ready.callbacks)) == ({"f.openfaas-fn": 5.0}, {})
+    [claimed] = await queue.claim({"f.openfaas-fn": 10}, 1e12)
     assert claimed.attempts == 1
     assert claimed.call.headers == call("a").headers  # order and repeats kept
     assert claimed.call.body == b"body \x00\xff"
-    assert await queue.claim("f.openfaas-fn", 10, 1e12) == []  # claimed once
+    assert await queue.claim({"f.openfaas-fn": 10}, 1e12) == []  # claimed once
     assert (await queue.status("a")).status is CallState.RUNNING  # type: ignore[union-attr]
 
     await queue.complete(claimed.seq, OK, succeeded=True, callback=True)
     assert (await queue.status("a")).as_json() == {"status": "done", "attempts": 1, "functionStatus": 200}  # type: ignore[union-attr]
-    assert await queue.ready_callbacks(1e12) == {"f.openfaas-fn": 1}
-    [pending] = await queue.claim_callbacks("f.openfaas-fn", 10, 1e12)
+    assert list((await queue.ready()).callbacks) == ["f.openfaas-fn"]
+    [pending] = await queue.claim_callbacks({"f.openfaas-fn": 10}, 1e12)
     assert (pending.outcome, pending.attempts, pending.callback_url) == (OK, 1, "http://127.0.0.1:1/cb")
-    assert await queue.claim_callbacks("f.openfaas-fn", 10, 1e12) == []
+    assert await queue.claim_callbacks({"f.openfaas-fn": 10}, 1e12) == []
     await queue.callback_done(pending.seq, delivered=True)
-    assert await queue.next_due() is None
+    ready = await queue.ready()
+    assert (dict(ready.calls), dict(ready.callbacks)) == ({}, {})
     assert await queue.purge(1e12) == 1
     assert await queue.status("a") is None
 
@@ -67,18 +68,18 @@ async def test_claims_of_a_dead_dispatcher_are_released_and_run_again(tmp_path: 
     first = SqliteCallQueue(path)
     for i in range(3):
         await first.enqueue(call(f"c{i}"))
-    claimed = await first.claim("f.openfaas-fn", 2, 1e12)
+    claimed = await first.claim({"f.openfaas-fn": 2}, 1e12)
     await first.complete(claimed[0].seq, OK, succeeded=True, callback=True)
-    [pending] = await first.claim_callbacks("f.openfaas-fn", 5, 1e12)
+    [pending] = await first.claim_callbacks({"f.openfaas-fn": 5}, 1e12)
     await first.close()  # as after a kill -9: one call running, one callback running, nothing recorded
 
     second = SqliteCallQueue(path)
     try:
         assert await second.recover() == 2
-        again = await second.claim("f.openfaas-fn", 10, 1e12)
+        again = await second.claim({"f.openfaas-fn": 10}, 1e12)
         assert sorted(c.call.call_id for c in again) == ["c1", "c2"]  # c0's outcome was recorded: not again
         assert {c.call.call_id: c.attempts for c in again} == {"c1": 2, "c2": 1}
-        [callback] = await second.claim_callbacks("f.openfaas-fn", 5, 1e12)
+        [callback] = await second.claim_callbacks({"f.openfaas-fn": 5}, 1e12)
         assert (callback.call_id, callback.attempts) == (pending.call_id, 2)
     finally:
         await second.close()
@@ -86,13 +87,12 @@ async def test_claims_of_a_dead_dispatcher_are_released_and_run_again(tmp_path: 
 
 async def test_a_retry_waits_until_it_is_due(queue: SqliteCallQueue) -> None:
     await queue.enqueue(call("r", accepted_at=50.0))
-    [claimed] = await queue.claim("f.openfaas-fn", 1, 100.0)
+    [claimed] = await queue.claim({"f.openfaas-fn": 1}, 100.0)
     await queue.retry_at(claimed.seq, 200.0, Outcome(500, (), b"", 0.1))
     assert (await queue.status("r")).as_json() == {"status": "queued", "attempts": 1, "functionStatus": 500}  # type: ignore[union-attr]
-    assert await queue.next_due() == 200.0
-    assert await queue.ready_functions(199.0) == {}
-    assert await queue.claim("f.openfaas-fn", 1, 199.0) == []
-    [again] = await queue.claim("f.openfaas-fn", 1, 200.0)
+    assert dict((await queue.ready()).calls) == {"f.openfaas-fn": 200.0}
+    assert await queue.claim({"f.openfaas-fn": 1}, 199.0) == []
+    [again] = await queue.claim({"f.openfaas-fn": 1}, 200.0)
     assert again.attempts == 2
 
 
@@ -100,9 +100,9 @@ async def test_claims_are_per_function_oldest_first_and_limited(queue: SqliteCal
     for i in range(5):
         await queue.enqueue(call(f"a{i}", accepted_at=10.0 + i))
     await queue.enqueue(call("b0", "b.openfaas-fn", accepted_at=20.0))
-    assert await queue.ready_functions(1e12) == {"f.openfaas-fn": 5, "b.openfaas-fn": 1}
-    assert [c.call.call_id for c in await queue.claim("f.openfaas-fn", 2, 1e12)] == ["a0", "a1"]
-    assert [c.call.call_id for c in await queue.claim("b.openfaas-fn", 9, 1e12)] == ["b0"]
+    assert dict((await queue.ready()).calls) == {"f.openfaas-fn": 10.0, "b.openfaas-fn": 20.0}
+    claimed = await queue.claim({"f.openfaas-fn": 2, "b.openfaas-fn": 9}, 1e12)
+    assert [c.call.call_id for c in claimed] == ["a0", "a1", "b0"]
     counts = await queue.counts()
     assert (dict(counts.queued), dict(counts.callbacks)) == ({"f.openfaas-fn": 3}, {})
 
@@ -110,7 +110,7 @@ async def test_claims_are_per_function_oldest_first_and_limited(queue: SqliteCal
 async def test_the_same_call_id_twice_is_two_calls_and_the_status_is_the_latest(queue: SqliteCallQueue) -> None:
     assert await queue.enqueue(call("same"))
     assert await queue.enqueue(call("same"))
-    assert (await queue.ready_functions(1e12)) == {"f.openfaas-fn": 2}
+    assert len(await queue.claim({"f.openfaas-fn": 9}, 1e12)) == 2
 
 
 async def test_a_dedupe_key_is_accepted_once(queue: SqliteCallQueue) -> None:
@@ -134,7 +134,7 @@ async def test_concurrent_enqueues_share_commits(queue: SqliteCallQueue) -> None
     results = await asyncio.gather(*(queue.enqueue(call(f"g{i}")) for i in range(200)))
     assert all(results)
     assert queue.batches - before < 200  # group commit: fewer transactions than calls
-    assert sum((await queue.ready_functions(1e12)).values()) == 201
+    assert (await queue.counts()).queued == {"f.openfaas-fn": 201}
 
 
 async def test_the_database_is_wal_with_full_sync_and_survives_a_reopen(tmp_path: Path) -> None:
