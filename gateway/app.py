@@ -19,6 +19,7 @@ into its status with a one-line text body and ``X-OpenFaaS-Internal: gateway``, 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 
@@ -139,10 +140,21 @@ def create_app(
     app[ASYNC_QUEUE] = queue
     app[ASYNC_ROLE] = role
 
+    dispatch_stopping: list[asyncio.Task[None]] = []
+
+    async def stop_dispatching(app: web.Application) -> None:
+        # On shutdown, before the HTTP requests in flight are waited for: both drains run at once.
+        dispatch_stopping.append(asyncio.create_task(role.stop(config.write_timeout_s)))
+
+    app.on_shutdown.append(stop_dispatching)
+
     async def resources(app: web.Application) -> AsyncIterator[None]:
         role.start()
         yield
-        await role.stop(config.write_timeout_s)
+        if dispatch_stopping:
+            await dispatch_stopping[0]
+        else:
+            await role.stop(config.write_timeout_s)
         await callbacks.close()
         await queue.close()
         await scaler.close()
