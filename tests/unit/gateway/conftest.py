@@ -135,7 +135,7 @@ def replica_app(tag: str, control: Upstream) -> web.Application:
     app.router.add_route("*", "/flaky/{key}", flaky)
     app.router.add_get("/held", held)
     app.router.add_get("/sse", sse)
-    app.router.add_get("/slow", slow)
+    app.router.add_route("*", "/slow", slow)
     app.router.add_get("/big", big)
     app.router.add_get("/ws", ws)
     app.router.add_route("*", "/{tail:.*}", echo)

@@ -299,3 +299,34 @@ async def test_a_function_at_zero_replicas_is_scaled_from_zero_for_a_queued_call
     [callback] = await back.wait_for(1)
     assert callback["headers"]["X-Function-Status"] == "200"
     assert len(provider.calls_to("POST", "/system/scale-function/echo")) == 1
+
+
+async def test_a_second_gateway_on_the_same_state_dir_stands_by_then_takes_over_and_reruns_the_claim(
+    start_stack: StartStack, receiver: MakeReceiver
+) -> None:
+    provider = FakeProvider()
+    deploy(provider)
+    first = await started(await start_stack(provider=provider, PYFAASD_WRITE_TIMEOUT="100ms"))
+    second = await start_stack(provider=provider)
+    second_role = second.app[ASYNC_ROLE]
+    await asyncio.sleep(0.2)
+    assert not second_role.holding.is_set()  # one dispatcher per state dir
+    back = await receiver()
+
+    # Accepted by the one that stands by, dispatched by the holder (woken through the doorbell).
+    await second.client.post("/async-function/echo/quick", headers={"X-Callback-Url": back.url, "X-Call-Id": "q"})
+    [quick] = await back.wait_for(1)
+    assert quick["headers"]["X-Call-Id"] == "q"
+
+    # The holder goes away while a call is in flight (its drain is too short to finish it): the claim is left in
+    # the database, and the other gateway takes the lock, puts the call back and runs it again.
+    await second.client.post("/async-function/echo/slow?s=1", headers={"X-Callback-Url": back.url, "X-Call-Id": "s"})
+    async with asyncio.timeout(5):
+        while (await status_of(second, "s"))["status"] != "running":
+            await asyncio.sleep(0.02)
+    await first.client.close()
+    await asyncio.wait_for(second_role.holding.wait(), 5)
+    [_, slow] = await back.wait_for(2)
+    assert slow["headers"]["X-Call-Id"] == "s"
+    assert slow["body"] == b"slow done"
+    assert await status_of(second, "s") == {"status": "done", "attempts": 2, "functionStatus": 200}
