@@ -82,9 +82,9 @@ class SettingsCache:
             status = await self._scaler.describe(name, namespace)
         except FunctionNotFoundError:
             settings = self._default  # the invocation answers 404 and the call fails
-        except GatewayError as exc:
+        except GatewayError as exc:  # the provider is down: keep what was known, ask again in a while
             log.warning("async_settings_unavailable", function=function, error=str(exc))
-            return cached[1] if cached is not None else self._default
+            settings = cached[1] if cached is not None else self._default
         else:
             annotations = status.get("annotations")
             if not isinstance(annotations, dict):
@@ -316,7 +316,10 @@ class DispatchRole:
                 log.info("async_dispatcher_standby", lock=str(self._lock_path))
                 waited = True
             await asyncio.sleep(LOCK_RETRY_S)
-        self._doorbell.listen()
+        try:
+            self._doorbell.listen()
+        except OSError as exc:  # dispatch still works: the queue is polled every second
+            log.warning("async_doorbell_unusable", error=str(exc))
         log.info("async_dispatcher_started", pid=os.getpid())
         self.holding.set()
         extra = asyncio.create_task(self._extra()) if self._extra is not None else None
