@@ -5,6 +5,8 @@ Routes:
 | route | what | auth |
 |---|---|---|
 | ``* /function/<name>[.<ns>][/<path>]`` | the function proxy (proxy.py) | no |
+| ``POST /async-function/<name>[.<ns>][/<path>]`` | into the durable queue, 202 (async_edge.py) | no |
+| ``GET /system/async/<call-id>`` | an async call's status (async_edge.py) | basic |
 | ``* /system/...`` | passed to the provider (system.py) | basic |
 | ``GET /healthz`` | the provider's ``/healthz`` | no |
 | ``GET /metrics`` | Prometheus text | no |
@@ -17,6 +19,7 @@ into its status with a one-line text body and ``X-OpenFaaS-Internal: gateway``, 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 
@@ -24,15 +27,22 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway.async_edge import AsyncEdge
+from gateway.async_invoke import FunctionInvoker
+from gateway.callbacks import CallbackSender
 from gateway.config import GatewayConfig
+from gateway.cron import CronScheduler, provider_lister
+from gateway.dispatcher import Dispatcher, DispatchRole, SettingsCache
+from gateway.doorbell import Doorbell
 from gateway.errors import GatewayError, NotFoundError, from_relay
-from gateway.keys import CONFIG, METRICS, POOLS, PROVIDER, PROXY, RESOLVER, SCALER, SYSTEM
+from gateway.keys import ASYNC_QUEUE, ASYNC_ROLE, CONFIG, METRICS, POOLS, PROVIDER, PROXY, RESOLVER, SCALER, SYSTEM
 from gateway.metrics import GatewayMetrics
 from gateway.pools import Pools
 from gateway.provider import ProviderClient
 from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
+from gateway.sqlite_queue import SqliteCallQueue
 from gateway.system import SystemProxy, version_info
 from servicekit.access_log import AccessLog
 from servicekit.auth import Credentials, load_credentials
@@ -101,6 +111,23 @@ def create_app(
     proxy = FunctionProxy(config, resolver, pools, scaler, metrics, access_log)
     system = SystemProxy(config, provider, credentials, metrics, version_info())
 
+    # Async calls: every process accepts into the queue; the one holding the dispatcher's lock dispatches.
+    queue = SqliteCallQueue(config.async_dir / "queue.db")
+    doorbell = Doorbell(config.async_dir)
+    callbacks = CallbackSender(config.upstream_timeout_s)
+    dispatcher = Dispatcher(
+        queue,
+        FunctionInvoker(config, resolver, pools, scaler, metrics),
+        callbacks,
+        SettingsCache(scaler, config.async_concurrency),
+        metrics.async_metrics,
+        doorbell,
+        retention_s=config.async_retention_s,
+    )
+    cron = CronScheduler(queue, provider_lister(provider), doorbell.ring)
+    role = DispatchRole(config.async_dir / "dispatcher.lock", dispatcher, doorbell, cron.run)
+    edge = AsyncEdge(config, resolver, scaler, queue, doorbell, metrics.async_metrics, system)
+
     app = web.Application(middlewares=[errors], client_max_size=0)
     app[CONFIG] = config
     app[RESOLVER] = resolver
@@ -110,9 +137,26 @@ def create_app(
     app[METRICS] = metrics
     app[PROXY] = proxy
     app[SYSTEM] = system
+    app[ASYNC_QUEUE] = queue
+    app[ASYNC_ROLE] = role
+
+    dispatch_stopping: list[asyncio.Task[None]] = []
+
+    async def stop_dispatching(app: web.Application) -> None:
+        # On shutdown, before the HTTP requests in flight are waited for: both drains run at once.
+        dispatch_stopping.append(asyncio.create_task(role.stop(config.write_timeout_s)))
+
+    app.on_shutdown.append(stop_dispatching)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
+        role.start()
         yield
+        if dispatch_stopping:
+            await dispatch_stopping[0]
+        else:
+            await role.stop(config.write_timeout_s)
+        await callbacks.close()
+        await queue.close()
         await scaler.close()
         await proxy.close()
         pools.close()
@@ -136,6 +180,8 @@ def create_app(
 
     router = app.router
     router.add_route("*", "/function/{tail:.*}", proxy.invoke)
+    router.add_route("*", "/async-function/{tail:.*}", edge.accept)
+    router.add_get("/system/async/{call_id}", edge.status, allow_head=False)
     router.add_get("/system/functions", system.list_functions, allow_head=False)
     router.add_get("/system/info", system.info, allow_head=False)
     router.add_get("/system/logs", system.logs, allow_head=False)

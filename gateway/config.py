@@ -95,6 +95,27 @@ WORKERS: Final = Setting(
     "serving processes sharing the port (SO_REUSEPORT)",
     whole_number(1, 64),
 )
+ASYNC_MAX_BODY_BYTES: Final = Setting(
+    "PYFAASD_ASYNC_MAX_BODY_BYTES",
+    "--async-max-body-bytes",
+    str(1024 * 1024),
+    "largest /async-function request body, kept in the queue until delivered",
+    whole_number(1),
+)
+ASYNC_CONCURRENCY: Final = Setting(
+    "PYFAASD_ASYNC_CONCURRENCY",
+    "--async-concurrency",
+    "4",
+    "queued calls of one function run at once (annotation com.pyfaasd.async.concurrency)",
+    whole_number(1, 1024),
+)
+ASYNC_RETENTION: Final = Setting(
+    "PYFAASD_ASYNC_RETENTION",
+    "--async-retention",
+    "24h",
+    "how long a finished async call's status stays in the queue",
+    parse_positive_duration,
+)
 ACCESS_LOG: Final = Setting(
     "PYFAASD_ACCESS_LOG", "--access-log", "true", "one line per /function request (batched)", parse_bool
 )
@@ -115,6 +136,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_BODY_BYTES,
     WORKERS,
     FUNCTION_PORT,
+    ASYNC_MAX_BODY_BYTES,
+    ASYNC_CONCURRENCY,
+    ASYNC_RETENTION,
     ACCESS_LOG,
     LOG_LEVEL,
 )
@@ -136,12 +160,20 @@ class GatewayConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     workers: int = 1
     function_port: int = defaults.FUNCTION_PORT
+    async_max_body_bytes: int = 1024 * 1024
+    async_concurrency: int = 4
+    async_retention_s: float = 24 * 3600.0
     access_log: bool = True
     log_level: str = "info"
 
     @property
     def secrets_dir(self) -> Path:
         return secrets_dir(self.state_dir)
+
+    @property
+    def async_dir(self) -> Path:
+        """The async queue's directory: ``queue.db`` (SQLite, WAL) and the dispatcher's lock."""
+        return self.state_dir / "async"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -163,6 +195,9 @@ class GatewayConfig:
             max_body_bytes=MAX_BODY_BYTES.read(env),
             workers=WORKERS.read(env),
             function_port=FUNCTION_PORT.read(env),
+            async_max_body_bytes=ASYNC_MAX_BODY_BYTES.read(env),
+            async_concurrency=ASYNC_CONCURRENCY.read(env),
+            async_retention_s=ASYNC_RETENTION.read(env),
             access_log=ACCESS_LOG.read(env),
             log_level=LOG_LEVEL.read(env),
         )
@@ -183,5 +218,8 @@ class GatewayConfig:
             "max_body_bytes": self.max_body_bytes,
             "workers": self.workers,
             "function_port": self.function_port,
+            "async_max_body_bytes": self.async_max_body_bytes,
+            "async_concurrency": self.async_concurrency,
+            "async_retention_s": self.async_retention_s,
             "access_log": self.access_log,
         }

@@ -42,6 +42,13 @@ class FunctionNotFoundError(GatewayError):
     status = 404
 
 
+class MethodNotAllowedError(GatewayError):
+    """``/async-function/`` takes POST only, as in OpenFaaS."""
+
+    status = 405
+    headers = (("Allow", "POST"),)
+
+
 class RequestTimeoutError(GatewayError):
     """The client did not send its request body within ``read_timeout``."""
 
@@ -50,6 +57,18 @@ class RequestTimeoutError(GatewayError):
 
 class BodyTooLargeError(GatewayError):
     status = 413
+
+
+class AsyncCallNotFoundError(GatewayError):
+    """``GET /system/async/<call-id>`` for an id the queue does not have (never accepted, or forgotten)."""
+
+    status = 404
+
+
+class AsyncQueueError(GatewayError):
+    """The async queue could not store the request (the caller got no 202: nothing was accepted)."""
+
+    status = 500
 
 
 class UpstreamConnectError(GatewayError):

@@ -5,12 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import GatewayConfig
+from gateway.dispatcher import DispatchRole
 from gateway.metrics import GatewayMetrics
 from gateway.pools import Pools
 from gateway.provider import ProviderClient
 from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
+from gateway.sqlite_queue import SqliteCallQueue
 from gateway.system import SystemProxy
 
 CONFIG = web.AppKey("config", GatewayConfig)
@@ -21,3 +23,5 @@ SCALER = web.AppKey("scaler", Scaler)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 PROXY = web.AppKey("proxy", FunctionProxy)
 SYSTEM = web.AppKey("system", SystemProxy)
+ASYNC_QUEUE = web.AppKey("async_queue", SqliteCallQueue)
+ASYNC_ROLE = web.AppKey("async_role", DispatchRole)

@@ -46,6 +46,7 @@ class GatewayMetrics:
             lambda: self._service_counts(),
         )
         self._functions: dict[str, _FunctionSeries] = {}
+        self.async_metrics = AsyncMetrics(self.registry)
 
     def follow_service_counts(self, collect: ServiceCounts) -> None:
         self._service_counts = collect
@@ -83,3 +84,55 @@ class GatewayMetrics:
 
     def render(self) -> str:
         return self.registry.render()
+
+
+class AsyncMetrics:
+    """The async queue's series, per ``function_name``.
+
+    ``accepted`` is counted by whichever worker took the request; the others by the one process that dispatches
+    (the gauges are set there only, so summing them over workers gives the right value).
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.accepted = registry.counter(
+            "gateway_async_accepted_total", "Async requests accepted (202) into the queue", ("function_name",)
+        )
+        self.queue_depth = registry.gauge(
+            "gateway_async_queue_depth",
+            "Async calls waiting in the queue (due or waiting for a retry)",
+            ("function_name",),
+        )
+        self.callback_depth = registry.gauge(
+            "gateway_async_callback_queue_depth", "Async callbacks waiting to be sent", ("function_name",)
+        )
+        self.in_flight = registry.gauge(
+            "gateway_async_in_flight", "Async calls being invoked right now", ("function_name",)
+        )
+        self.retries = registry.counter(
+            "gateway_async_retries_total", "Async invocations scheduled for another attempt", ("function_name",)
+        )
+        self.finished = registry.counter(
+            "gateway_async_finished_total",
+            "Async calls finished, by outcome (done or failed)",
+            ("function_name", "status"),
+        )
+        self.failures = registry.counter(
+            "gateway_async_failures_total",
+            "Async calls that ended failed (retries exhausted or not retried)",
+            ("function_name",),
+        )
+        self.callbacks = registry.counter(
+            "gateway_async_callbacks_total",
+            "Callback attempts by result (delivered, retried, failed)",
+            ("function_name", "result"),
+        )
+        self._depths: set[str] = set()
+
+    def set_depths(self, queued: dict[str, int], callbacks: dict[str, int]) -> None:
+        for function in self._depths - queued.keys() - callbacks.keys():
+            self.queue_depth.labels(function).set(0)
+            self.callback_depth.labels(function).set(0)
+        for function in queued.keys() | callbacks.keys():
+            self.queue_depth.labels(function).set(queued.get(function, 0))
+            self.callback_depth.labels(function).set(callbacks.get(function, 0))
+        self._depths = set(queued) | set(callbacks)

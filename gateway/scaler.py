@@ -72,6 +72,19 @@ class Scaler:
             flight.add_done_callback(lambda task: self._landed(key, task))
         return await asyncio.shield(flight)
 
+    async def describe(self, name: str, namespace: str) -> dict[str, Any]:
+        """The provider's FunctionStatus of a deployed function, or FunctionNotFoundError (remembered as above).
+
+        For the async edge (is the function deployed?) and the dispatcher (its annotations); scales nothing.
+        """
+        key = f"{name}.{namespace}"
+        if not (_NAME.fullmatch(name) and _NAME.fullmatch(namespace)):
+            raise FunctionNotFoundError(f"error finding function {key[:200]}: no such function")
+        known = self._known.get(key)
+        if known is not None and known[1] is FunctionNotFoundError and known[0] > asyncio.get_running_loop().time():
+            raise FunctionNotFoundError(known[2])
+        return await self._status(name, namespace, key)
+
     def _landed(self, key: str, task: asyncio.Task[tuple[str, ...]]) -> None:
         if self._flights.get(key) is task:
             del self._flights[key]

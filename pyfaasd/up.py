@@ -2,7 +2,8 @@
 
 For a first run and for development. The bridge is ensured and the credentials are created if absent (their
 path is printed, never the password). The gateway starts first and serves the functions in the hosts file at
-once (after a restart they are still running); then the provider takes the state dir, listens, and recovers
+once (after a restart they are still running); it also dispatches async calls and fires cron schedules from
+its queue in ``<state>/async`` (docs/gateway.md). Then the provider takes the state dir, listens, and recovers
 functions from Docker in the background (its API waits for that). Ctrl-C or SIGTERM drains the gateway, stops
 the provider and exits 0; the function containers keep running in Docker for the next start.
 

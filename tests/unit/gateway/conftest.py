@@ -56,6 +56,7 @@ class Upstream:
 
     release: asyncio.Event = field(default_factory=asyncio.Event)
     seen: list[dict[str, Any]] = field(default_factory=list)
+    failures: dict[str, int] = field(default_factory=dict)  # /flaky/{key}: answers so far, per key
 
 
 def replica_app(tag: str, control: Upstream) -> web.Application:
@@ -75,6 +76,17 @@ def replica_app(tag: str, control: Upstream) -> web.Application:
     async def status(request: web.Request) -> web.Response:
         code = int(request.match_info["code"])
         return web.Response(status=code, text=f"status {code}", headers={"X-Replica": tag})
+
+    async def flaky(request: web.Request) -> web.Response:
+        """``/flaky/{key}?fail=N&code=C[&after=S]``: C (with ``Retry-After: S``) for the first N calls of a key,
+        then 200 with the number of the call."""
+        key = request.match_info["key"]
+        count = control.failures[key] = control.failures.get(key, 0) + 1
+        if count <= int(request.query.get("fail", "1")):
+            code = int(request.query.get("code", "500"))
+            headers = {"Retry-After": request.query["after"]} if "after" in request.query else {}
+            return web.Response(status=code, text=f"failure {count}", headers=headers)
+        return web.Response(text=f"success on call {count}", headers={"X-Replica": tag})
 
     async def redirect(request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"Location": "/elsewhere"})
@@ -120,9 +132,10 @@ def replica_app(tag: str, control: Upstream) -> web.Application:
     app = web.Application(client_max_size=0)
     app.router.add_route("*", "/status/{code}", status)
     app.router.add_get("/redirect", redirect)
+    app.router.add_route("*", "/flaky/{key}", flaky)
     app.router.add_get("/held", held)
     app.router.add_get("/sse", sse)
-    app.router.add_get("/slow", slow)
+    app.router.add_route("*", "/slow", slow)
     app.router.add_get("/big", big)
     app.router.add_get("/ws", ws)
     app.router.add_route("*", "/{tail:.*}", echo)
@@ -138,6 +151,9 @@ class FakeProvider:
 
     functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # "name.ns" → FunctionStatus
     calls: list[tuple[str, str, dict[str, str], bytes]] = field(default_factory=list)
+    # The gateway's own background listings (the cron scheduler reads every namespace's functions every few
+    # seconds), kept apart so that ``calls`` holds what the requests of a test caused.
+    listings: list[str] = field(default_factory=list)
     on_scale: Callable[[str, str, int], Awaitable[None]] | None = None
     logs: list[str] = field(default_factory=list)
     logs_status: int = 200
@@ -151,7 +167,11 @@ class FakeProvider:
         @web.middleware
         async def record(request: web.Request, handler: Any) -> web.StreamResponse:
             body = await request.read()
-            self.calls.append((request.method, request.raw_path, dict(request.headers), body))
+            own = request.headers.get("User-Agent", "").startswith("pyfaasd-gateway/")
+            if own and request.method == "GET" and request.path in ("/system/namespaces", "/system/functions"):
+                self.listings.append(request.raw_path)
+            else:
+                self.calls.append((request.method, request.raw_path, dict(request.headers), body))
             if request.path != "/healthz" and request.headers.get("Authorization") != CREDENTIALS.authorization:
                 return web.Response(status=401, text="invalid credentials")
             response: web.StreamResponse = await handler(request)
@@ -161,6 +181,10 @@ class FakeProvider:
             namespace = request.query.get("namespace", "openfaas-fn")
             items = [f for f in self.functions.values() if f.get("namespace", "openfaas-fn") == namespace]
             return web.Response(text=json.dumps(items), content_type="application/json")
+
+        async def namespaces(request: web.Request) -> web.Response:
+            names = sorted({"openfaas-fn", *(f.get("namespace", "openfaas-fn") for f in self.functions.values())})
+            return web.json_response(names)
 
         async def status(request: web.Request) -> web.Response:
             namespace = request.query.get("namespace", "openfaas-fn")
@@ -211,6 +235,7 @@ class FakeProvider:
 
         app = web.Application(middlewares=[record])
         app.router.add_get("/system/functions", list_functions)
+        app.router.add_get("/system/namespaces", namespaces)
         app.router.add_get("/system/function/{name}", status)
         app.router.add_post("/system/scale-function/{name}", scale)
         app.router.add_get("/system/info", info)

@@ -170,3 +170,61 @@ async def test_one_worker_tells_systemd_when_it_listens_and_when_it_stops(tmp_pa
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_with_two_workers_async_calls_are_accepted_by_both_and_dispatched_by_one(
+    tmp_path: Path, replica: Replica
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "basic-auth-user").write_text(USER + "\n")
+    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
+    set_hosts(tmp_path / "hosts", {"echo.openfaas-fn": ["127.0.0.1"]})
+    got: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        got.append(request.headers["X-Call-Id"])
+        return web.Response()
+
+    receiver_app = web.Application()
+    receiver_app.router.add_post("/", receive)
+    receiver = TestServer(receiver_app, host="127.0.0.1", port=free_port())
+    await receiver.start_server()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
+        "PYFAASD_STATE_DIR": str(tmp_path),
+        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",  # nobody: annotations take their defaults
+        "PYFAASD_FUNCTION_PORT": str(replica.port),
+        "PYFAASD_GATEWAY_WORKERS": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    ids = [f"w{i}" for i in range(40)]
+    try:
+        await wait_http_ok(port, "/_/health", timeout=20)
+        connector = aiohttp.TCPConnector(force_close=True)  # new connections: both workers accept
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for call_id in ids:
+                headers = {"X-Call-Id": call_id, "X-Callback-Url": f"http://127.0.0.1:{receiver.port}/"}
+                async with session.post(f"http://127.0.0.1:{port}/async-function/echo", headers=headers) as response:
+                    assert response.status == 202
+        async with asyncio.timeout(15):
+            while len(got) < len(ids):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)  # room for a second delivery, were there one
+        assert sorted(got) == sorted(ids)  # each exactly once
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):
+            assert await proc.wait() == 0
+    finally:
+        await receiver.close()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = json_objects((await proc.stdout.read()).decode())  # type: ignore[union-attr]
+    assert [line.get("worker") for line in lines if line.get("event") == "async_dispatcher_started"] in ([0], [1])
+    assert sum(1 for line in lines if line.get("event") == "async_dispatcher_standby") == 1

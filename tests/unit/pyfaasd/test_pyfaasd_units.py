@@ -154,8 +154,9 @@ def test_gateway_unit_starts_after_the_provider_and_is_sandboxed_tightly(rendere
     service = rendered["pyfaasd.service"]["Service"]
     assert service["ProtectSystem"] == ["strict"]
     assert service["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
-    assert "StateDirectory" not in service  # it only reads the state dir
-    assert "ReadWritePaths" not in service
+    assert "StateDirectory" not in service  # it reads the state dir ...
+    assert service["ReadWritePaths"] == ["/var/lib/pyfaasd/async"]  # ... and writes only its async queue
+    assert service["ExecStartPre"] == ["+/bin/mkdir -p -m 0700 /var/lib/pyfaasd/async"]  # made outside the sandbox
     for option in ("PrivateDevices", "ProtectKernelTunables", "ProtectKernelModules", "RestrictNamespaces"):
         assert service[option] == ["yes"]
 

@@ -1,0 +1,174 @@
+"""The SQLite async queue itself, on a real database in a temporary directory."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.async_calls import AsyncCall, CallState, Outcome
+from gateway.sqlite_queue import SqliteCallQueue
+
+
+def call(call_id: str, function: str = "f.openfaas-fn", **fields: object) -> AsyncCall:
+    values: dict[str, object] = {
+        "call_id": call_id,
+        "function": function,
+        "requested_name": function.split(".")[0],
+        "method": "POST",
+        "target": "/p?q=1",
+        "headers": (("X-A", "1"), ("X-A", "2"), ("X-Call-Id", call_id)),
+        "body": b"body \x00\xff",
+        "callback_url": "http://127.0.0.1:1/cb",
+    }
+    values.update(fields)
+    return AsyncCall(**values)  # type: ignore[arg-type]
+
+
+OK = Outcome(200, (("Content-Type", "text/plain"),), b"answer", 0.25)
+
+
+@pytest.fixture
+async def queue(tmp_path: Path) -> AsyncIterator[SqliteCallQueue]:
+    made = SqliteCallQueue(tmp_path / "async" / "queue.db")
+    yield made
+    await made.close()
+
+
+async def test_a_call_goes_through_claim_complete_and_callback(queue: SqliteCallQueue) -> None:
+    assert await queue.enqueue(call("a", accepted_at=5.0))
+    assert (await queue.status("a")).as_json() == {"status": "queued", "attempts": 0, "functionStatus": None}  # type: ignore[union-attr]
+    ready = await queue.ready()
+    assert (dict(ready.calls), dict(ready.callbacks)) == ({"f.openfaas-fn": 5.0}, {})
+    [claimed] = await queue.claim({"f.openfaas-fn": 10}, 1e12)
+    assert claimed.attempts == 1
+    assert claimed.call.headers == call("a").headers  # order and repeats kept
+    assert claimed.call.body == b"body \x00\xff"
+    assert await queue.claim({"f.openfaas-fn": 10}, 1e12) == []  # claimed once
+    assert (await queue.status("a")).status is CallState.RUNNING  # type: ignore[union-attr]
+
+    await queue.complete(claimed.seq, OK, succeeded=True, callback=True)
+    assert (await queue.status("a")).as_json() == {"status": "done", "attempts": 1, "functionStatus": 200}  # type: ignore[union-attr]
+    assert list((await queue.ready()).callbacks) == ["f.openfaas-fn"]
+    [pending] = await queue.claim_callbacks({"f.openfaas-fn": 10}, 1e12)
+    assert (pending.outcome, pending.attempts, pending.callback_url) == (OK, 1, "http://127.0.0.1:1/cb")
+    assert await queue.claim_callbacks({"f.openfaas-fn": 10}, 1e12) == []
+    await queue.callback_done(pending.seq, delivered=True)
+    ready = await queue.ready()
+    assert (dict(ready.calls), dict(ready.callbacks)) == ({}, {})
+    assert await queue.purge(1e12) == 1
+    assert await queue.status("a") is None
+
+
+async def test_claims_of_a_dead_dispatcher_are_released_and_run_again(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    first = SqliteCallQueue(path)
+    for i in range(3):
+        await first.enqueue(call(f"c{i}"))
+    claimed = await first.claim({"f.openfaas-fn": 2}, 1e12)
+    await first.complete(claimed[0].seq, OK, succeeded=True, callback=True)
+    [pending] = await first.claim_callbacks({"f.openfaas-fn": 5}, 1e12)
+    await first.close()  # as after a kill -9: one call running, one callback running, nothing recorded
+
+    second = SqliteCallQueue(path)
+    try:
+        assert await second.recover() == 2
+        again = await second.claim({"f.openfaas-fn": 10}, 1e12)
+        assert sorted(c.call.call_id for c in again) == ["c1", "c2"]  # c0's outcome was recorded: not again
+        assert {c.call.call_id: c.attempts for c in again} == {"c1": 2, "c2": 1}
+        [callback] = await second.claim_callbacks({"f.openfaas-fn": 5}, 1e12)
+        assert (callback.call_id, callback.attempts) == (pending.call_id, 2)
+    finally:
+        await second.close()
+
+
+async def test_a_retry_waits_until_it_is_due(queue: SqliteCallQueue) -> None:
+    await queue.enqueue(call("r", accepted_at=50.0))
+    [claimed] = await queue.claim({"f.openfaas-fn": 1}, 100.0)
+    await queue.retry_at(claimed.seq, 200.0, Outcome(500, (), b"", 0.1))
+    assert (await queue.status("r")).as_json() == {"status": "queued", "attempts": 1, "functionStatus": 500}  # type: ignore[union-attr]
+    assert dict((await queue.ready()).calls) == {"f.openfaas-fn": 200.0}
+    assert await queue.claim({"f.openfaas-fn": 1}, 199.0) == []
+    [again] = await queue.claim({"f.openfaas-fn": 1}, 200.0)
+    assert again.attempts == 2
+
+
+async def test_claims_are_per_function_oldest_first_and_limited(queue: SqliteCallQueue) -> None:
+    for i in range(5):
+        await queue.enqueue(call(f"a{i}", accepted_at=10.0 + i))
+    await queue.enqueue(call("b0", "b.openfaas-fn", accepted_at=20.0))
+    assert dict((await queue.ready()).calls) == {"f.openfaas-fn": 10.0, "b.openfaas-fn": 20.0}
+    claimed = await queue.claim({"f.openfaas-fn": 2, "b.openfaas-fn": 9}, 1e12)
+    assert [c.call.call_id for c in claimed] == ["a0", "a1", "b0"]
+    counts = await queue.counts()
+    assert (dict(counts.queued), dict(counts.callbacks)) == ({"f.openfaas-fn": 3}, {})
+
+
+async def test_the_same_call_id_twice_is_two_calls_and_the_status_is_the_latest(queue: SqliteCallQueue) -> None:
+    assert await queue.enqueue(call("same"))
+    assert await queue.enqueue(call("same"))
+    assert len(await queue.claim({"f.openfaas-fn": 9}, 1e12)) == 2
+
+
+async def test_a_dedupe_key_is_accepted_once(queue: SqliteCallQueue) -> None:
+    assert await queue.enqueue(call("x", dedupe="slot-1"))
+    assert not await queue.enqueue(call("y", dedupe="slot-1"))
+    assert await queue.status("y") is None
+
+
+async def test_cron_slot_and_its_call_are_one_transaction(queue: SqliteCallQueue) -> None:
+    assert await queue.last_cron_slot("f.openfaas-fn", "* * * * *") is None
+    await queue.fire_cron("f.openfaas-fn", "* * * * *", 60.0, None)
+    assert await queue.last_cron_slot("f.openfaas-fn", "* * * * *") == 60.0
+    await queue.fire_cron("f.openfaas-fn", "* * * * *", 120.0, call("cron", dedupe="k"))
+    assert await queue.last_cron_slot("f.openfaas-fn", "* * * * *") == 120.0
+    assert (await queue.status("cron")).status is CallState.QUEUED  # type: ignore[union-attr]
+
+
+async def test_concurrent_enqueues_share_commits(queue: SqliteCallQueue) -> None:
+    await queue.enqueue(call("warm-up"))
+    before = queue.batches
+    results = await asyncio.gather(*(queue.enqueue(call(f"g{i}")) for i in range(200)))
+    assert all(results)
+    assert queue.batches - before < 200  # group commit: fewer transactions than calls
+    assert (await queue.counts()).queued == {"f.openfaas-fn": 201}
+
+
+async def test_the_database_is_wal_with_full_sync_and_survives_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    queue = SqliteCallQueue(path)
+    await queue.enqueue(call("kept"))
+    # Read it from another connection while the writer is open, as another gateway worker would.
+    with sqlite3.connect(path) as other:
+        assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert other.execute("SELECT call_id FROM calls").fetchall() == [("kept",)]
+    await queue.close()
+    reopened = SqliteCallQueue(path)
+    try:
+        assert (await reopened.status("kept")).status is CallState.QUEUED  # type: ignore[union-attr]
+    finally:
+        await reopened.close()
+
+
+async def test_one_failing_operation_does_not_undo_the_others_in_its_batch(queue: SqliteCallQueue) -> None:
+    await queue.enqueue(call("w"))
+
+    def broken(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO calls (call_id) VALUES ('half')")  # NOT NULL columns missing: fails
+
+    outcomes = await asyncio.gather(queue._submit(broken), queue.enqueue(call("ok")), return_exceptions=True)
+    assert isinstance(outcomes[0], sqlite3.IntegrityError)
+    assert outcomes[1] is True
+    assert await queue.status("ok") is not None
+    assert await queue.status("half") is None
+
+
+async def test_a_closed_queue_refuses_work(tmp_path: Path) -> None:
+    queue = SqliteCallQueue(tmp_path / "q.db")
+    await queue.enqueue(call("a"))
+    await queue.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await queue.enqueue(call("b"))
