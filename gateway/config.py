@@ -133,7 +133,7 @@ class GatewayConfig:
     scale_from_zero: bool = True
     scale_from_zero_timeout_s: float = 30.0
     max_body_bytes: int = 64 * 1024 * 1024
-    max_connections: int | None = None  # None: half the open-file limit (servicekit.open_files)
+    max_connections: int | None = None  # None: three quarters of the open-file limit (servicekit.open_files)
     workers: int = 1
     function_port: int = defaults.FUNCTION_PORT
     access_log: bool = True
@@ -184,7 +184,7 @@ class GatewayConfig:
             "scale_from_zero": self.scale_from_zero,
             "scale_from_zero_timeout_s": self.scale_from_zero_timeout_s,
             "max_body_bytes": self.max_body_bytes,
-            "max_connections": self.max_connections or "half the open-file limit",
+            "max_connections": self.max_connections or "three quarters of the open-file limit",
             "workers": self.workers,
             "function_port": self.function_port,
             "access_log": self.access_log,

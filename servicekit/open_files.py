@@ -3,8 +3,11 @@
 :func:`raise_soft_limit` lifts the soft limit to the hard one at start, as Go programs do since Go 1.19 (faasd's
 processes get it from their runtime): the soft default of a login shell is often 1,024, while systemd units set
 both (``LimitNOFILE=`` in systemd/*.service). :func:`connection_budget` is the default connection cap of a
-serving process: half the soft limit, since a proxied request holds two descriptors (the client's and the
-upstream's) and the rest of the process (the provider under ``pyfaasd up``, pools, files) needs some too.
+serving process: three quarters of the soft limit. An idle or slow client holds one descriptor, a proxied request
+two (the client's and the upstream's), and refused clients, pools and the rest of the process (the provider under
+``pyfaasd up``) need some too: the last quarter (5,000 at a limit of 20,000; 16,384 at the units' 65,536) is for
+them. Half would never run out even with every client mid-request, but it refuses clients that merely wait long
+before a lack of descriptors could hurt anyone.
 """
 
 from __future__ import annotations
@@ -42,5 +45,5 @@ def raise_soft_limit() -> tuple[OpenFileLimit, OpenFileLimit]:
 
 
 def connection_budget() -> int:
-    """The default cap on client connections of one serving process: half the soft limit."""
-    return max(1, current().soft // 2)
+    """The default cap on client connections of one serving process: three quarters of the soft limit."""
+    return max(1, current().soft * 3 // 4)

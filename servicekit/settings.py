@@ -311,5 +311,5 @@ MAX_CONNECTIONS: Setting[int | None] = Setting(
     "",
     "most client connections a serving process keeps open; one more gets 503 and is closed",
     optional_whole_number(1),
-    unset="half the open-file limit",
+    unset="three quarters of the open-file limit",
 )
