@@ -20,8 +20,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.helpers import ROOT, free_port, wait_http_ok
+from tests.slow_clients import HEAD, SLACK_S, closed, connection, still_open, trickle
 from tests.unit.gateway.conftest import PASSWORD, USER, set_hosts
-from tests.unit.servicekit.test_client_limits import HEAD, SLACK_S, closed, connection, still_open, trickle
 
 CAP = 600
 FUNCTION_HEAD = b"GET /function/echo HTTP/1.1\r\nHost: gateway\r\nX-Padding: " + b"a" * 40 + b"\r\n\r\n"
