@@ -13,7 +13,8 @@ descriptor for as long. Go's ``ReadHeaderTimeout``/``IdleTimeout`` and nginx's `
 - **idle timeout** (aiohttp's ``keepalive_timeout``, set here): a connection that sends nothing after it opened
   or after a response is closed after it;
 - **header timeout** (ours): once the first byte of a request head has arrived, the whole head must arrive
-  within it, else the connection is closed (nothing is sent: the client is not reading a response yet);
+  within it, else the connection is closed (nothing is sent: the client is not reading a response yet). A head
+  pipelined behind a request still being handled is left to the idle timeout, which runs from that response;
 - **connection cap** (ours): at most ``max_connections`` open connections per listener; one over it gets a
   ``503`` with ``Connection: close`` and is closed. The refusal half-closes and reads and drops what the client
   sends for up to :data:`REFUSAL_LINGER_S`, so the client reads the 503 instead of a reset; more than

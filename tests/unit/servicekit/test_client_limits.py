@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
-from tests.slow_clients import HEAD, SLACK_S, closed, connection, response, still_open, trickle
+from tests.slow_clients import HEAD, closed, connection, on_time, response, still_open, trickle
 
 
 @dataclass
@@ -91,7 +91,7 @@ async def test_a_slowloris_head_is_closed_after_the_header_timeout() -> None:
         sender = asyncio.create_task(trickle(writer, HEAD))
         assert await still_open(reader, 0.7)
         assert await closed(reader) == b""  # nothing is sent: no response is due yet
-        assert 1.0 <= time.monotonic() - started < 1.0 + SLACK_S
+        assert on_time(time.monotonic() - started, 1.0)
         sender.cancel()
         assert served.counts.header_timeouts == served.guard.header_timeouts == 1
 
@@ -104,7 +104,7 @@ async def test_the_header_timeout_applies_again_to_the_next_head_on_a_keep_alive
         started = time.monotonic()
         sender = asyncio.create_task(trickle(writer, HEAD))
         assert await closed(reader) == b""
-        assert 1.0 <= time.monotonic() - started < 1.0 + SLACK_S
+        assert on_time(time.monotonic() - started, 1.0)
         sender.cancel()
         assert served.counts.header_timeouts == 1
 
@@ -114,7 +114,7 @@ async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(
         started = time.monotonic()
         assert await still_open(reader, 1.0)  # the header timeout does not apply: no head has started
         assert await closed(reader) == b""
-        assert 1.5 <= time.monotonic() - started < 1.5 + SLACK_S
+        assert on_time(time.monotonic() - started, 1.5)
         assert served.counts.header_timeouts == 0
 
 
@@ -126,7 +126,7 @@ async def test_a_keep_alive_connection_idle_after_a_response_is_closed_after_the
         answered = time.monotonic()
         assert await still_open(reader, 1.0)
         assert await closed(reader) == b""
-        assert 1.5 <= time.monotonic() - answered < 1.5 + SLACK_S
+        assert on_time(time.monotonic() - answered, 1.5)
 
 
 async def test_a_slow_body_and_a_slow_handler_are_not_cut_by_the_header_timeout() -> None:
@@ -153,11 +153,9 @@ async def test_requests_pass_while_hundreds_of_idle_and_slow_clients_are_connect
                 async with session.get(served.url) as answer:
                     return answer.status, await answer.text()
 
-            started = time.monotonic()
             results = await asyncio.gather(*(get() for _ in range(200)))
             assert results == [(200, "ok")] * 200
-            assert time.monotonic() - started < 2.0  # all served while every slow client was still connected
-        assert served.guard.open >= 550
+        assert served.guard.open >= 550  # every idle and slow client was still connected after those requests
         await asyncio.gather(*(closed(reader) for reader, _ in slow))
         assert served.counts.header_timeouts == 250
         assert all(await asyncio.gather(*(still_open(reader, 0.01) for reader, _ in idle)))
