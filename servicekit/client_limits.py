@@ -143,14 +143,18 @@ class _LimitedHandler(RequestHandler):
         self._counted = True
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is None and self._awaiting_head():
-            # These bytes start a request head: it must be complete within the header timeout.
-            self._heads_at_start = self._request_count
-            self._head_timer = self._loop.call_later(self._guard.limits.header_timeout_s, self._head_overdue)
+        starts_head = self._head_timer is None and self._awaiting_head()
+        heads = self._request_count
         super().data_received(data)
-        if self._head_timer is not None and self._request_count != self._heads_at_start:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if self._request_count != heads:  # a head is complete
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+        elif starts_head:
+            # These bytes started a request head and did not finish it: the rest is due within the header
+            # timeout. (A head that arrives whole, the usual case, costs no timer.)
+            self._heads_at_start = heads
+            self._head_timer = self._loop.call_later(self._guard.limits.header_timeout_s, self._head_overdue)
 
     def _awaiting_head(self) -> bool:
         """Whether the handler is between requests, so that arriving bytes are the start of the next head.
