@@ -125,8 +125,8 @@ class GatewayConfig:
     provider: ProviderAddress = _DEFAULT_PROVIDER
     state_dir: Path = defaults.STATE_DIR
     hosts_file: Path = defaults.STATE_DIR / "hosts"
-    header_timeout_s: float = 10.0
-    idle_timeout_s: float = 75.0
+    header_timeout_s: float = defaults.HEADER_TIMEOUT_S
+    idle_timeout_s: float = defaults.IDLE_TIMEOUT_S
     read_timeout_s: float = 60.0
     write_timeout_s: float = 60.0
     upstream_timeout_s: float = 60.0

@@ -216,8 +216,8 @@ class ProviderConfig:
     net: NetConfig = field(default_factory=NetConfig)
     host: str = defaults.PROVIDER_HOST
     port: int = defaults.PROVIDER_PORT
-    header_timeout_s: float = 10.0
-    idle_timeout_s: float = 75.0
+    header_timeout_s: float = defaults.HEADER_TIMEOUT_S
+    idle_timeout_s: float = defaults.IDLE_TIMEOUT_S
     max_replicas: int = 20
     pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     docker_config: Path | None = None  # a Docker config.json with registry credentials

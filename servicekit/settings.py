@@ -294,14 +294,14 @@ FUNCTION_PORT: Setting[int] = Setting(
 HEADER_TIMEOUT: Setting[float] = Setting(
     "PYFAASD_HEADER_TIMEOUT",
     "--header-timeout",
-    "10s",
+    f"{defaults.HEADER_TIMEOUT_S:g}s",
     "longest a client may take to send a request's head, from its first byte (the connection is closed after)",
     parse_positive_duration,
 )
 IDLE_TIMEOUT: Setting[float] = Setting(
     "PYFAASD_IDLE_TIMEOUT",
     "--idle-timeout",
-    "75s",
+    f"{defaults.IDLE_TIMEOUT_S:g}s",
     "longest a client connection may stay open sending nothing, after it opened or after a response",
     parse_positive_duration,
 )
