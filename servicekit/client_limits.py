@@ -21,10 +21,12 @@ descriptor for as long. Go's ``ReadHeaderTimeout``/``IdleTimeout`` and nginx's `
   :data:`REFUSALS_LINGERING_MAX` such refusals at once are closed right after the write.
 
 :class:`LimitedSite` is ``aiohttp.web.TCPSite`` with these limits; :class:`ConnectionEvents` lets a daemon count
-them in its metrics. The header timer reads two attributes of aiohttp's ``RequestHandler`` (``_waiter``, set
-while it waits for the next request, and ``_request_count``, the heads parsed so far); :func:`_check_aiohttp`
-fails at start-up, naming them, if an aiohttp upgrade removes them, and tests/unit/servicekit/test_client_limits.py
-covers the behaviour over real sockets.
+them in its metrics. Three private names of aiohttp 3.14 are used: the handler is built with the arguments
+aiohttp's ``Server`` keeps in ``_kwargs`` (as its ``__call__`` does), and the header timer reads the handler's
+``_waiter`` (set while it waits for the next request) and ``_request_count`` (the heads parsed so far). An
+aiohttp upgrade that drops them fails at start-up (:func:`_check_aiohttp`, and the ``_kwargs`` read when the site
+starts), not on the first slow client; tests/unit/servicekit/test_client_limits.py covers the behaviour over real
+sockets on uvloop and asyncio.
 """
 
 from __future__ import annotations
