@@ -16,7 +16,10 @@ from servicekit import defaults
 from servicekit.auth import secrets_dir
 from servicekit.settings import (
     FUNCTION_PORT,
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
     LOG_LEVEL,
+    MAX_CONNECTIONS,
     STATE_DIR,
     HttpUrl,
     Setting,
@@ -127,6 +130,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     PROVIDER_URL,
     STATE_DIR,
     HOSTS_FILE,
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
     READ_TIMEOUT,
     WRITE_TIMEOUT,
     UPSTREAM_TIMEOUT,
@@ -134,6 +139,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SCALE_FROM_ZERO,
     SCALE_FROM_ZERO_TIMEOUT,
     MAX_BODY_BYTES,
+    MAX_CONNECTIONS,
     WORKERS,
     FUNCTION_PORT,
     ASYNC_MAX_BODY_BYTES,
@@ -151,6 +157,8 @@ class GatewayConfig:
     provider: ProviderAddress = _DEFAULT_PROVIDER
     state_dir: Path = defaults.STATE_DIR
     hosts_file: Path = defaults.STATE_DIR / "hosts"
+    header_timeout_s: float = defaults.HEADER_TIMEOUT_S
+    idle_timeout_s: float = defaults.IDLE_TIMEOUT_S
     read_timeout_s: float = 60.0
     write_timeout_s: float = 60.0
     upstream_timeout_s: float = 60.0
@@ -158,6 +166,7 @@ class GatewayConfig:
     scale_from_zero: bool = True
     scale_from_zero_timeout_s: float = 30.0
     max_body_bytes: int = 64 * 1024 * 1024
+    max_connections: int | None = None  # None: three quarters of the open-file limit (servicekit.open_files)
     workers: int = 1
     function_port: int = defaults.FUNCTION_PORT
     async_max_body_bytes: int = 1024 * 1024
@@ -186,6 +195,8 @@ class GatewayConfig:
             provider=PROVIDER_URL.read(env),
             state_dir=state_dir,
             hosts_file=HOSTS_FILE.read(env) or state_dir / "hosts",
+            header_timeout_s=HEADER_TIMEOUT.read(env),
+            idle_timeout_s=IDLE_TIMEOUT.read(env),
             read_timeout_s=READ_TIMEOUT.read(env),
             write_timeout_s=WRITE_TIMEOUT.read(env),
             upstream_timeout_s=UPSTREAM_TIMEOUT.read(env),
@@ -193,6 +204,7 @@ class GatewayConfig:
             scale_from_zero=SCALE_FROM_ZERO.read(env),
             scale_from_zero_timeout_s=SCALE_FROM_ZERO_TIMEOUT.read(env),
             max_body_bytes=MAX_BODY_BYTES.read(env),
+            max_connections=MAX_CONNECTIONS.read(env),
             workers=WORKERS.read(env),
             function_port=FUNCTION_PORT.read(env),
             async_max_body_bytes=ASYNC_MAX_BODY_BYTES.read(env),
@@ -209,6 +221,8 @@ class GatewayConfig:
             "provider_url": self.provider.url,
             "hosts_file": str(self.hosts_file),
             "secrets_dir": str(self.secrets_dir),
+            "header_timeout_s": self.header_timeout_s,
+            "idle_timeout_s": self.idle_timeout_s,
             "read_timeout_s": self.read_timeout_s,
             "write_timeout_s": self.write_timeout_s,
             "upstream_timeout_s": self.upstream_timeout_s,
@@ -216,6 +230,7 @@ class GatewayConfig:
             "scale_from_zero": self.scale_from_zero,
             "scale_from_zero_timeout_s": self.scale_from_zero_timeout_s,
             "max_body_bytes": self.max_body_bytes,
+            "max_connections": self.max_connections or "three quarters of the open-file limit",
             "workers": self.workers,
             "function_port": self.function_port,
             "async_max_body_bytes": self.async_max_body_bytes,

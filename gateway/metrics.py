@@ -47,6 +47,21 @@ class GatewayMetrics:
         )
         self._functions: dict[str, _FunctionSeries] = {}
         self.async_metrics = AsyncMetrics(self.registry)
+        # The client connections (servicekit.client_limits calls these; pyfaasd's own names, no OpenFaaS twin).
+        self.connections_open = self.registry.gauge("gateway_connections_open", "Client connections open")
+        self.connections_refused = self.registry.counter(
+            "gateway_connections_refused_total", "Client connections refused with 503 at the connection cap"
+        )
+        self.header_timeouts = self.registry.counter(
+            "gateway_connections_header_timeout_total",
+            "Client connections closed because a request head did not arrive within the header timeout",
+        )
+        self._bind_connection_series()
+
+    def _bind_connection_series(self) -> None:
+        self._open = self.connections_open.labels()
+        self._refused = self.connections_refused.labels()
+        self._header_timeouts = self.header_timeouts.labels()
 
     def follow_service_counts(self, collect: ServiceCounts) -> None:
         self._service_counts = collect
@@ -54,6 +69,7 @@ class GatewayMetrics:
     def select_worker(self, worker: int) -> None:
         self.registry.select_worker(worker)
         self._functions.clear()
+        self._bind_connection_series()
 
     def request_started(self, function: str) -> None:
         series = self._functions.get(function)
@@ -74,6 +90,18 @@ class GatewayMetrics:
             )
         children[0].inc()
         children[1].observe(seconds)
+
+    def connection_opened(self) -> None:
+        self._open.inc()
+
+    def connection_closed(self) -> None:
+        self._open.dec()
+
+    def connection_refused(self) -> None:
+        self._refused.inc()
+
+    def header_timed_out(self) -> None:
+        self._header_timeouts.inc()
 
     def invocation_counts(self) -> dict[str, float]:
         """function_name → invocations (all codes), across workers."""

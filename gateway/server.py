@@ -21,11 +21,13 @@ import structlog
 import uvloop
 from aiohttp import web
 
-from gateway.app import create_app
+from gateway.app import INTERNAL, INTERNAL_NAME, create_app
 from gateway.config import GatewayConfig
+from gateway.keys import METRICS
 from gateway.metrics import GatewayMetrics
-from servicekit import notify
+from servicekit import notify, open_files
 from servicekit.auth import Credentials, load_credentials
+from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite, refusal_response
 from servicekit.shutdown import Shutdown
 from servicekit.workers import fork_workers, supervise
 
@@ -47,12 +49,21 @@ async def serve(
     if stop is None:
         stop = Shutdown().requested
     app = create_app(config, credentials=credentials, metrics=metrics, worker=worker)
+    guard = client_guard(config, app[METRICS])
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.write_timeout_s)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, config.host, config.port, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG)
+        site = LimitedSite(
+            runner, config.host, config.port, guard, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG
+        )
         await site.start()
-        log.info("listening", address=f"{config.host}:{config.port}")
+        log.info(
+            "listening",
+            address=f"{config.host}:{config.port}",
+            header_timeout_s=guard.limits.header_timeout_s,
+            idle_timeout_s=guard.limits.idle_timeout_s,
+            max_connections=guard.limits.max_connections,
+        )
         if ready is not None:
             ready()
         await stop.wait()
@@ -60,6 +71,17 @@ async def serve(
     finally:
         await runner.cleanup()
     log.info("gateway_stopped")
+
+
+def client_guard(config: GatewayConfig, metrics: GatewayMetrics) -> ClientGuard:
+    """The limits on this serving process's clients, counted in its metrics (docs/gateway.md, "Client limits")."""
+    limits = ClientLimits(
+        header_timeout_s=config.header_timeout_s,
+        idle_timeout_s=config.idle_timeout_s,
+        max_connections=config.max_connections or open_files.connection_budget(),
+    )
+    refusal = refusal_response("too many connections to the gateway\n", [(INTERNAL, INTERNAL_NAME)])
+    return ClientGuard(limits, metrics, refusal=refusal)
 
 
 def run_single(config: GatewayConfig, credentials: Credentials) -> int:
@@ -135,7 +157,8 @@ async def _supervise(pids: list[int], ready_r: int, workers: int) -> int:
 def run(config: GatewayConfig) -> int:
     """Serve with ``config.workers`` processes until SIGTERM; the exit code. CredentialsError before listening."""
     credentials = load_credentials(config.secrets_dir)
-    log.info("gateway_starting", **config.summary())
+    before, after = open_files.raise_soft_limit()
+    log.info("gateway_starting", open_file_limit=after.soft, open_file_limit_was=before.soft, **config.summary())
     if config.workers == 1:
         return run_single(config, credentials)
     return run_workers(config, credentials)

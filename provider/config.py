@@ -40,6 +40,9 @@ class PullPolicy(enum.StrEnum):
 LISTEN: Final = Setting(
     "PYFAASD_PROVIDER_ADDR", "--listen", defaults.PROVIDER_ADDR, "where the provider listens", parse_listen_address
 )
+# The gateway's client limits, read by the provider's listener too (env only: one setting for both under `up`).
+HEADER_TIMEOUT: Final = settings.HEADER_TIMEOUT.with_flag(None)
+IDLE_TIMEOUT: Final = settings.IDLE_TIMEOUT.with_flag(None)
 MAX_REPLICAS: Final = Setting(
     "PYFAASD_MAX_REPLICAS", "--max-replicas", "20", "most replicas of one function", whole_number(1, 1000)
 )
@@ -184,6 +187,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     FUNCTION_HOST_PORTS,
     ISOLATE_FUNCTIONS,
     LISTEN,
+    HEADER_TIMEOUT,
+    IDLE_TIMEOUT,
     MAX_REPLICAS,
     PULL_POLICY,
     DOCKER_CONFIG,
@@ -213,6 +218,8 @@ class ProviderConfig:
     net: NetConfig = field(default_factory=NetConfig)
     host: str = defaults.PROVIDER_HOST
     port: int = defaults.PROVIDER_PORT
+    header_timeout_s: float = defaults.HEADER_TIMEOUT_S
+    idle_timeout_s: float = defaults.IDLE_TIMEOUT_S
     max_replicas: int = 20
     pull_policy: PullPolicy = PullPolicy.IF_NOT_PRESENT
     docker_config: Path | None = None  # a Docker config.json with registry credentials
@@ -259,6 +266,8 @@ class ProviderConfig:
             net=NetConfig.from_env(env),
             host=host,
             port=port,
+            header_timeout_s=HEADER_TIMEOUT.read(env),
+            idle_timeout_s=IDLE_TIMEOUT.read(env),
             max_replicas=MAX_REPLICAS.read(env),
             pull_policy=PULL_POLICY.read(env),
             docker_config=DOCKER_CONFIG.read(env),

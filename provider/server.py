@@ -26,10 +26,14 @@ from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state_lock import state_dir_lock
 from servicekit.auth import ensure_credentials
+from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
 
 log = structlog.get_logger("provider")
 
 SHUTDOWN_TIMEOUT_S = 10.0
+# The provider's clients are the gateway (a keep-alive pool) and the CLI; a fixed cap keeps a flood of local
+# connections from taking the descriptors the gateway needs under `pyfaasd up` (one process, one limit).
+MAX_CONNECTIONS = 1024
 
 
 async def serve(
@@ -68,7 +72,8 @@ async def serve(
                 await runner.setup()
                 # Listen first: the port is taken (or its conflict reported) before the bridge or Docker is
                 # touched, and the API answers from now on (/system requests wait for the recovery below).
-                site = web.TCPSite(runner, config.host, config.port, reuse_address=True)
+                limits = ClientLimits(config.header_timeout_s, config.idle_timeout_s, MAX_CONNECTIONS)
+                site = LimitedSite(runner, config.host, config.port, ClientGuard(limits), reuse_address=True)
                 await site.start()
                 log.info("provider_listening", address=f"{config.host}:{config.port}")
                 if await _start(network, core, config, stop):

@@ -29,7 +29,7 @@ from netconf.config import BRIDGE, SUBNET
 from provider.config import LISTEN as PROVIDER_ADDR
 from provider.config import ProviderConfig
 from pyfaasd.pidfile import pid_file
-from servicekit import notify
+from servicekit import notify, open_files
 from servicekit.auth import ensure_credentials, secrets_dir
 from servicekit.log import configure_logging
 from servicekit.settings import LOG_LEVEL, STATE_DIR, Setting, SettingError, add_flags, with_flags
@@ -70,6 +70,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"pyfaasd up: {e}", file=sys.stderr)
         return 2
     configure_logging(provider.log_level)
+    # One process holds the provider's and the gateway's descriptors: take the whole hard limit (the gateway's
+    # default connection cap is three quarters of it).
+    before, after = open_files.raise_soft_limit()
+    structlog.get_logger("pyfaasd.up").info(
+        "open_file_limit",
+        soft=after.soft,
+        hard=after.hard,
+        was=before.soft,
+        gateway_max_connections=(gateway.max_connections or open_files.connection_budget()),
+    )
     directory = secrets_dir(provider.state_dir)
     credentials, created = ensure_credentials(directory)
     if created:

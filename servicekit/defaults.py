@@ -17,3 +17,5 @@ PROVIDER_ADDR: Final = f"{PROVIDER_HOST}:{PROVIDER_PORT}"  # PYFAASD_PROVIDER_AD
 PROVIDER_URL: Final = f"http://{PROVIDER_ADDR}"  # PYFAASD_PROVIDER_URL: where the gateway finds it
 GATEWAY_ADDR: Final = "0.0.0.0:8080"  # PYFAASD_GATEWAY_ADDR: the public API
 FUNCTION_PORT: Final = 8080  # PYFAASD_FUNCTION_PORT: the watchdog's port in every function container
+HEADER_TIMEOUT_S: Final = 10.0  # PYFAASD_HEADER_TIMEOUT (gateway, provider); fixed in the watchdog
+IDLE_TIMEOUT_S: Final = 75.0  # PYFAASD_IDLE_TIMEOUT (gateway, provider); fixed in the watchdog

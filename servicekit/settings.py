@@ -109,6 +109,15 @@ def whole_number(minimum: int | None = None, maximum: int | None = None) -> Pars
     return parse
 
 
+def optional_whole_number(minimum: int | None = None, maximum: int | None = None) -> Parser[int | None]:
+    """A parser of whole numbers within the bounds, or None for an empty value (a default computed by the reader)."""
+
+    def parse(name: str, value: str) -> int | None:
+        return parse_int(name, value, minimum=minimum, maximum=maximum) if value.strip() else None
+
+    return parse
+
+
 class Choice(Generic[E]):
     """A parser of one of a string enum's values (any case); the flag made from it offers only those."""
 
@@ -279,4 +288,28 @@ FUNCTION_PORT: Setting[int] = Setting(
     str(defaults.FUNCTION_PORT),
     "port of the watchdog in every replica",
     whole_number(1, 65535),
+)
+
+# A daemon's limits on its HTTP clients (servicekit/client_limits.py): the gateway's and the provider's listeners.
+HEADER_TIMEOUT: Setting[float] = Setting(
+    "PYFAASD_HEADER_TIMEOUT",
+    "--header-timeout",
+    f"{defaults.HEADER_TIMEOUT_S:g}s",
+    "longest a client may take to send a request's head, from its first byte (the connection is closed after)",
+    parse_positive_duration,
+)
+IDLE_TIMEOUT: Setting[float] = Setting(
+    "PYFAASD_IDLE_TIMEOUT",
+    "--idle-timeout",
+    f"{defaults.IDLE_TIMEOUT_S:g}s",
+    "longest a client connection may stay open sending nothing, after it opened or after a response",
+    parse_positive_duration,
+)
+MAX_CONNECTIONS: Setting[int | None] = Setting(
+    "PYFAASD_MAX_CONNECTIONS",
+    "--max-connections",
+    "",
+    "most client connections a serving process keeps open; one more gets 503 and is closed",
+    optional_whole_number(1),
+    unset="three quarters of the open-file limit",
 )

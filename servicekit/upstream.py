@@ -21,6 +21,10 @@ from typing import cast
 MAX_HEAD = 64 * 1024  # a response head larger than this is refused
 READ_HIGH_WATER = 256 * 1024  # pause reading from the upstream above this many buffered bytes
 IDLE_MAX = 256  # idle connections kept
+# An idle connection older than this is closed, not reused: below the 75 s idle timeout of our own listeners
+# (servicekit.client_limits) and as nginx's upstream keepalive_timeout, so we close first and never send a request
+# on a connection the server is closing at that moment (which only idempotent requests could survive).
+IDLE_KEEP_S = 60.0
 
 
 class UpstreamProtocolError(Exception):
@@ -62,6 +66,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._reading_paused = False
         self.reused = False
+        self.idle_since = 0.0  # loop time it went back to the pool
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
 
@@ -278,12 +283,16 @@ class UpstreamPool:
         self.closed = False
 
     async def connect(self) -> UpstreamConnection:
+        loop = asyncio.get_running_loop()
         while self._idle:
             connection = self._idle.pop()
+            if loop.time() - connection.idle_since > IDLE_KEEP_S:
+                connection.close()  # the newest idle one is too old, so are the others
+                self._close_idle()
+                break
             if connection.usable:
                 connection.reused = True
                 return connection
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
                 _, connection = await loop.create_connection(UpstreamConnection, self.host, self.port)
@@ -296,11 +305,15 @@ class UpstreamPool:
     def release(self, connection: UpstreamConnection, head: ResponseHead) -> None:
         """Return a connection whose response was read to its end."""
         if head.keep_alive and connection.usable and not self.closed and len(self._idle) < IDLE_MAX:
+            connection.idle_since = asyncio.get_running_loop().time()
             self._idle.append(connection)
         else:
             connection.close()
 
     def close(self) -> None:
         self.closed = True
+        self._close_idle()
+
+    def _close_idle(self) -> None:
         while self._idle:
             self._idle.pop().close()

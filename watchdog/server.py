@@ -18,7 +18,9 @@ import structlog
 import uvloop
 from aiohttp import web
 
+from servicekit import defaults, open_files
 from servicekit.access_log import AccessLog
+from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
 from servicekit.shutdown import Shutdown
 from servicekit.workers import fork_workers, supervise
 from watchdog.app import Watchdog, create_app, create_metrics_app
@@ -105,7 +107,11 @@ async def _start_worker(
         shutdown_timeout=config.write_timeout_s,
     )
     await runner.setup()
-    site = web.TCPSite(runner, LISTEN_HOST, config.port, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG)
+    # The gateway's client limits at their defaults (of-watchdog has no such settings): other functions can reach
+    # this port too. The gateway's pool drops idle connections after 60 s, before this 75 s idle timeout.
+    limits = ClientLimits(defaults.HEADER_TIMEOUT_S, defaults.IDLE_TIMEOUT_S, open_files.connection_budget())
+    guard = ClientGuard(limits)
+    site = LimitedSite(runner, LISTEN_HOST, config.port, guard, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG)
     await site.start()
     log.info("listening", address=f"{LISTEN_HOST}:{config.port}")
     return runner, executor

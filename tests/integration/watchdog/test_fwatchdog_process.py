@@ -14,7 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from servicekit import defaults
 from tests.helpers import free_port, http_mode_env, wait_http_ok
+from tests.slow_clients import HEAD, closed, connection, on_time, trickle
 
 
 def start_fwatchdog(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[bytes]:
@@ -145,3 +147,22 @@ def test_run_healthcheck_reports_the_lock_file(tmp_path: Path) -> None:
     assert subprocess.run(cmd, env=env, check=False).returncode == 1
     (tmp_path / ".lock").touch()
     assert subprocess.run(cmd, env=env, check=False).returncode == 0
+
+
+async def test_a_slow_request_head_is_closed_after_the_header_timeout_while_requests_pass(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    """Other functions can reach a watchdog: it has the gateway's client limits at their defaults (10 s, 75 s)."""
+    port = free_port()
+    proc = start_fwatchdog(http_mode_env(port=str(port), metrics_port="0"), tmp_path)
+    processes.append(proc)
+    await wait_http_ok(port)
+    async with connection(port) as (reader, writer), aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        sender = asyncio.create_task(trickle(writer, HEAD * 10, every_s=0.5))
+        for _ in range(5):
+            async with session.get(f"http://127.0.0.1:{port}/") as response:
+                assert response.status == 200
+        assert await closed(reader) == b""
+        assert on_time(time.monotonic() - started, defaults.HEADER_TIMEOUT_S)
+        sender.cancel()

@@ -33,7 +33,7 @@ def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Gateway tests run on uvloop (production) and on the stdlib loop; a real gateway process only on one."""
-    if item.path.name == "test_gateway_process.py":
+    if item.path.name in ("test_gateway_process.py", "test_gateway_client_limits.py"):
         return {"uvloop": uvloop.new_event_loop}
     return {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
 
