@@ -280,3 +280,6 @@ FUNCTION_PORT: Setting[int] = Setting(
     "port of the watchdog in every replica",
     whole_number(1, 65535),
 )
+MAX_REPLICAS: Setting[int] = Setting(
+    "PYFAASD_MAX_REPLICAS", "--max-replicas", "20", "most replicas of one function", whole_number(1, 1000)
+)
