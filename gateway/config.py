@@ -17,6 +17,7 @@ from servicekit.auth import secrets_dir
 from servicekit.settings import (
     FUNCTION_PORT,
     LOG_LEVEL,
+    MAX_REPLICAS,
     STATE_DIR,
     HttpUrl,
     Setting,
@@ -92,6 +93,35 @@ ACCESS_LOG: Final = Setting(
     "PYFAASD_ACCESS_LOG", "--access-log", "true", "one line per /function request (batched)", parse_bool
 )
 
+AUTOSCALE: Final = Setting(
+    "PYFAASD_AUTOSCALE",
+    "--autoscale",
+    "true",
+    "scale functions between com.openfaas.scale.min and max on their load, and idle ones to zero",
+    parse_bool,
+)
+AUTOSCALE_INTERVAL: Final = Setting(
+    "PYFAASD_AUTOSCALE_INTERVAL",
+    "--autoscale-interval",
+    "1s",
+    "how often the autoscaler measures and decides",
+    parse_positive_duration,
+)
+SCALE_DOWN_WINDOW: Final = Setting(
+    "PYFAASD_SCALE_DOWN_WINDOW",
+    "--scale-down-window",
+    "30s",
+    "how long a lower replica count must be wanted before replicas are removed (label com.openfaas.scale.down.window)",
+    parse_positive_duration,
+)
+SCALE_ZERO_DURATION: Final = Setting(
+    "PYFAASD_SCALE_ZERO_DURATION",
+    "--scale-zero-duration",
+    "15m",
+    "idle time before a function with com.openfaas.scale.zero=true goes to 0 (label com.openfaas.scale.zero-duration)",
+    parse_positive_duration,
+)
+
 _DEFAULT_PROVIDER: Final = PROVIDER_URL.read({})
 
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
@@ -108,6 +138,11 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     WORKERS,
     FUNCTION_PORT,
     ACCESS_LOG,
+    AUTOSCALE,
+    AUTOSCALE_INTERVAL,
+    MAX_REPLICAS,
+    SCALE_DOWN_WINDOW,
+    SCALE_ZERO_DURATION,
     LOG_LEVEL,
 )
 
@@ -128,6 +163,11 @@ class GatewayConfig:
     workers: int = 1
     function_port: int = defaults.FUNCTION_PORT
     access_log: bool = True
+    autoscale: bool = True
+    autoscale_interval_s: float = 1.0
+    max_replicas: int = 20
+    scale_down_window_s: float = 30.0
+    scale_zero_duration_s: float = 15 * 60.0
     log_level: str = "info"
 
     @property
@@ -154,6 +194,11 @@ class GatewayConfig:
             workers=WORKERS.read(env),
             function_port=FUNCTION_PORT.read(env),
             access_log=ACCESS_LOG.read(env),
+            autoscale=AUTOSCALE.read(env),
+            autoscale_interval_s=AUTOSCALE_INTERVAL.read(env),
+            max_replicas=MAX_REPLICAS.read(env),
+            scale_down_window_s=SCALE_DOWN_WINDOW.read(env),
+            scale_zero_duration_s=SCALE_ZERO_DURATION.read(env),
             log_level=LOG_LEVEL.read(env),
         )
 
@@ -173,4 +218,9 @@ class GatewayConfig:
             "workers": self.workers,
             "function_port": self.function_port,
             "access_log": self.access_log,
+            "autoscale": self.autoscale,
+            "autoscale_interval_s": self.autoscale_interval_s,
+            "max_replicas": self.max_replicas,
+            "scale_down_window_s": self.scale_down_window_s,
+            "scale_zero_duration_s": self.scale_zero_duration_s,
         }
