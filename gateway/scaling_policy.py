@@ -110,14 +110,16 @@ class LoadHistory:
             self._samples.popleft()
 
     def load(self, kind: ScaleType) -> float:
-        """The mean load over the window, all replicas together (0 before there are two samples for rps)."""
+        """The mean load over the window, all replicas together."""
         samples = self._samples
         if not samples:
             return 0.0
         if kind is ScaleType.RPS:
+            # Over the whole window even while the history is shorter (just deployed, the gateway just
+            # started): one request a moment after the first sample is not a rate of hundreds per second.
             first, last = samples[0], samples[-1]
-            span = last.at - first.at
-            return max(0.0, last.started - first.started) / span if span > 0 else 0.0
+            span = max(last.at - first.at, LOAD_WINDOW_S)
+            return max(0.0, last.started - first.started) / span
         if kind is ScaleType.CAPACITY:
             return sum(s.in_flight for s in samples) / len(samples)
         cpu = [s.cpu_millis for s in samples if s.cpu_millis is not None]

@@ -70,7 +70,7 @@ def test_faas_cli_flow(make_stack: MakeStack, name: str) -> None:
     listed = {f["name"]: f for f in stack.call("GET", "/system/functions").json()}
     assert listed[name]["availableReplicas"] == 1
     assert listed[name]["invocationCount"] >= 2
-    assert listed[name]["labels"] == {"app": name}
+    assert listed[name]["labels"] == {"faas_function": name, "app": name}
     described = stack.call("GET", f"/system/function/{name}?namespace=openfaas-fn&usage=1")
     assert described.status == 200
     assert described.json()["availableReplicas"] == 1

@@ -48,7 +48,7 @@ def test_deploy_is_ready_reachable_and_listed(provider: ProviderProcess, name: s
     status = mine[0]
     assert status["image"] == HELLO
     assert status["namespace"] == "openfaas-fn"
-    assert status["labels"] == labels
+    assert status["labels"] == {"faas_function": name, **labels}  # faas_function added as faas-netes does
     assert status["annotations"] == annotations
     assert status["envVars"] == {"GREETING": "hi"}
     assert (status["replicas"], status["availableReplicas"]) == (1, 1)

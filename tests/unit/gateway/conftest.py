@@ -143,6 +143,7 @@ class FakeProvider:
     logs_status: int = 200
     log_gate: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+    cpu_millis: float = 0.0
 
     def calls_to(self, method: str, prefix: str) -> list[tuple[str, str, dict[str, str], bytes]]:
         return [c for c in self.calls if c[0] == method and c[1].startswith(prefix)]
@@ -170,6 +171,8 @@ class FakeProvider:
                 return web.Response(status=400, text=f"namespace {namespace} does not exist in /var/lib/...")
             if key not in self.functions:
                 return web.Response(status=404)
+            if request.query.get("usage") == "1":
+                return web.json_response({**self.functions[key], "usage": {"cpu": self.cpu_millis}})
             return web.json_response(self.functions[key])
 
         async def scale(request: web.Request) -> web.Response:
@@ -209,7 +212,11 @@ class FakeProvider:
                 headers={"X-Provider": "fake"},
             )
 
+        async def namespaces(request: web.Request) -> web.Response:
+            return web.json_response(sorted({"openfaas-fn", *(k.rpartition(".")[2] for k in self.functions)}))
+
         app = web.Application(middlewares=[record])
+        app.router.add_get("/system/namespaces", namespaces)
         app.router.add_get("/system/functions", list_functions)
         app.router.add_get("/system/function/{name}", status)
         app.router.add_post("/system/scale-function/{name}", scale)
@@ -247,6 +254,7 @@ async def start_stack(
         replicas: tuple[str, ...] = ("127.0.0.1",),
         functions: dict[str, list[str]] | None = None,
         provider: FakeProvider | None = None,
+        autoscale: bool = False,
         **env: str,
     ) -> Stack:
         control = Upstream()
@@ -269,7 +277,7 @@ async def start_stack(
                 **env,
             }
         )
-        app = create_app(config, credentials=CREDENTIALS)
+        app = create_app(config, credentials=CREDENTIALS, autoscale=autoscale)
         client = await aiohttp_client(app)
         clients.append(client)
         return Stack(client, app, config, fake, control, hosts, function_port)

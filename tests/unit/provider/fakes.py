@@ -472,6 +472,7 @@ Client = TestClient[Any, Any]
 
 FAST = Timings(
     retire_grace_s=0.0,
+    drain_poll_s=0.01,
     restart_backoff_s=(0.01, 0.05, 0.2),
     slow_ready_poll_s=0.01,
     exit_report_wait_s=0.2,
@@ -491,6 +492,7 @@ class World:
         subnet: str = "10.99.0.0/28",
         timings: Timings = FAST,
         volume_host_roots: tuple[Path, ...] = (),
+        drain_timeout_s: float = 60.0,
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.config = ProviderConfig(
@@ -498,6 +500,7 @@ class World:
             ready_timeout_s=1.0,
             stop_timeout_s=1.0,
             volume_host_roots=volume_host_roots,
+            drain_timeout_s=drain_timeout_s,
         )
         self.runtime = FakeRuntime(self.config.net.bridge)
         self.network = FakeNetwork(self.runtime, self.config.net.subnet)
