@@ -87,6 +87,8 @@ class Autoscaler:
                     await self.tick()
                 except GatewayError as e:
                     log.warning("autoscale_tick_failed", error=str(e))
+                except Exception:  # a bug must not stop autoscaling for good: log it, try again next tick
+                    log.exception("autoscale_tick_crashed")
                 await asyncio.sleep(self._interval_s)
         finally:
             await self.close()
