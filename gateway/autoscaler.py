@@ -124,6 +124,7 @@ class Autoscaler:
         for key in [k for k in self._histories if k not in seen]:
             del self._histories[key]
             self._bad_labels.pop(key, None)
+            self._resting.pop(key, None)
             if self._on_gone is not None:
                 self._on_gone(key)
 
