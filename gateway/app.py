@@ -20,6 +20,7 @@ into its status with a one-line text body and ``X-OpenFaaS-Internal: gateway``, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import AsyncIterator
 
@@ -29,6 +30,7 @@ from aiohttp.typedefs import Handler
 
 from gateway.async_edge import AsyncEdge
 from gateway.async_invoke import FunctionInvoker
+from gateway.autoscaler import Autoscaler
 from gateway.callbacks import CallbackSender
 from gateway.config import GatewayConfig
 from gateway.cron import CronScheduler, provider_lister
@@ -37,11 +39,13 @@ from gateway.doorbell import Doorbell
 from gateway.errors import GatewayError, NotFoundError, from_relay
 from gateway.keys import ASYNC_QUEUE, ASYNC_ROLE, CONFIG, METRICS, POOLS, PROVIDER, PROXY, RESOLVER, SCALER, SYSTEM
 from gateway.metrics import GatewayMetrics
+from gateway.platform import ProviderPlatform
 from gateway.pools import Pools
 from gateway.provider import ProviderClient
 from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
+from gateway.scaling_policy import Decision, Policy, ScaleDefaults
 from gateway.sqlite_queue import SqliteCallQueue
 from gateway.system import SystemProxy, version_info
 from servicekit.access_log import AccessLog
@@ -89,12 +93,14 @@ def create_app(
     metrics: GatewayMetrics | None = None,
     access_log: AccessLog | None = None,
     worker: int | None = None,
+    autoscale: bool = False,
 ) -> web.Application:
     """The gateway for one serving process.
 
     ``credentials`` default to the files in ``<state>/secrets`` (CredentialsError when missing); ``metrics``
     to a new local set (pass the one created before forking when there are several workers); ``access_log``
-    to one on stdout when ``config.access_log`` is set.
+    to one on stdout when ``config.access_log`` is set. ``autoscale``: this process runs the autoscaler (when
+    ``config.autoscale`` is on too); exactly one process of a gateway does (``serve`` picks it).
     """
     if credentials is None:
         credentials = load_credentials(config.secrets_dir)
@@ -139,6 +145,7 @@ def create_app(
     app[SYSTEM] = system
     app[ASYNC_QUEUE] = queue
     app[ASYNC_ROLE] = role
+    autoscaler = _autoscaler(config, provider, resolver, metrics) if autoscale and config.autoscale else None
 
     dispatch_stopping: list[asyncio.Task[None]] = []
 
@@ -150,7 +157,12 @@ def create_app(
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         role.start()
+        running = asyncio.create_task(autoscaler.run(), name="autoscaler") if autoscaler is not None else None
         yield
+        if running is not None:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
         if dispatch_stopping:
             await dispatch_stopping[0]
         else:
@@ -191,3 +203,35 @@ def create_app(
     router.add_get("/_/health", liveness)
     router.add_route("*", "/{tail:.*}", not_found)
     return app
+
+
+def _autoscaler(
+    config: GatewayConfig, provider: ProviderClient, resolver: Resolver, metrics: GatewayMetrics
+) -> Autoscaler:
+    defaults = ScaleDefaults(
+        max_replicas=config.max_replicas,
+        zero_duration_s=config.scale_zero_duration_s,
+        down_window_s=config.scale_down_window_s,
+    )
+
+    def ready() -> dict[str, int]:
+        resolver.refresh(force=True)
+        return dict(resolver.functions())
+
+    def record(key: str, policy: Policy, decision: Decision) -> None:
+        metrics.desired.labels(key).set(decision.replicas)
+        metrics.target_load.labels(key, policy.type.value).set(policy.target)
+        metrics.current_load.labels(key, policy.type.value).set(decision.load)
+
+    def gone(key: str) -> None:
+        metrics.desired.labels(key).set(0)
+
+    return Autoscaler(
+        ProviderPlatform(provider),
+        metrics.load_totals,
+        ready,
+        defaults,
+        interval_s=config.autoscale_interval_s,
+        on_decision=record,
+        on_gone=gone,
+    )

@@ -20,6 +20,7 @@ from servicekit.settings import (
     IDLE_TIMEOUT,
     LOG_LEVEL,
     MAX_CONNECTIONS,
+    MAX_REPLICAS,
     STATE_DIR,
     HttpUrl,
     Setting,
@@ -123,6 +124,35 @@ ACCESS_LOG: Final = Setting(
     "PYFAASD_ACCESS_LOG", "--access-log", "true", "one line per /function request (batched)", parse_bool
 )
 
+AUTOSCALE: Final = Setting(
+    "PYFAASD_AUTOSCALE",
+    "--autoscale",
+    "true",
+    "scale functions between com.openfaas.scale.min and max on their load, and idle ones to zero",
+    parse_bool,
+)
+AUTOSCALE_INTERVAL: Final = Setting(
+    "PYFAASD_AUTOSCALE_INTERVAL",
+    "--autoscale-interval",
+    "1s",
+    "how often the autoscaler measures and decides",
+    parse_positive_duration,
+)
+SCALE_DOWN_WINDOW: Final = Setting(
+    "PYFAASD_SCALE_DOWN_WINDOW",
+    "--scale-down-window",
+    "30s",
+    "how long a lower replica count must be wanted before replicas are removed (label com.openfaas.scale.down.window)",
+    parse_positive_duration,
+)
+SCALE_ZERO_DURATION: Final = Setting(
+    "PYFAASD_SCALE_ZERO_DURATION",
+    "--scale-zero-duration",
+    "15m",
+    "idle time before a function with com.openfaas.scale.zero=true goes to 0 (label com.openfaas.scale.zero-duration)",
+    parse_positive_duration,
+)
+
 _DEFAULT_PROVIDER: Final = PROVIDER_URL.read({})
 
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
@@ -146,6 +176,11 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     ASYNC_CONCURRENCY,
     ASYNC_RETENTION,
     ACCESS_LOG,
+    AUTOSCALE,
+    AUTOSCALE_INTERVAL,
+    MAX_REPLICAS,
+    SCALE_DOWN_WINDOW,
+    SCALE_ZERO_DURATION,
     LOG_LEVEL,
 )
 
@@ -173,6 +208,11 @@ class GatewayConfig:
     async_concurrency: int = 4
     async_retention_s: float = 24 * 3600.0
     access_log: bool = True
+    autoscale: bool = True
+    autoscale_interval_s: float = 1.0
+    max_replicas: int = 20
+    scale_down_window_s: float = 30.0
+    scale_zero_duration_s: float = 15 * 60.0
     log_level: str = "info"
 
     @property
@@ -211,6 +251,11 @@ class GatewayConfig:
             async_concurrency=ASYNC_CONCURRENCY.read(env),
             async_retention_s=ASYNC_RETENTION.read(env),
             access_log=ACCESS_LOG.read(env),
+            autoscale=AUTOSCALE.read(env),
+            autoscale_interval_s=AUTOSCALE_INTERVAL.read(env),
+            max_replicas=MAX_REPLICAS.read(env),
+            scale_down_window_s=SCALE_DOWN_WINDOW.read(env),
+            scale_zero_duration_s=SCALE_ZERO_DURATION.read(env),
             log_level=LOG_LEVEL.read(env),
         )
 
@@ -237,4 +282,9 @@ class GatewayConfig:
             "async_concurrency": self.async_concurrency,
             "async_retention_s": self.async_retention_s,
             "access_log": self.access_log,
+            "autoscale": self.autoscale,
+            "autoscale_interval_s": self.autoscale_interval_s,
+            "max_replicas": self.max_replicas,
+            "scale_down_window_s": self.scale_down_window_s,
+            "scale_zero_duration_s": self.scale_zero_duration_s,
         }

@@ -45,6 +45,29 @@ class GatewayMetrics:
             ("function_name",),
             lambda: self._service_counts(),
         )
+        self.registry.callback_gauge(
+            "gateway_function_invocation_inflight",
+            "Requests to a function started and not finished yet",
+            ("function_name",),
+            lambda: (((name,), value) for name, (_started, value) in self.load_totals().items()),
+        )
+        # Set by the autoscaler, which runs in one process: the other workers' regions stay 0, so the sum over
+        # workers that /metrics shows is that process's value.
+        self.desired = self.registry.gauge(
+            "gateway_service_desired_replicas",
+            "Replicas the autoscaler wants for a function",
+            ("function_name",),
+        )
+        self.target_load = self.registry.gauge(
+            "gateway_service_target_load",
+            "Target load per replica of a function, in its scaling type's unit",
+            ("function_name", "scaling_type"),
+        )
+        self.current_load = self.registry.gauge(
+            "gateway_service_current_load",
+            "Measured load of a function, all replicas together, in its scaling type's unit",
+            ("function_name", "scaling_type"),
+        )
         self._functions: dict[str, _FunctionSeries] = {}
         self.async_metrics = AsyncMetrics(self.registry)
         # The client connections (servicekit.client_limits calls these; pyfaasd's own names, no OpenFaaS twin).
@@ -109,6 +132,14 @@ class GatewayMetrics:
         for (function, _code), value in self.invocations.samples().items():
             counts[function] = counts.get(function, 0.0) + value
         return counts
+
+    def load_totals(self) -> dict[str, tuple[float, float]]:
+        """function_name → (requests started, requests in flight), across workers: the autoscaler's input."""
+        finished = self.invocation_counts()
+        return {
+            function: (started, max(0.0, started - finished.get(function, 0.0)))
+            for (function,), started in self.started.samples().items()
+        }
 
     def render(self) -> str:
         return self.registry.render()

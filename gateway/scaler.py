@@ -38,6 +38,7 @@ log = structlog.get_logger("gateway.scaler")
 NOT_FOUND_TTL_S: Final = 0.5
 NOT_READY_TTL_S: Final = 0.5
 WAIT_POLL_S: Final = 0.02  # how often the hosts file is checked while waiting for a replica
+RECHECK_S: Final = 1.0  # how often the desired count is asked again while waiting
 SCALE_MIN_LABEL: Final = "com.openfaas.scale.min"
 _NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a function or namespace name (a DNS label)
 
@@ -104,7 +105,7 @@ class Scaler:
                     raise self._remember(key, NoReplicaError(f"No endpoints available for: {key}."), NOT_READY_TTL_S)
                 if not _count(status, "replicas"):
                     await self._scale(name, namespace, key, _scale_min(status))
-                return await self._wait(key)
+                return await self._wait(name, namespace, key)
         except TimeoutError:
             log.warning("scale_from_zero_timed_out", function=key, timeout_s=self._timeout_s)
             raise ScaleTimeoutError(
@@ -137,14 +138,23 @@ class Scaler:
             log.warning("scale_from_zero_failed", function=key, status=status, answer=_text(data))
             raise ProviderError(f"cannot scale function {key}: the platform failed (details in the gateway's log)")
 
-    async def _wait(self, key: str) -> tuple[str, ...]:
+    async def _wait(self, name: str, namespace: str, key: str) -> tuple[str, ...]:
+        """Until a replica is ready. Every :data:`RECHECK_S` the desired count is asked again: a function that
+        was being scaled to zero when the request came (its replica already out of the hosts file, the
+        provider still retiring it) wants 0 once that is done, and is scaled up again then."""
         loop = asyncio.get_running_loop()
         started = loop.time()
+        recheck_at = started + RECHECK_S
         while True:
             replicas = self._resolver.recheck(key)
             if replicas:
                 log.info("scaled_from_zero", function=key, waited_ms=round((loop.time() - started) * 1000, 1))
                 return replicas
+            if loop.time() >= recheck_at:
+                status = await self._status(name, namespace, key)
+                if not _count(status, "replicas"):
+                    await self._scale(name, namespace, key, _scale_min(status))
+                recheck_at = loop.time() + RECHECK_S
             await asyncio.sleep(WAIT_POLL_S)
 
     def _remember(self, key: str, error: GatewayError, ttl: float) -> GatewayError:

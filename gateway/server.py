@@ -48,7 +48,8 @@ async def serve(
     """Serve until ``stop`` is set (default: until SIGTERM or SIGINT), then drain and return."""
     if stop is None:
         stop = Shutdown().requested
-    app = create_app(config, credentials=credentials, metrics=metrics, worker=worker)
+    # One process decides for the whole gateway: the only one, or worker 0 (the metrics it reads are shared).
+    app = create_app(config, credentials=credentials, metrics=metrics, worker=worker, autoscale=worker in (None, 0))
     guard = client_guard(config, app[METRICS])
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.write_timeout_s)
     await runner.setup()

@@ -21,6 +21,7 @@ from provider.quantity import memory_bytes, nano_cpus
 from servicekit import defaults, settings
 from servicekit.settings import (
     LOG_LEVEL,
+    MAX_REPLICAS,
     STATE_DIR,
     Choice,
     Setting,
@@ -43,9 +44,6 @@ LISTEN: Final = Setting(
 # The gateway's client limits, read by the provider's listener too (env only: one setting for both under `up`).
 HEADER_TIMEOUT: Final = settings.HEADER_TIMEOUT.with_flag(None)
 IDLE_TIMEOUT: Final = settings.IDLE_TIMEOUT.with_flag(None)
-MAX_REPLICAS: Final = Setting(
-    "PYFAASD_MAX_REPLICAS", "--max-replicas", "20", "most replicas of one function", whole_number(1, 1000)
-)
 PULL_POLICY: Final = Setting(
     "PYFAASD_PULL_POLICY", "--pull-policy", PullPolicy.IF_NOT_PRESENT.value, "when to pull images", Choice(PullPolicy)
 )
@@ -72,6 +70,13 @@ SECRETS_GID: Final = Setting(
     whole_number(1, 2**31 - 1),
 )
 STOP_TIMEOUT: Final = Setting("PYFAASD_STOP_TIMEOUT", None, "10s", "Docker stop timeout of a replica", parse_duration)
+DRAIN_TIMEOUT: Final = Setting(
+    "PYFAASD_DRAIN_TIMEOUT",
+    None,
+    "60s",
+    "longest a replica being removed may take to finish its in-flight requests before it is stopped",
+    parse_duration,
+)
 FUNCTION_PORT: Final = settings.FUNCTION_PORT.with_flag(None)  # a flag of the gateway only
 CODE_MAX_BYTES: Final = Setting(
     "PYFAASD_CODE_MAX_BYTES", None, str(64 << 20), "largest code bundle upload (bytes)", whole_number(1)
@@ -196,6 +201,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     PIDS_LIMIT,
     SECRETS_GID,
     STOP_TIMEOUT,
+    DRAIN_TIMEOUT,
     FUNCTION_PORT,
     CODE_MAX_BYTES,
     CODE_MAX_FILES,
@@ -227,6 +233,7 @@ class ProviderConfig:
     pids_limit: int = 512
     secrets_gid: int = 2000  # the group that may read mounted secrets; added to every function container
     stop_timeout_s: float = 10.0
+    drain_timeout_s: float = 60.0  # the gateway's upstream timeout: no buffered request runs longer
     function_port: int = defaults.FUNCTION_PORT
     code_limits: CodeLimits = field(default_factory=CodeLimits)
     pip: PipSettings = field(default_factory=PipSettings)
@@ -275,6 +282,7 @@ class ProviderConfig:
             pids_limit=PIDS_LIMIT.read(env),
             secrets_gid=SECRETS_GID.read(env),
             stop_timeout_s=STOP_TIMEOUT.read(env),
+            drain_timeout_s=DRAIN_TIMEOUT.read(env),
             function_port=FUNCTION_PORT.read(env),
             code_limits=CodeLimits(
                 max_bytes=CODE_MAX_BYTES.read(env),

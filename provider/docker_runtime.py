@@ -18,7 +18,7 @@ import aiohttp
 import structlog
 
 from provider.errors import DockerUnavailableError, ImageUnavailableError, RuntimeFailureError, VolumeMountError
-from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine, VolumeInfo
+from provider.runtime import Container, ContainerEvent, ContainerUsage, ImageInfo, LogLine, VolumeInfo
 
 log = structlog.get_logger("provider.docker")
 
@@ -86,6 +86,18 @@ class DockerRuntime:
                 return None
             raise _error("inspect a container", e) from e
         return _container(data)
+
+    async def usage(self, container_id: str) -> ContainerUsage | None:
+        """From one ``stats`` answer (``stream=0``: the engine samples twice, about a second apart)."""
+        try:
+            answers = await self._docker.containers.container(container_id).stats(stream=False, timeout=10.0)
+        except aiodocker.DockerError as e:
+            if e.status in (404, 409):
+                return None
+            raise _error("read a container's stats", e) from e
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        return _usage(answers[0]) if answers else None
 
     async def create(self, name: str, config: Mapping[str, Any]) -> str:
         try:
@@ -333,3 +345,18 @@ def _log_line(line: str) -> LogLine:
     except ValueError:
         return LogLine(datetime.now(UTC), line)
     return LogLine(moment, text.rstrip("\r"))
+
+
+def _usage(stats: Mapping[str, Any]) -> ContainerUsage | None:
+    """Milli-CPUs as ``docker stats`` computes its CPU % (times 10), and memory without the page cache."""
+    cpu, pre = stats.get("cpu_stats") or {}, stats.get("precpu_stats") or {}
+    if not cpu.get("system_cpu_usage"):
+        return None  # not running
+    used = (cpu.get("cpu_usage") or {}).get("total_usage", 0) - (pre.get("cpu_usage") or {}).get("total_usage", 0)
+    elapsed = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
+    cores = cpu.get("online_cpus") or len((cpu.get("cpu_usage") or {}).get("percpu_usage") or ()) or 1
+    millis = used / elapsed * cores * 1000.0 if elapsed > 0 and used > 0 else 0.0
+    memory = stats.get("memory_stats") or {}
+    details = memory.get("stats") or {}
+    cache = details.get("inactive_file", details.get("total_inactive_file", 0))  # cgroup v2, v1
+    return ContainerUsage(cpu_millis=millis, memory_bytes=max(0.0, float(memory.get("usage", 0)) - cache))

@@ -17,12 +17,14 @@ from typing import Any
 
 from provider.errors import InvalidRequestError
 from provider.quantity import memory_bytes, nano_cpus
+from servicekit import scaling
 from servicekit.defaults import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE  # re-exported for the handlers
 
 RESERVED_LABEL_PREFIX = "com.pyfaasd."
 # Labels under the reserved prefix that a function sets itself (the rest are the provider's container labels).
 USER_LABELS = frozenset({"com.pyfaasd.pull-policy"})
-SCALE_MIN_LABEL = "com.openfaas.scale.min"
+SCALE_MIN_LABEL = scaling.MIN
+FUNCTION_LABEL = "faas_function"  # added to the labels a function reports (not stored in its spec)
 
 # DNS-1123 label: what Kubernetes and faas-cli allow for function and namespace names.
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -249,18 +251,16 @@ class FunctionDeployment:
     def to_label(self) -> str:
         return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=True)
 
+    def scale_labels(self, maximum: int) -> scaling.ScaleLabels:
+        """The ``com.openfaas.scale.*`` labels, checked (400 naming the label that is wrong)."""
+        try:
+            return scaling.parse_labels(self.labels, maximum)
+        except scaling.ScaleLabelError as e:
+            raise InvalidRequestError(str(e)) from None
+
     def scale_min(self, maximum: int) -> int:
         """Replicas a deploy starts: the ``com.openfaas.scale.min`` label (default 1), at least 1."""
-        raw = (self.labels or {}).get(SCALE_MIN_LABEL)
-        if raw is None:
-            return 1
-        try:
-            value = int(raw)
-        except ValueError:
-            raise InvalidRequestError(f"labels.{SCALE_MIN_LABEL}: {raw!r} is not a whole number") from None
-        if value < 0 or value > maximum:
-            raise InvalidRequestError(f"labels.{SCALE_MIN_LABEL}: {value} is not between 0 and {maximum}")
-        return max(value, 1)
+        return self.scale_labels(maximum).minimum
 
 
 def _put(out: dict[str, Any], key: str, value: Any) -> None:
@@ -278,12 +278,24 @@ def format_time(moment: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class FunctionUsage:
+    """faas-provider's FunctionUsage: what all of a function's running replicas use now."""
+
+    cpu: float  # milli-CPUs (1000 = one core busy)
+    total_memory_bytes: float
+
+    def to_json(self) -> dict[str, float]:
+        return {"cpu": round(self.cpu, 3), "totalMemoryBytes": self.total_memory_bytes}
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionStatus:
     spec: FunctionDeployment
     replicas: int
     available_replicas: int
     created_at: datetime
     invocation_count: float = 0.0
+    usage: FunctionUsage | None = None  # only when asked for (``?usage=1``): it takes a stats read
 
     def to_json(self) -> dict[str, Any]:
         spec = self.spec
@@ -292,8 +304,9 @@ class FunctionStatus:
         _put(out, "envVars", dict(spec.env_vars))
         _put(out, "constraints", list(spec.constraints))
         _put(out, "secrets", list(spec.secrets))
-        # faasd always sends labels and annotations as objects; so do we.
-        out["labels"] = dict(spec.labels or {})
+        # faasd always sends labels and annotations as objects; so do we. ``faas_function`` is added as
+        # faas-netes and the OpenFaaS certifier expect of every provider but faasd (the function's own wins).
+        out["labels"] = {FUNCTION_LABEL: spec.service, **(spec.labels or {})}
         out["annotations"] = dict(spec.annotations or {})
         if spec.limits is not None:
             out["limits"] = spec.limits.to_json()
@@ -304,6 +317,8 @@ class FunctionStatus:
         _put(out, "replicas", self.replicas)
         _put(out, "availableReplicas", self.available_replicas)
         out["createdAt"] = format_time(self.created_at)
+        if self.usage is not None:
+            out["usage"] = self.usage.to_json()
         return out
 
 

@@ -9,6 +9,7 @@ The replicas themselves are handled by ``provider/replicas.py``, recovery and Do
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -20,10 +21,10 @@ from provider.code_functions import CodeFunctions
 from provider.config import ProviderConfig
 from provider.errors import FunctionExistsError, ProviderError, SecretMissingError
 from provider.images import ImagePuller, pull_policy_of
-from provider.models import FunctionDeployment, FunctionStatus, format_time
+from provider.models import FunctionDeployment, FunctionStatus, FunctionUsage, format_time
 from provider.namespaces import NamespaceStore
 from provider.replicas import Replicas
-from provider.runtime import Container, Runtime
+from provider.runtime import Container, ContainerUsage, Runtime
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import FunctionState, State
@@ -68,6 +69,16 @@ class Orchestrator:
         """The function, after checking its namespace exists (400) and it does (404)."""
         self._namespaces.require(namespace)
         return self._state.get(namespace, name)
+
+    async def usage(self, namespace: str, name: str) -> FunctionUsage:
+        """CPU and memory all of the function's running replicas use now (read in parallel, about a second)."""
+        fn = self.get(namespace, name)
+        running = [r.container.id for r in fn.replicas.values() if r.container.running]
+        found = await asyncio.gather(*(self._runtime.usage(cid) for cid in running), return_exceptions=True)
+        usages = [u for u in found if isinstance(u, ContainerUsage)]
+        return FunctionUsage(
+            cpu=sum(u.cpu_millis for u in usages), total_memory_bytes=sum(u.memory_bytes for u in usages)
+        )
 
     def has_functions(self, namespace: str) -> bool:
         return self._state.has_functions(namespace)
@@ -135,10 +146,11 @@ class Orchestrator:
             else:
                 started = await self._replicas.create(new, range(fn.desired))
         old = list(fn.replicas.values())
+        old_spec = fn.spec
         fn.spec, fn.generation = spec, new.generation
         fn.replicas = {r.container.id: r for r in started}
         self._replicas.publish()
-        self._replicas.retire_later(old, f"retire {spec.service}")
+        self._replicas.retire_later(old, f"retire {spec.service}", spec=old_spec)
         log.info("function_updated", function=spec.service, namespace=spec.namespace, replicas=fn.desired)
         return fn.status()
 
@@ -233,6 +245,7 @@ class Orchestrator:
 
     def _check_deployable(self, spec: FunctionDeployment) -> None:
         self._namespaces.require(spec.namespace)
+        spec.scale_labels(self._config.max_replicas)
         missing = self._secrets.missing(spec.namespace, spec.secrets)
         if missing:
             raise SecretMissingError(

@@ -28,7 +28,7 @@ _SUFFIX = {
     "P": Decimal(10) ** 15,
     "E": Decimal(10) ** 18,
 }
-MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker refuses smaller memory limits
+MIN_MEMORY_BYTES = 6 * 1024 * 1024  # Docker refuses smaller memory limits and reservations
 
 
 def parse_quantity(field: str, value: str) -> Decimal:
@@ -46,13 +46,17 @@ def parse_quantity(field: str, value: str) -> Decimal:
 
 
 def memory_bytes(field: str, value: str) -> int:
-    """Bytes for a memory quantity; at least 6 MiB (Docker's minimum)."""
+    """Bytes for a memory quantity above 0, raised to 6 MiB (Docker's minimum) when it is below.
+
+    faasd accepts limits under the engine's minimum (the OpenFaaS certifier deploys with ``5Mi``), so pyfaasd
+    does too: the container gets the minimum, and the API still shows the quantity as it was sent.
+    """
     amount = parse_quantity(field, value)
     if amount != amount.to_integral_value():
         raise InvalidRequestError(f"{field}: {value!r} is not a whole number of bytes")
-    if amount < MIN_MEMORY_BYTES:
-        raise InvalidRequestError(f"{field}: {value!r} is below the minimum of 6Mi")
-    return int(amount)
+    if amount <= 0:
+        raise InvalidRequestError(f"{field}: {value!r} must be more than 0")
+    return max(int(amount), MIN_MEMORY_BYTES)
 
 
 def nano_cpus(field: str, value: str) -> int:

@@ -1,4 +1,5 @@
-"""Waiting for a replica's watchdog to answer ``/_/health`` with 200 before it may take traffic."""
+"""Waiting for a replica's watchdog to answer ``/_/health`` with 200 before it may take traffic, and asking it
+how many requests it is still serving before it is stopped."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from provider.runtime import Probe
 POLL_INTERVAL_S = 0.02
 ALIVE_CHECK_EVERY_S = 0.25
 PROBE_TIMEOUT_S = 1.0
+IN_FLIGHT_METRIC = "http_requests_in_flight"
 
 
 class NotReadyError(Exception):
@@ -43,8 +45,32 @@ class HttpProbe:
         except (aiohttp.ClientError, OSError, TimeoutError):
             return False
 
+    async def in_flight(self, ip: IPv4Address, metrics_port: int) -> float | None:
+        try:
+            async with self._session.get(
+                f"http://{ip}:{metrics_port}/metrics", timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+            ) as response:
+                if response.status != 200:
+                    return None
+                text = await response.text()
+        except (aiohttp.ClientError, OSError, TimeoutError, UnicodeDecodeError):
+            return None
+        return in_flight_of(text)
+
     async def close(self) -> None:
         await self._session.close()
+
+
+def in_flight_of(metrics: str) -> float | None:
+    """``http_requests_in_flight`` from a watchdog's Prometheus text (of-watchdog's and pyfaasd's name)."""
+    for line in metrics.splitlines():
+        name, _, value = line.partition(" ")
+        if name == IN_FLIGHT_METRIC or name.startswith(IN_FLIGHT_METRIC + "{"):
+            try:
+                return float(value.split()[0])
+            except (ValueError, IndexError):
+                return None
+    return None
 
 
 async def wait_ready(

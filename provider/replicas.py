@@ -20,6 +20,7 @@ from provider.config import ProviderConfig, PullPolicy
 from provider.container_spec import ReplicaSpec, container_config
 from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, VolumeMountError, network_error
 from provider.images import ImagePuller
+from provider.models import FunctionDeployment
 from provider.readiness import NotReadyError, wait_ready
 from provider.runtime import Container, ImageInfo, Network, Probe, Runtime
 from provider.scale_store import ScaleStore
@@ -31,6 +32,19 @@ from provider.volumes import VolumeStore
 log = structlog.get_logger("provider")
 
 EXIT_POLL_S = 0.05
+DEFAULT_METRICS_PORT = 8081  # the watchdog's (of-watchdog's) metrics_port
+
+
+def metrics_port_of(spec: FunctionDeployment) -> int | None:
+    """The port a replica's watchdog serves its metrics on; None when the function turned them off."""
+    text = spec.env_vars.get("metrics_port", "").strip()
+    if not text:
+        return DEFAULT_METRICS_PORT
+    try:
+        port = int(text)
+    except ValueError:
+        return None
+    return port if 0 < port < 65536 else None
 
 
 class Replicas:
@@ -116,7 +130,7 @@ class Replicas:
         for replica in drop:
             if replica is not park:
                 fn.replicas.pop(replica.container.id, None)
-        await self.retire(drop, park=park)
+        await self.retire(drop, park=park, spec=fn.spec)
 
     # -- one replica -------------------------------------------------------------------------------------
 
@@ -231,8 +245,11 @@ class Replicas:
             return ""
         return ("; last output: " + " | ".join(found)) if found else ""
 
-    async def retire(self, replicas: list[ReplicaState], park: ReplicaState | None) -> None:
-        """Take replicas out of the hosts file, give the gateway a moment to notice, then stop them.
+    async def retire(
+        self, replicas: list[ReplicaState], park: ReplicaState | None, spec: FunctionDeployment | None = None
+    ) -> None:
+        """Take replicas out of the hosts file, give the gateway a moment to notice, let them finish the requests
+        they are serving (:meth:`drain`), then stop them.
 
         ``park`` is kept as a stopped container (a function scaled to zero); the others are removed.
         """
@@ -242,15 +259,50 @@ class Replicas:
             replica.ready = False
         self.publish()
         await asyncio.sleep(self._timings.retire_grace_s)
+        if spec is not None:
+            await self.drain(replicas, spec)
         removed = [r.container for r in replicas if r is not park]
         jobs = [self.remove(removed, grace=True)]
         if park is not None:
             jobs.append(self._stop(park))
         await asyncio.gather(*jobs)
 
-    def retire_later(self, replicas: list[ReplicaState], name: str) -> None:
+    def retire_later(self, replicas: list[ReplicaState], name: str, spec: FunctionDeployment | None = None) -> None:
         """``retire`` (removing them all) in a background task: an update answers once the new ones serve."""
-        self._background.spawn(self.retire(replicas, park=None), name)
+        self._background.spawn(self.retire(replicas, park=None, spec=spec), name)
+
+    async def drain(self, replicas: list[ReplicaState], spec: FunctionDeployment) -> None:
+        """Wait until replicas out of the hosts file serve no request any more, at most ``drain_timeout``.
+
+        Each watchdog is asked for its ``http_requests_in_flight`` on its metrics port (``metrics_port`` of the
+        function's env, default 8081; ``0`` turns it off). A replica that does not say (another watchdog, no
+        metrics, already gone) is not waited for: its own SIGTERM drain is what is left.
+        """
+        port = metrics_port_of(spec)
+        waiting = [r for r in replicas if r.ip is not None and r.container.running]
+        if port is None or not waiting:
+            return
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._config.drain_timeout_s
+        name = f"{spec.service}.{spec.namespace}"
+        while True:
+            counts = await asyncio.gather(*(self._probe.in_flight(r.ip, port) for r in waiting if r.ip is not None))
+            busy = [r for r, n in zip(waiting, counts, strict=True) if n is not None and n > 0]
+            if not busy:
+                if loop.time() - started >= self._timings.drain_poll_s:
+                    log.info("replicas_drained", function=name, waited_s=round(loop.time() - started, 2))
+                return
+            if loop.time() >= deadline:
+                log.warning(
+                    "drain_timed_out",
+                    function=name,
+                    busy=[r.container.name for r in busy],
+                    drain_timeout_s=self._config.drain_timeout_s,
+                )
+                return
+            waiting = busy
+            await asyncio.sleep(self._timings.drain_poll_s)
 
     async def _stop(self, replica: ReplicaState) -> None:
         cid = replica.container.id

@@ -3,7 +3,8 @@
 - ``Runtime``: the containers (Docker). ``provider/docker_runtime.py`` implements it and stays the provider's
   only aiodocker import.
 - ``Network``: the bridge (addresses, veth attach/detach). ``netconf.Network`` satisfies it as it is.
-- ``Probe``: whether a replica's watchdog answers ``/_/health`` with 200 (``provider/readiness.py``).
+- ``Probe``: whether a replica's watchdog answers ``/_/health`` with 200, and how many requests it is serving
+  (``provider/readiness.py``).
 
 The unit tests run the orchestration against in-memory ones (``tests/unit/provider/fakes.py``).
 """
@@ -81,6 +82,14 @@ class VolumeInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerUsage:
+    """What a running container uses now: CPU in milli-CPUs (1000 = one core busy), memory in bytes."""
+
+    cpu_millis: float
+    memory_bytes: float
+
+
+@dataclass(frozen=True, slots=True)
 class LogLine:
     timestamp: datetime
     text: str
@@ -104,6 +113,10 @@ class Runtime(Protocol):
     async def stop(self, container_id: str, timeout_s: float) -> None: ...
 
     async def remove(self, container_id: str) -> None: ...
+
+    async def usage(self, container_id: str) -> ContainerUsage | None:
+        """CPU and memory the container uses now (over about a second); None when it is not running."""
+        ...
 
     async def image(self, image: str) -> ImageInfo | None:
         """The image a reference names here, None when it is not present."""
@@ -189,4 +202,9 @@ class Network(Protocol):
 class Probe(Protocol):
     async def healthy(self, ip: IPv4Address) -> bool:
         """Whether the replica at ``ip`` answers healthy now (never raises for a replica that is down)."""
+        ...
+
+    async def in_flight(self, ip: IPv4Address, metrics_port: int) -> float | None:
+        """The requests the replica's watchdog is serving now (its ``http_requests_in_flight`` on
+        ``metrics_port``); None when it does not say (no metrics, another watchdog, gone)."""
         ...

@@ -24,6 +24,7 @@ RETIRE_GRACE_S = 1.0  # how long a replica keeps serving after it left the hosts
 RESTART_BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 STABLE_AFTER_S = 30.0  # a replica up this long has its restart backoff reset
 SLOW_READY_POLL_S = 0.5
+DRAIN_POLL_S = 0.1  # how often a replica being removed is asked for its in-flight requests
 # After an attach failed because the container's network namespace is gone: how long Docker may take to report
 # the exit of its process (it learns of it asynchronously).
 EXIT_REPORT_WAIT_S = 2.0
@@ -35,6 +36,7 @@ class Timings:
     """The waits of the orchestration, in one place so that tests can shorten them."""
 
     retire_grace_s: float = RETIRE_GRACE_S
+    drain_poll_s: float = DRAIN_POLL_S
     restart_backoff_s: tuple[float, ...] = RESTART_BACKOFF_S
     stable_after_s: float = STABLE_AFTER_S
     slow_ready_poll_s: float = SLOW_READY_POLL_S

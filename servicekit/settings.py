@@ -313,3 +313,6 @@ MAX_CONNECTIONS: Setting[int | None] = Setting(
     optional_whole_number(1),
     unset="three quarters of the open-file limit",
 )
+MAX_REPLICAS: Setting[int] = Setting(
+    "PYFAASD_MAX_REPLICAS", "--max-replicas", "20", "most replicas of one function", whole_number(1, 1000)
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from pathlib import Path
 
@@ -14,14 +15,29 @@ _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
 @functools.cache
 def commit_sha() -> str:
-    """``PYFAASD_COMMIT`` if set, else the HEAD of the source checkout this runs from, else ``""``.
+    """``PYFAASD_COMMIT`` if set, else the commit baked in when this copy was built, else the HEAD of the source
+    checkout it runs from (not installed), else ``""``.
 
-    Read from the ``.git`` directory (a worktree's ``.git`` file is followed), never by running ``git``, so it
-    is cheap and safe on an event loop.
+    An installed copy carries ``servicekit/_build_info.py``, written by the build hook in ``setup.py``. A source
+    checkout's HEAD is read from the ``.git`` directory (a worktree's ``.git`` file is followed). ``git`` is never
+    run, so this is cheap and safe on an event loop.
     """
     if os.environ.get(ENV_COMMIT):
         return os.environ[ENV_COMMIT]
+    baked = built_commit()
+    if baked is not None:
+        return baked
     return _read_head(_SOURCE_ROOT / ".git")
+
+
+def built_commit() -> str | None:
+    """The commit written into this copy when it was built; None when it was not built (a source checkout)."""
+    try:
+        info = importlib.import_module("servicekit._build_info")
+    except ImportError:
+        return None
+    commit = getattr(info, "COMMIT", None)
+    return commit if isinstance(commit, str) else None
 
 
 def _read_head(git: Path) -> str:
@@ -47,4 +63,4 @@ def _read_head(git: Path) -> str:
     return ""
 
 
-__all__ = ["__version__", "commit_sha"]
+__all__ = ["__version__", "built_commit", "commit_sha"]

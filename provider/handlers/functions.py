@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 
 from provider.errors import InvalidRequestError
@@ -20,9 +22,15 @@ async def list_functions(request: web.Request) -> web.Response:
 
 
 async def function_status(request: web.Request) -> web.Response:
+    """The FunctionStatus; with ``?usage=1`` (faas-cli describe, the gateway's cpu autoscaling) also ``usage``,
+    read from the engine's container stats."""
     name = check_dns_label("function name", request.match_info["name"])
     namespace = _query_namespace(request)
-    return web.json_response(request.app[ORCHESTRATOR].get(namespace, name).status().to_json())
+    orchestrator = request.app[ORCHESTRATOR]
+    status = orchestrator.get(namespace, name).status()
+    if request.query.get("usage", "").strip().lower() in ("1", "t", "true", "yes", "on"):
+        status = dataclasses.replace(status, usage=await orchestrator.usage(namespace, name))
+    return web.json_response(status.to_json())
 
 
 async def deploy_function(request: web.Request) -> web.Response:

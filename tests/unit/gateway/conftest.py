@@ -159,6 +159,7 @@ class FakeProvider:
     logs_status: int = 200
     log_gate: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+    cpu_millis: float = 0.0
 
     def calls_to(self, method: str, prefix: str) -> list[tuple[str, str, dict[str, str], bytes]]:
         return [c for c in self.calls if c[0] == method and c[1].startswith(prefix)]
@@ -194,6 +195,8 @@ class FakeProvider:
                 return web.Response(status=400, text=f"namespace {namespace} does not exist in /var/lib/...")
             if key not in self.functions:
                 return web.Response(status=404)
+            if request.query.get("usage") == "1":
+                return web.json_response({**self.functions[key], "usage": {"cpu": self.cpu_millis}})
             return web.json_response(self.functions[key])
 
         async def scale(request: web.Request) -> web.Response:
@@ -234,8 +237,8 @@ class FakeProvider:
             )
 
         app = web.Application(middlewares=[record])
-        app.router.add_get("/system/functions", list_functions)
         app.router.add_get("/system/namespaces", namespaces)
+        app.router.add_get("/system/functions", list_functions)
         app.router.add_get("/system/function/{name}", status)
         app.router.add_post("/system/scale-function/{name}", scale)
         app.router.add_get("/system/info", info)
@@ -272,6 +275,7 @@ async def start_stack(
         replicas: tuple[str, ...] = ("127.0.0.1",),
         functions: dict[str, list[str]] | None = None,
         provider: FakeProvider | None = None,
+        autoscale: bool = False,
         **env: str,
     ) -> Stack:
         control = Upstream()
@@ -294,7 +298,7 @@ async def start_stack(
                 **env,
             }
         )
-        app = create_app(config, credentials=CREDENTIALS)
+        app = create_app(config, credentials=CREDENTIALS, autoscale=autoscale)
         client = await aiohttp_client(app)
         clients.append(client)
         return Stack(client, app, config, fake, control, hosts, function_port)

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.helpers import ROOT, free_port, wait_http_ok
-from tests.unit.gateway.conftest import PASSWORD, USER, set_hosts
+from tests.unit.gateway.conftest import PASSWORD, USER, FakeProvider, set_hosts
 
 
 def json_objects(text: str) -> list[dict[str, object]]:
@@ -228,3 +228,59 @@ async def test_with_two_workers_async_calls_are_accepted_by_both_and_dispatched_
     lines = json_objects((await proc.stdout.read()).decode())  # type: ignore[union-attr]
     assert [line.get("worker") for line in lines if line.get("event") == "async_dispatcher_started"] in ([0], [1])
     assert sum(1 for line in lines if line.get("event") == "async_dispatcher_standby") == 1
+
+
+async def test_with_two_workers_one_process_autoscales_from_the_shared_counters(tmp_path: Path) -> None:
+    provider = FakeProvider()
+    provider.functions["idle.openfaas-fn"] = {
+        "name": "idle",
+        "namespace": "openfaas-fn",
+        "image": "img",
+        "replicas": 1,
+        "labels": {"com.openfaas.scale.zero": "true", "com.openfaas.scale.zero-duration": "1s"},
+    }
+    server = TestServer(provider.app(), host="127.0.0.1", port=free_port())
+    await server.start_server()
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "basic-auth-user").write_text(USER + "\n")
+    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
+    set_hosts(tmp_path / "hosts", {"idle.openfaas-fn": ["127.0.0.1"]})
+    port = free_port()
+    env = {
+        **os.environ,
+        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
+        "PYFAASD_STATE_DIR": str(tmp_path),
+        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{server.port}",
+        "PYFAASD_GATEWAY_WORKERS": "2",
+        "PYFAASD_AUTOSCALE_INTERVAL": "100ms",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        await wait_http_ok(port, "/_/health", timeout=20)
+        async with asyncio.timeout(10):
+            while not provider.calls_to("POST", "/system/scale-function/idle"):
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # a second deciding process would have called by now too
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for _ in range(4):  # whichever worker answers, it shows the deciding process's value
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    text = await response.text()
+                assert 'gateway_service_desired_replicas{function_name="idle.openfaas-fn"} 0' in text
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await server.close()
+    scale_calls = provider.calls_to("POST", "/system/scale-function/")
+    assert [c[3] for c in scale_calls] == [b'{"serviceName":"idle","namespace":"openfaas-fn","replicas":0}']
+    lines = json_objects((await proc.stdout.read()).decode())  # type: ignore[union-attr]
+    starts = [line for line in lines if line.get("event") == "autoscaler_started"]
+    assert [line.get("worker") for line in starts] == [0]

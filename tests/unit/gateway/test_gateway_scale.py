@@ -129,3 +129,47 @@ async def test_unknown_namespaces_and_impossible_names_are_404(start_stack: Star
     assert response.status == 404
     assert len(await response.text()) < 300
     assert provider.calls_to("GET", f"/system/function/{long_name[:10]}") == []
+
+
+async def test_a_request_while_the_function_goes_to_zero_wakes_it_once_it_is_down(start_stack: StartStack) -> None:
+    # The autoscaler's scale to 0 took the replica out of the hosts file; the provider still retires it and
+    # says desired 1 until it is done. The request waits, sees desired 0 then, and scales it up again.
+    provider = FakeProvider()
+    stack = await start_stack(provider=provider, functions={})
+    deployed(provider, "echo.openfaas-fn", replicas=1)
+
+    async def on_scale(name: str, namespace: str, replicas: int) -> None:
+        if replicas > 0:
+            stack.set_hosts({f"{name}.{namespace}": ["127.0.0.1"]})
+
+    provider.on_scale = on_scale
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.3, provider.functions["echo.openfaas-fn"].__setitem__, "replicas", 0)
+    response = await stack.client.get("/function/echo")
+    assert response.status == 200
+    scale_calls = provider.calls_to("POST", "/system/scale-function/")
+    assert [c[3] for c in scale_calls] == [b'{"serviceName":"echo","namespace":"openfaas-fn","replicas":1}']
+
+
+async def test_the_autoscaler_in_the_app_scales_idle_functions_to_zero_and_exports_its_decisions(
+    start_stack: StartStack,
+) -> None:
+    provider = FakeProvider()
+    stack = await start_stack(
+        provider=provider,
+        autoscale=True,
+        PYFAASD_AUTOSCALE_INTERVAL="50ms",
+        PYFAASD_SCALE_ZERO_DURATION="300ms",
+    )
+    deployed(provider, "echo.openfaas-fn", replicas=1, labels={"com.openfaas.scale.zero": "true"})
+    deployed(provider, "steady.openfaas-fn", replicas=1, labels={"com.openfaas.scale.min": "1"})
+    assert (await stack.client.get("/function/echo")).status == 200
+    async with asyncio.timeout(5):
+        while not provider.calls_to("POST", "/system/scale-function/echo"):
+            await asyncio.sleep(0.02)
+    [(_method, _target, _headers, body)] = provider.calls_to("POST", "/system/scale-function/")
+    assert body == b'{"serviceName":"echo","namespace":"openfaas-fn","replicas":0}'
+    text = await (await stack.client.get("/metrics")).text()
+    assert 'gateway_service_target_load{function_name="echo.openfaas-fn",scaling_type="rps"} 5' in text
+    assert 'gateway_service_desired_replicas{function_name="steady.openfaas-fn"} 1' in text
+    assert 'gateway_function_invocation_inflight{function_name="echo.openfaas-fn"} 0' in text

@@ -42,7 +42,7 @@ from provider.errors import ImageUnavailableError, RuntimeFailureError, VolumeMo
 from provider.models import FunctionDeployment, FunctionStatus
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
-from provider.runtime import Container, ContainerEvent, ImageInfo, LogLine, VolumeInfo
+from provider.runtime import Container, ContainerEvent, ContainerUsage, ImageInfo, LogLine, VolumeInfo
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import Timings
@@ -123,6 +123,7 @@ class FakeRuntime:
         self.mount_errors: dict[str, str] = {}  # a volume whose mount fails at container start -> Docker's message
         self.one_shot: Callable[[dict[str, Any]], tuple[int, list[str]]] = lambda config: (0, [])
         self.behaviours: dict[str, Behaviour] = {}
+        self.cpu_millis = 0.0  # what every running container uses, as stats would say
         self.actions: list[tuple[str, str]] = []  # (what, container name) of every call that changes something
         self._streams: list[Stream] = []
         self._pids = itertools.count(1000)
@@ -192,6 +193,11 @@ class FakeRuntime:
         if container is not None and container.running:
             self.actions.append(("stop", container.name))
             self.exit(container_id, 0)
+
+    async def usage(self, container_id: str) -> ContainerUsage | None:
+        await asyncio.sleep(0)
+        container = self.containers.get(container_id)
+        return ContainerUsage(self.cpu_millis, 4 << 20) if container is not None and container.running else None
 
     async def remove(self, container_id: str) -> None:
         await asyncio.sleep(0)
@@ -453,6 +459,14 @@ class FakeProbe:
 
     runtime: FakeRuntime
     network: FakeNetwork
+    # What each replica's watchdog says it is serving (absent: it does not say, as a watchdog without metrics).
+    in_flight_at: dict[IPv4Address, float] = field(default_factory=dict)
+    in_flight_asks: list[tuple[IPv4Address, int]] = field(default_factory=list)
+
+    async def in_flight(self, ip: IPv4Address, metrics_port: int) -> float | None:
+        await asyncio.sleep(0)
+        self.in_flight_asks.append((ip, metrics_port))
+        return self.in_flight_at.get(ip)
 
     async def healthy(self, ip: IPv4Address) -> bool:
         await asyncio.sleep(0)
@@ -476,6 +490,7 @@ Client = TestClient[Any, Any]
 
 FAST = Timings(
     retire_grace_s=0.0,
+    drain_poll_s=0.01,
     restart_backoff_s=(0.01, 0.05, 0.2),
     slow_ready_poll_s=0.01,
     exit_report_wait_s=0.2,
@@ -495,6 +510,7 @@ class World:
         subnet: str = "10.99.0.0/28",
         timings: Timings = FAST,
         volume_host_roots: tuple[Path, ...] = (),
+        drain_timeout_s: float = 60.0,
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.config = ProviderConfig(
@@ -502,6 +518,7 @@ class World:
             ready_timeout_s=1.0,
             stop_timeout_s=1.0,
             volume_host_roots=volume_host_roots,
+            drain_timeout_s=drain_timeout_s,
         )
         self.runtime = FakeRuntime(self.config.net.bridge)
         self.network = FakeNetwork(self.runtime, self.config.net.subnet)

@@ -64,7 +64,7 @@ def test_status_json_is_go_shaped():
         "name": "fn",
         "image": "img",
         "namespace": "openfaas-fn",
-        "labels": {},
+        "labels": {"faas_function": "fn"},  # as faas-netes adds it, and the OpenFaaS certifier expects
         "annotations": {},
         "createdAt": "2026-01-02T03:04:05Z",
     }
