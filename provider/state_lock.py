@@ -16,11 +16,16 @@ from pathlib import Path
 from provider.errors import StateDirBusyError
 
 LOCK_FILE = "provider.lock"
+_HELD: set[Path] = set()  # state dirs this process holds: taken again (``pyfaasd up``, then its provider) is a no-op
 
 
 @contextlib.contextmanager
 def state_dir_lock(state_dir: Path) -> Iterator[None]:
     state_dir.mkdir(parents=True, exist_ok=True)
+    key = state_dir.resolve()
+    if key in _HELD:
+        yield
+        return
     fd = os.open(state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         try:
@@ -33,6 +38,10 @@ def state_dir_lock(state_dir: Path) -> Iterator[None]:
             ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
+        _HELD.add(key)
+        try:
+            yield
+        finally:
+            _HELD.discard(key)
     finally:
         os.close(fd)

@@ -92,8 +92,16 @@ def run(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    with pid_file(getattr(args, "pid_file", None)):
-        return uvloop.run(_serve(provider, gateway))
+    from provider.errors import StateDirBusyError
+    from provider.state_lock import state_dir_lock
+
+    try:
+        # Before the gateway starts: a second `up` on this state dir must not serve, dispatch or autoscale at all.
+        with state_dir_lock(provider.state_dir), pid_file(getattr(args, "pid_file", None)):
+            return uvloop.run(_serve(provider, gateway))
+    except StateDirBusyError as e:
+        print(f"pyfaasd up: {e}", file=sys.stderr)
+        return 1
 
 
 async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig) -> int:

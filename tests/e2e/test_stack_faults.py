@@ -5,12 +5,14 @@ from __future__ import annotations
 import secrets
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.e2e.conftest import ECHO
+from tests.helpers import free_port
 from tests.provider_harness import ProviderProcess, http, wait_for
 
 pytestmark = pytest.mark.docker
@@ -176,3 +178,21 @@ def test_after_a_kill_9_functions_answer_before_the_provider_has_re_read_docker(
     assert first[1] != 200, "the provider had already recovered: the gateway did not serve ahead of it"
     wait_for(lambda: http("GET", f"{stack.url}/healthz").status == 200, what="the provider to recover")
     assert len(stack.containers()) == 1  # the same replica, adopted
+
+
+def test_a_second_up_on_the_same_state_dir_exits_before_serving_anything(make_stack: MakeStack) -> None:
+    first = make_stack()
+    assert first.proc is not None
+    other_gateway = free_port()
+    env = {
+        **first.env,
+        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{other_gateway}",
+        "PYFAASD_PROVIDER_ADDR": f"127.0.0.1:{free_port()}",
+    }
+    second = subprocess.run(
+        [sys.executable, "-m", "pyfaasd.cli", "up"], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert second.returncode == 1
+    assert f"another pyfaasd provider (pid {first.proc.pid}) uses the state dir" in second.stderr
+    assert "listening" not in second.stdout  # its gateway never started (nor its dispatcher or autoscaler)
+    assert http("GET", f"{first.url}/healthz").status == 200
