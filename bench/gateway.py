@@ -106,7 +106,7 @@ def main() -> int:
         write_hosts(workdir / "hosts", IPv4Address("10.62.0.1"), [replica])
         with nginx(workdir) as nginx_port:
             results["nginx"] = measure(nginx_port, args.duration)
-            with gateway(workdir, nginx_port) as port:
+            with gateway(workdir, nginx_port, PYFAASD_GATEWAY_WORKERS="1") as port:
                 results["gateway"] = measure(port, args.duration, path)
             with gateway(workdir, nginx_port, PYFAASD_GATEWAY_WORKERS="2") as port:
                 results["gateway_workers2"] = measure(port, args.duration, path)

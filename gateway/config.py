@@ -8,12 +8,13 @@ naming the variable.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self
 
 from servicekit import defaults
 from servicekit.auth import secrets_dir
+from servicekit.cpus import available_cpus
 from servicekit.settings import (
     FUNCTION_PORT,
     HEADER_TIMEOUT,
@@ -30,6 +31,7 @@ from servicekit.settings import (
     parse_optional_path,
     parse_positive_duration,
     whole_number,
+    workers_count,
 )
 
 ProviderAddress = HttpUrl  # the provider's base URL, as the gateway's provider client takes it
@@ -95,9 +97,9 @@ MAX_BODY_BYTES: Final = Setting(
 WORKERS: Final = Setting(
     "PYFAASD_GATEWAY_WORKERS",
     "--workers",
-    "1",
-    "serving processes sharing the port (SO_REUSEPORT)",
-    whole_number(1, 64),
+    "auto",
+    "serving processes sharing the port (SO_REUSEPORT); auto: the CPUs the process may use (cgroup quota, affinity)",
+    workers_count(64),
 )
 ASYNC_MAX_BODY_BYTES: Final = Setting(
     "PYFAASD_ASYNC_MAX_BODY_BYTES",
@@ -202,7 +204,7 @@ class GatewayConfig:
     scale_from_zero_timeout_s: float = 30.0
     max_body_bytes: int = 64 * 1024 * 1024
     max_connections: int | None = None  # None: three quarters of the open-file limit (servicekit.open_files)
-    workers: int = 1
+    workers: int = field(default_factory=lambda: min(available_cpus(), 64))  # PYFAASD_GATEWAY_WORKERS=auto
     function_port: int = defaults.FUNCTION_PORT
     async_max_body_bytes: int = 1024 * 1024
     async_concurrency: int = 4

@@ -29,6 +29,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from servicekit import defaults
+from servicekit.cpus import available_cpus
 from servicekit.log import parse_level
 
 T = TypeVar("T")
@@ -105,6 +106,17 @@ def whole_number(minimum: int | None = None, maximum: int | None = None) -> Pars
 
     def parse(name: str, value: str) -> int:
         return parse_int(name, value, minimum=minimum, maximum=maximum)
+
+    return parse
+
+
+def workers_count(maximum: int) -> Parser[int]:
+    """A number of serving processes, 1 to ``maximum``, or ``auto``: the CPUs this process may use (servicekit.cpus)."""
+
+    def parse(name: str, value: str) -> int:
+        if value.strip().lower() == "auto":
+            return min(available_cpus(), maximum)
+        return parse_int(name, value, minimum=1, maximum=maximum)
 
     return parse
 

@@ -59,6 +59,7 @@ async def gateway(tmp_path: Path, replica_port: int) -> AsyncIterator[int]:
         "PYFAASD_FUNCTION_PORT": str(replica_port),
         "PYFAASD_IDLE_TIMEOUT": "2s",  # the variable; the other two by flag
         "PYFAASD_ACCESS_LOG": "false",
+        "PYFAASD_GATEWAY_WORKERS": "1",  # the cap is per serving process
         "PYTHONPATH": str(ROOT),
     }
     flags = ["--header-timeout", "1s", "--max-connections", str(CAP)]

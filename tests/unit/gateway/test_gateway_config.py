@@ -9,6 +9,7 @@ import pytest
 
 from gateway.__main__ import add_arguments, config_from, main
 from gateway.config import GatewayConfig
+from servicekit.cpus import available_cpus
 from servicekit.settings import SettingError
 
 
@@ -28,7 +29,7 @@ def test_defaults_follow_the_architecture() -> None:
     assert config.scale_from_zero is True
     assert config.scale_from_zero_timeout_s == 30.0
     assert config.max_body_bytes == 64 * 1024 * 1024
-    assert (config.workers, config.function_port) == (1, 8080)
+    assert (config.workers, config.function_port) == (min(available_cpus(), 64), 8080)  # auto
 
 
 def test_environment_sets_everything() -> None:
