@@ -179,7 +179,7 @@ def main() -> int:
             results["nginx"] = measure(nginx_port, args.duration)
             upstream = {"mode": "http", "fprocess": "sleep infinity", "upstream_url": f"http://127.0.0.1:{nginx_port}"}
             # fprocess is required in http mode; nginx is already up, so a placeholder process stands in for it.
-            with fwatchdog(workdir, upstream) as port:
+            with fwatchdog(workdir, {**upstream, "workers": "1"}) as port:  # the default is auto (the cores)
                 results["http_mode"] = measure(port, args.duration)
             with fwatchdog(workdir, {**upstream, "workers": "2"}) as port:
                 results["http_mode_workers2"] = measure(port, args.duration)

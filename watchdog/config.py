@@ -25,6 +25,7 @@ from servicekit.settings import (
     parse_int,
     parse_log_level,
     parse_positive_duration,
+    workers_count,
 )
 
 
@@ -67,6 +68,9 @@ class WatchdogConfig:
     packages_path: str = "/home/app/packages"
     function_reload: bool = False  # python mode: re-import the handler when a file under function_path changes
     lock_path: str = "/tmp/.lock"  # noqa: S108  (of-watchdog's lock file, $TMPDIR/.lock)
+    # Default: in http mode the CPUs the container may use (auto: its cgroup quota, else the cores), as the Go
+    # of-watchdog uses every core; the workers are proxies to the one function process. Other modes: 1, so a
+    # python handler keeps one process (its globals seen by every request) unless asked.
     workers: int = 1
     log_requests: bool = True
     log_level: str = "info"
@@ -169,7 +173,7 @@ class WatchdogConfig:
             packages_path=env.get("packages_path", defaults.packages_path),
             function_reload=boolean("function_reload", defaults.function_reload),
             lock_path=os.path.join(env.get("TMPDIR") or "/tmp", ".lock"),  # noqa: S108
-            workers=integer("workers", defaults.workers, minimum=1, maximum=64),
+            workers=workers_count(64)("workers", env.get("workers") or ("auto" if mode is Mode.HTTP else "1")),
             log_requests=boolean("log_requests", defaults.log_requests),
             log_level=log_level,
             log_json=log_json,
