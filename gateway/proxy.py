@@ -5,9 +5,13 @@ round robin from the hosts table; a refused connect is retried once on another r
 this is safe for every method). The request goes to ``http://<ip>:<function port>/<path>?<raw query>`` with
 its method, headers minus hop-by-hop ones, and body; status, headers and body come back as they are (redirects
 are not followed). Added upstream: ``X-Call-Id`` (the caller's is kept), ``X-Start-Time`` (Unix ns),
-``X-Forwarded-For`` (appended to), ``X-Forwarded-Host`` (if absent) and ``X-Forwarded-Prefix``
-(``/function/<name segment>``, after any prefix an outer proxy set). The client gets ``X-Call-Id`` and
-``X-Start-Time`` back.
+``X-Forwarded-For`` (appended to), ``X-Forwarded-Host`` and ``X-Forwarded-Proto`` (if absent) and
+``X-Forwarded-Prefix`` (``/function/<name segment>``, after any prefix an outer proxy set). The client gets
+``X-Call-Id`` and ``X-Start-Time`` back.
+
+A function's own domain or path (gateway/routes.py) comes in through :meth:`FunctionProxy.invoke_route` and takes
+the same path from there: the prefix is the path route's (none on a domain, so no ``X-Forwarded-Prefix`` unless
+an outer proxy sent one).
 
 Websocket upgrades are relayed message by message; server-sent events and NDJSON stream through with no
 deadline on the body.
