@@ -266,6 +266,8 @@ class LimitedSite(web.BaseSite):
             self._port,
             backlog=self._backlog,
             ssl=self._ssl,
+            # A TLS handshake comes before any request head: the header timeout bounds it too.
+            ssl_handshake_timeout=self._guard.limits.header_timeout_s if self._ssl is not None else None,
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,
         )

@@ -146,6 +146,18 @@ async def test_the_redirect_setting_sends_plain_http_for_a_domain_to_https(redir
     assert json.loads(body)["target"] == "/page"
 
 
+async def test_a_client_that_never_shakes_hands_is_closed_after_the_header_timeout(
+    tmp_path: Path, aiohttp_server: AiohttpServer
+) -> None:
+    async for gateway in start_gateway(tmp_path, aiohttp_server, PYFAASD_HEADER_TIMEOUT="300ms"):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.secure)
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):
+            assert await reader.read() == b""  # closed by the gateway, no handshake byte sent
+        assert asyncio.get_running_loop().time() - started < 3
+        writer.close()
+
+
 async def test_sighup_reloads_the_certificates_and_an_open_connection_keeps_working(
     gateway: TlsGateway, tmp_path: Path
 ) -> None:
