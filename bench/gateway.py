@@ -6,7 +6,12 @@ Targets, each loaded with ``wrk -t1 -c32 -d5s --latency`` (throughput) and ``-c1
 - ``gateway``: ``python -m gateway`` in front of that nginx, ``/function/bench`` resolved through a hosts file
   the bench writes (``bench.openfaas-fn`` → 127.0.0.1, function port = nginx's port), one worker;
 - ``gateway_workers2``: the same with ``--workers 2``;
-- ``gateway_workers2_no_access_log``: the same without the per-request access line.
+- ``gateway_workers2_no_access_log``: the same without the per-request access line;
+- ``gateway_host_route`` and ``gateway_path_route``: the one-worker gateway again, reached the other two ways a
+  routes file (INTERFACES.md §8) gives: ``Host: bench.example.com`` at ``/`` and the prefix ``/bench``. Measured in
+  the same gateway process as its ``/function/bench`` run (``gateway_same_process``), the three taking turns over
+  three rounds (median kept), so the added latency of host routing over ``/function/`` is a difference within
+  one process under the same background load.
 
 Ratios are against nginx. Installs wrk and nginx-light from apt when missing. No provider is needed (every
 request finds its replica in the hosts file). Run: ``.venv/bin/python bench/gateway.py [--duration 5]``.
@@ -31,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from netconf.hosts import Replica, write_hosts  # noqa: E402
+from netconf.routes import Route, RouteKind, write_routes  # noqa: E402
 
 # The nginx, process and tool helpers of the watchdog bench (bench/ is not a package, and "watchdog" is taken).
 _spec = importlib.util.spec_from_file_location("bench_watchdog", ROOT / "bench" / "watchdog.py")
@@ -46,11 +52,13 @@ process = _watchdog_bench.process
 wait_port = _watchdog_bench.wait_port
 
 FUNCTION = "bench"
+DOMAIN = "bench.example.com"
 
 
-def wrk(port: int, path: str, connections: int, seconds: int) -> dict[str, float]:
+def wrk(port: int, path: str, connections: int, seconds: int, host: str | None = None) -> dict[str, float]:
+    headers = ["-H", f"Host: {host}"] if host else []
     result = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}{path}"],
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *headers, f"http://127.0.0.1:{port}{path}"],
         capture_output=True,
         text=True,
         check=True,
@@ -67,9 +75,31 @@ def wrk(port: int, path: str, connections: int, seconds: int) -> dict[str, float
     return {"rps": round(rps, 1), **latency, "non_2xx": int(errors.group(1)) if errors else 0}
 
 
-def measure(port: int, seconds: int, path: str = "/") -> dict[str, dict[str, float]]:
-    wrk(port, path, 32, 1)  # warm up: connections, pools
-    return {"c32": wrk(port, path, 32, seconds), "c1": wrk(port, path, 1, seconds)}
+def measure(port: int, seconds: int, path: str = "/", host: str | None = None) -> dict[str, dict[str, float]]:
+    wrk(port, path, 32, 1, host)  # warm up: connections, pools
+    return {"c32": wrk(port, path, 32, seconds, host), "c1": wrk(port, path, 1, seconds, host)}
+
+
+def interleaved(
+    port: int, seconds: int, targets: dict[str, tuple[str, str | None]], rounds: int = 3
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each target measured ``rounds`` times, in turn (A B C A B C ...), and the median run of each kept: on a
+    shared machine the load of others drifts over a minute, and taking turns spreads it over all targets."""
+    for path, host in targets.values():
+        wrk(port, path, 32, 1, host)  # warm up
+    runs: dict[str, dict[str, list[dict[str, float]]]] = {name: {"c32": [], "c1": []} for name in targets}
+    for _ in range(rounds):
+        for name, (path, host) in targets.items():
+            runs[name]["c32"].append(wrk(port, path, 32, seconds, host))
+            runs[name]["c1"].append(wrk(port, path, 1, seconds, host))
+
+    def median(found: list[dict[str, float]], key: str) -> dict[str, float]:
+        return sorted(found, key=lambda run: run.get(key, 0.0))[len(found) // 2]
+
+    return {
+        name: {"c32": median(by["c32"], "rps"), "c1": median(by["c1"], "p50_ms"), "rounds": {"count": rounds}}
+        for name, by in runs.items()
+    }
 
 
 @contextmanager
@@ -104,10 +134,24 @@ def main() -> int:
         (secrets / "basic-auth-password").write_text("bench\n")
         replica = Replica(FUNCTION, "openfaas-fn", IPv4Address("127.0.0.1"))
         write_hosts(workdir / "hosts", IPv4Address("10.62.0.1"), [replica])
+        key = f"{FUNCTION}.openfaas-fn"
+        write_routes(workdir / "routes", [Route(RouteKind.DOMAIN, DOMAIN, key), Route(RouteKind.PATH, "/bench", key)])
         with nginx(workdir) as nginx_port:
             results["nginx"] = measure(nginx_port, args.duration)
             with gateway(workdir, nginx_port, PYFAASD_GATEWAY_WORKERS="1") as port:
                 results["gateway"] = measure(port, args.duration, path)
+            with gateway(workdir, nginx_port) as port:
+                results.update(
+                    interleaved(
+                        port,
+                        args.duration,
+                        {
+                            "gateway_same_process": (path, None),
+                            "gateway_host_route": ("/", DOMAIN),
+                            "gateway_path_route": ("/bench", None),
+                        },
+                    )
+                )
             with gateway(workdir, nginx_port, PYFAASD_GATEWAY_WORKERS="2") as port:
                 results["gateway_workers2"] = measure(port, args.duration, path)
             with gateway(workdir, nginx_port, PYFAASD_GATEWAY_WORKERS="2", PYFAASD_ACCESS_LOG="false") as port:
@@ -131,6 +175,10 @@ def main() -> int:
             "gateway_workers2_vs_go_gateway_rps": round(results["gateway_workers2"]["c32"]["rps"] / go_rps, 3),
             "gateway_added_p50_ms_c1": added_ms("gateway", "nginx"),
             "gateway_workers2_added_p50_ms_c1": added_ms("gateway_workers2", "nginx"),
+            "host_route_vs_function_rps": ratio("gateway_host_route", "gateway_same_process"),
+            "host_route_added_p50_ms_c1_over_function": added_ms("gateway_host_route", "gateway_same_process"),
+            "path_route_vs_function_rps": ratio("gateway_path_route", "gateway_same_process"),
+            "path_route_added_p50_ms_c1_over_function": added_ms("gateway_path_route", "gateway_same_process"),
         },
         "reference": {
             "go_openfaas_gateway_c32_rps": go_rps,

@@ -39,10 +39,11 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     configure_logging(config.log_level)
     from gateway.server import run as serve_forever
+    from gateway.tls import TlsError
 
     try:
         return serve_forever(config)
-    except CredentialsError as exc:
+    except (CredentialsError, TlsError) as exc:
         print(f"pyfaasd gateway: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as exc:

@@ -11,6 +11,8 @@ Routes:
 | ``GET /healthz`` | the provider's ``/healthz`` | no |
 | ``GET /metrics`` | Prometheus text | no |
 | ``GET /_/health`` | the gateway's own liveness: 200 ``OK`` | no |
+| ``* /<prefix>[/<path>]`` | a function's path route (``com.pyfaasd.path``), prefix stripped (routes.py) | no |
+| ``*`` with ``Host: <domain>`` | a function's domain route (``com.pyfaasd.domain``): every path, before the rest | no |
 
 Handlers never build error responses: they raise a :class:`~gateway.errors.GatewayError` (or let the shared
 relay's :class:`~servicekit.relay.RelayError` through, mapped by ``from_relay``), and one middleware turns it
@@ -26,7 +28,7 @@ from collections.abc import AsyncIterator
 
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from gateway.async_edge import AsyncEdge
 from gateway.async_invoke import FunctionInvoker
@@ -37,13 +39,26 @@ from gateway.cron import CronScheduler, provider_lister
 from gateway.dispatcher import Dispatcher, DispatchRole, SettingsCache
 from gateway.doorbell import Doorbell
 from gateway.errors import GatewayError, NotFoundError, from_relay
-from gateway.keys import ASYNC_QUEUE, ASYNC_ROLE, CONFIG, METRICS, POOLS, PROVIDER, PROXY, RESOLVER, SCALER, SYSTEM
+from gateway.keys import (
+    ASYNC_QUEUE,
+    ASYNC_ROLE,
+    CONFIG,
+    METRICS,
+    POOLS,
+    PROVIDER,
+    PROXY,
+    RESOLVER,
+    ROUTES,
+    SCALER,
+    SYSTEM,
+)
 from gateway.metrics import GatewayMetrics
 from gateway.platform import ProviderPlatform
 from gateway.pools import Pools
 from gateway.provider import ProviderClient
 from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
+from gateway.routes import Routes, host_name
 from gateway.scaler import Scaler
 from gateway.scaling_policy import Decision, Policy, ScaleDefaults
 from gateway.sqlite_queue import SqliteCallQueue
@@ -109,6 +124,7 @@ def create_app(
     if access_log is None and config.access_log:
         access_log = AccessLog(json_lines=not sys.stdout.isatty(), worker=worker)
     resolver = Resolver(config.hosts_file)
+    routes = Routes(config.routes_file)
     pools = Pools(config.function_port, config.connect_timeout_s)
     resolver.on_change = lambda: pools.prune(resolver.addresses())
     provider = ProviderClient(config.provider, credentials, config.upstream_timeout_s)
@@ -134,8 +150,9 @@ def create_app(
     role = DispatchRole(config.async_dir / "dispatcher.lock", dispatcher, doorbell, cron.run)
     edge = AsyncEdge(config, resolver, scaler, queue, doorbell, metrics.async_metrics, system)
 
-    app = web.Application(middlewares=[errors], client_max_size=0)
+    app = web.Application(middlewares=[errors, routed_domains(routes, proxy, config)], client_max_size=0)
     app[CONFIG] = config
+    app[ROUTES] = routes
     app[RESOLVER] = resolver
     app[POOLS] = pools
     app[PROVIDER] = provider
@@ -187,8 +204,11 @@ def create_app(
     async def liveness(request: web.Request) -> web.Response:
         return web.Response(text="OK")
 
-    async def not_found(request: web.Request) -> web.Response:
-        raise NotFoundError("404 page not found")
+    async def not_found(request: web.Request) -> web.StreamResponse:
+        match = routes.by_path(request.raw_path)
+        if match is None:
+            raise NotFoundError("404 page not found")
+        return await proxy.invoke_route(request, match.function, match.target, match.prefix)
 
     router = app.router
     router.add_route("*", "/function/{tail:.*}", proxy.invoke)
@@ -203,6 +223,26 @@ def create_app(
     router.add_get("/_/health", liveness)
     router.add_route("*", "/{tail:.*}", not_found)
     return app
+
+
+def routed_domains(routes: Routes, proxy: FunctionProxy, config: GatewayConfig) -> Middleware:
+    """A request whose ``Host`` is a function's domain goes to that function, every path of it (docs/gateway.md,
+    "Routes"); with ``PYFAASD_HTTP_REDIRECT`` a plain-HTTP one is sent to HTTPS instead (308)."""
+    redirect = config.http_redirect
+    port = "" if config.tls_port == 443 else f":{config.tls_port}"
+
+    @web.middleware
+    async def routed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        host = request.headers.get("Host")
+        function = routes.domain(host) if host else None
+        if function is None:
+            return await handler(request)
+        if redirect and not request.secure:
+            location = f"https://{host_name(host or '')}{port}{request.raw_path}"
+            return web.Response(status=308, headers={"Location": location, INTERNAL: INTERNAL_NAME})
+        return await proxy.invoke_route(request, function, request.raw_path, "")
+
+    return routed
 
 
 def _autoscaler(

@@ -25,6 +25,7 @@ from servicekit.settings import (
     STATE_DIR,
     HttpUrl,
     Setting,
+    SettingError,
     parse_bool,
     parse_http_url,
     parse_listen_address,
@@ -155,6 +156,40 @@ SCALE_ZERO_DURATION: Final = Setting(
     parse_positive_duration,
 )
 
+TLS_ADDR: Final = Setting(
+    "PYFAASD_TLS_ADDR",
+    "--tls-addr",
+    "0.0.0.0:8443",
+    "HTTPS listen address HOST:PORT, served when a certificate is set",
+    parse_listen_address,
+)
+TLS_CERT: Final = Setting(
+    "PYFAASD_TLS_CERT",
+    "--tls-cert",
+    "",
+    "certificate chain (PEM) of the HTTPS listener; reloaded on SIGHUP",
+    parse_optional_path,
+    unset="no HTTPS",
+)
+TLS_KEY: Final = Setting(
+    "PYFAASD_TLS_KEY", "--tls-key", "", "private key (PEM) of PYFAASD_TLS_CERT", parse_optional_path, unset="—"
+)
+TLS_DIR: Final = Setting(
+    "PYFAASD_TLS_DIR",
+    "--tls-dir",
+    "",
+    "per-domain certificates chosen by SNI: <dir>/<domain>/fullchain.pem+privkey.pem or <dir>/<domain>.crt+.key",
+    parse_optional_path,
+    unset="none",
+)
+HTTP_REDIRECT: Final = Setting(
+    "PYFAASD_HTTP_REDIRECT",
+    "--http-redirect",
+    "false",
+    "answer plain-HTTP requests for a routed domain with a 308 to HTTPS",
+    parse_bool,
+)
+
 _DEFAULT_PROVIDER: Final = PROVIDER_URL.read({})
 
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
@@ -183,6 +218,11 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     MAX_REPLICAS,
     SCALE_DOWN_WINDOW,
     SCALE_ZERO_DURATION,
+    TLS_ADDR,
+    TLS_CERT,
+    TLS_KEY,
+    TLS_DIR,
+    HTTP_REDIRECT,
     LOG_LEVEL,
 )
 
@@ -215,7 +255,23 @@ class GatewayConfig:
     max_replicas: int = 20
     scale_down_window_s: float = 30.0
     scale_zero_duration_s: float = 15 * 60.0
+    tls_host: str = "0.0.0.0"
+    tls_port: int = 8443
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_dir: Path | None = None
+    http_redirect: bool = False
     log_level: str = "info"
+
+    @property
+    def tls(self) -> bool:
+        """Whether the gateway serves HTTPS (a certificate, or a directory of them, is set)."""
+        return self.tls_cert is not None or self.tls_dir is not None
+
+    @property
+    def routes_file(self) -> Path:
+        """The routes file the provider writes (netconf/routes.py)."""
+        return self.state_dir / "routes"
 
     @property
     def secrets_dir(self) -> Path:
@@ -231,6 +287,16 @@ class GatewayConfig:
         """Read ``PYFAASD_*`` from ``env``; unset or empty variables take their default."""
         host, port = ADDR.read(env)
         state_dir = STATE_DIR.read(env)
+        tls_host, tls_port = TLS_ADDR.read(env)
+        tls_cert, tls_key = TLS_CERT.read(env), TLS_KEY.read(env)
+        if (tls_cert is None) != (tls_key is None):
+            raise SettingError(f"{TLS_CERT.env} and {TLS_KEY.env} go together: set both or neither")
+        tls_dir = TLS_DIR.read(env)
+        http_redirect = HTTP_REDIRECT.read(env)
+        if http_redirect and tls_cert is None and tls_dir is None:
+            raise SettingError(
+                f"{HTTP_REDIRECT.env} needs HTTPS: set {TLS_CERT.env} and {TLS_KEY.env} or {TLS_DIR.env}"
+            )
         return cls(
             host=host,
             port=port,
@@ -258,6 +324,12 @@ class GatewayConfig:
             max_replicas=MAX_REPLICAS.read(env),
             scale_down_window_s=SCALE_DOWN_WINDOW.read(env),
             scale_zero_duration_s=SCALE_ZERO_DURATION.read(env),
+            tls_host=tls_host,
+            tls_port=tls_port,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            tls_dir=tls_dir,
+            http_redirect=http_redirect,
             log_level=LOG_LEVEL.read(env),
         )
 
@@ -289,4 +361,9 @@ class GatewayConfig:
             "max_replicas": self.max_replicas,
             "scale_down_window_s": self.scale_down_window_s,
             "scale_zero_duration_s": self.scale_zero_duration_s,
+            "routes_file": str(self.routes_file),
+            "tls_address": f"{self.tls_host}:{self.tls_port}" if self.tls else "off",
+            "tls_cert": str(self.tls_cert) if self.tls_cert else None,
+            "tls_dir": str(self.tls_dir) if self.tls_dir else None,
+            "http_redirect": self.http_redirect,
         }

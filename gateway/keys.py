@@ -11,12 +11,14 @@ from gateway.pools import Pools
 from gateway.provider import ProviderClient
 from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
+from gateway.routes import Routes
 from gateway.scaler import Scaler
 from gateway.sqlite_queue import SqliteCallQueue
 from gateway.system import SystemProxy
 
 CONFIG = web.AppKey("config", GatewayConfig)
 RESOLVER = web.AppKey("resolver", Resolver)
+ROUTES = web.AppKey("routes", Routes)
 POOLS = web.AppKey("pools", Pools)
 PROVIDER = web.AppKey("provider", ProviderClient)
 SCALER = web.AppKey("scaler", Scaler)

@@ -5,9 +5,13 @@ round robin from the hosts table; a refused connect is retried once on another r
 this is safe for every method). The request goes to ``http://<ip>:<function port>/<path>?<raw query>`` with
 its method, headers minus hop-by-hop ones, and body; status, headers and body come back as they are (redirects
 are not followed). Added upstream: ``X-Call-Id`` (the caller's is kept), ``X-Start-Time`` (Unix ns),
-``X-Forwarded-For`` (appended to), ``X-Forwarded-Host`` (if absent) and ``X-Forwarded-Prefix``
-(``/function/<name segment>``, after any prefix an outer proxy set). The client gets ``X-Call-Id`` and
-``X-Start-Time`` back.
+``X-Forwarded-For`` (appended to), ``X-Forwarded-Host`` and ``X-Forwarded-Proto`` (if absent) and
+``X-Forwarded-Prefix`` (``/function/<name segment>``, after any prefix an outer proxy set). The client gets
+``X-Call-Id`` and ``X-Start-Time`` back.
+
+A function's own domain or path (gateway/routes.py) comes in through :meth:`FunctionProxy.invoke_route` and takes
+the same path from there: the prefix is the path route's (none on a domain, so no ``X-Forwarded-Prefix`` unless
+an outer proxy sent one).
 
 Websocket upgrades are relayed message by message; server-sent events and NDJSON stream through with no
 deadline on the body.
@@ -56,12 +60,13 @@ from servicekit.websocket import relay_websocket
 log = structlog.get_logger("gateway")
 
 PREFIX: Final = "/function/"
+PREFIX_BYTES: Final = PREFIX.encode()
 _NAME: Final = re.compile(r"[A-Za-z0-9_-]+")
 # Set by the gateway itself, so a client's value is replaced rather than passed on.
 _FUNCTION_DROP: Final = REQUEST_DROP | {b"x-start-time", b"x-forwarded-for", b"x-forwarded-prefix"}
 # Client headers the upstream head is completed from.
 _FUNCTION_WATCH: Final = frozenset(
-    {b"host", b"x-forwarded-for", b"x-forwarded-prefix", b"x-forwarded-host", b"x-call-id"}
+    {b"host", b"x-forwarded-for", b"x-forwarded-prefix", b"x-forwarded-host", b"x-forwarded-proto", b"x-call-id"}
 )
 _WS_OWN: Final = frozenset(
     {
@@ -158,8 +163,26 @@ class FunctionProxy:
             await self._ws_session.close()
 
     async def invoke(self, request: web.Request) -> web.StreamResponse:
-        started = time.perf_counter()
+        """``/function/<name>[.<namespace>][/<path>]``."""
         segment, target = split_function_path(request.raw_path)
+        prefix = PREFIX_BYTES + segment.encode("utf-8", "surrogateescape")
+        return await self._invoke(request, segment, None, target, prefix)
+
+    async def invoke_route(self, request: web.Request, function: str, target: str, prefix: str) -> web.StreamResponse:
+        """A request on a function's own domain or path prefix (gateway/routes.py): ``function`` is
+        ``name.namespace``, ``target`` the path (and query) it sees, ``prefix`` the one stripped (or "")."""
+        name, _, namespace = function.rpartition(".")
+        return await self._invoke(request, function, (name, namespace), target, prefix.encode())
+
+    async def _invoke(
+        self,
+        request: web.Request,
+        segment: str,
+        known: tuple[str, str] | None,
+        target: str,
+        prefix: bytes,
+    ) -> web.StreamResponse:
+        started = time.perf_counter()
         call_id = request.headers.get("X-Call-Id") or new_call_id()
         start_ns = str(time.time_ns())
         echo = (("X-Call-Id", call_id), ("X-Start-Time", start_ns))
@@ -167,7 +190,7 @@ class FunctionProxy:
         status = 500
         counted = False
         try:
-            name, namespace = split_name(segment)
+            name, namespace = known or split_name(segment)
             key = f"{name}.{namespace}"
             structlog.contextvars.bind_contextvars(request_id=call_id, function=key)
             resolver = self._resolver
@@ -182,9 +205,9 @@ class FunctionProxy:
             counted = True
             self._metrics.request_started(key)
             if is_websocket(request):
-                response = await self._websocket(request, key, replicas, segment, target, call_id, start_ns)
+                response = await self._websocket(request, key, replicas, prefix, target, call_id, start_ns)
             else:
-                response = await self._forward(request, key, replicas, segment, target, call_id, start_ns, echo)
+                response = await self._forward(request, key, replicas, prefix, target, call_id, start_ns, echo)
             status = response.status
             return response
         except (GatewayError, RelayError) as exc:
@@ -207,7 +230,7 @@ class FunctionProxy:
         self,
         request: web.Request,
         ip: str,
-        segment: str,
+        prefix: bytes,
         target: str,
         call_id: str,
         start_ns: str,
@@ -225,9 +248,11 @@ class FunctionProxy:
         host = found.get(b"host")
         if host and b"x-forwarded-host" not in found:
             parts.append(b"X-Forwarded-Host: " + host + b"\r\n")
-        prefix = PREFIX.encode() + segment.encode("utf-8", "surrogateescape")
-        forwarded_prefix = found.get(b"x-forwarded-prefix", b"").rstrip(b"/")
-        parts.append(b"X-Forwarded-Prefix: " + forwarded_prefix + prefix + b"\r\n")
+        forwarded_prefix = found.get(b"x-forwarded-prefix", b"").rstrip(b"/") + prefix
+        if forwarded_prefix:
+            parts.append(b"X-Forwarded-Prefix: " + forwarded_prefix + b"\r\n")
+        if b"x-forwarded-proto" not in found:
+            parts.append(b"X-Forwarded-Proto: https\r\n" if request.secure else b"X-Forwarded-Proto: http\r\n")
         if b"x-call-id" not in found:
             parts.append(b"X-Call-Id: " + call_id.encode() + b"\r\n")
         parts.append(b"X-Start-Time: " + start_ns.encode() + b"\r\n")
@@ -238,7 +263,7 @@ class FunctionProxy:
         request: web.Request,
         key: str,
         replicas: tuple[str, ...],
-        segment: str,
+        prefix: bytes,
         target: str,
         call_id: str,
         start_ns: str,
@@ -251,7 +276,7 @@ class FunctionProxy:
         length = body_length(request, body)
         ip = self._resolver.pick(key, replicas)
         for attempt in (1, 2):
-            head = self._head(request, ip, segment, target, call_id, start_ns, length)
+            head = self._head(request, ip, prefix, target, call_id, start_ns, length)
             try:
                 return await proxy(
                     request,
@@ -292,7 +317,7 @@ class FunctionProxy:
         request: web.Request,
         key: str,
         replicas: tuple[str, ...],
-        segment: str,
+        prefix: bytes,
         target: str,
         call_id: str,
         start_ns: str,
@@ -311,7 +336,10 @@ class FunctionProxy:
             headers.setdefault("X-Forwarded-Host", request.host)
         forwarded_for = headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{forwarded_for}, {request.remote}" if forwarded_for else request.remote or ""
-        headers["X-Forwarded-Prefix"] = PREFIX + segment
+        forwarded_prefix = headers.pop("X-Forwarded-Prefix", "").rstrip("/") + prefix.decode("utf-8", "surrogateescape")
+        if forwarded_prefix:
+            headers["X-Forwarded-Prefix"] = forwarded_prefix
+        headers.setdefault("X-Forwarded-Proto", "https" if request.secure else "http")
         headers.setdefault("X-Call-Id", call_id)
         headers["X-Start-Time"] = start_ns
         protocols = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())

@@ -8,13 +8,17 @@ be hooked in.
 :func:`run_workers` forks ``workers`` serving processes before any event loop exists; each binds the port with
 SO_REUSEPORT so the kernel spreads connections across them, and follows the hosts file itself. The metrics are
 in shared memory created before the fork, so ``/metrics`` shows totals whichever worker answers. The first
-process only supervises: it passes SIGTERM on and exits 0 when every worker exited 0.
+process only supervises: it passes SIGTERM and SIGHUP on and exits 0 when every worker exited 0.
+
+With a certificate set (gateway/tls.py) each serving process also listens with HTTPS on ``PYFAASD_TLS_ADDR``,
+the same app behind both listeners. SIGHUP reloads the certificate files in every serving process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable
 
 import structlog
@@ -25,11 +29,12 @@ from gateway.app import INTERNAL, INTERNAL_NAME, create_app
 from gateway.config import GatewayConfig
 from gateway.keys import METRICS
 from gateway.metrics import GatewayMetrics
+from gateway.tls import Certificates
 from servicekit import notify, open_files
 from servicekit.auth import Credentials, load_credentials
 from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite, refusal_response
 from servicekit.shutdown import Shutdown
-from servicekit.workers import fork_workers, supervise
+from servicekit.workers import fork_workers, send_signal, supervise
 
 log = structlog.get_logger("gateway")
 
@@ -51,13 +56,28 @@ async def serve(
     # One process decides for the whole gateway: the only one, or worker 0 (the metrics it reads are shared).
     app = create_app(config, credentials=credentials, metrics=metrics, worker=worker, autoscale=worker in (None, 0))
     guard = client_guard(config, app[METRICS])
+    certificates = Certificates(config.tls_cert, config.tls_key, config.tls_dir) if config.tls else None
+    loop = asyncio.get_running_loop()
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.write_timeout_s)
     await runner.setup()
+    loop.add_signal_handler(signal.SIGHUP, _reload, certificates)
     try:
         site = LimitedSite(
             runner, config.host, config.port, guard, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG
         )
         await site.start()
+        if certificates is not None:
+            secure = LimitedSite(
+                runner,
+                config.tls_host,
+                config.tls_port,
+                guard,
+                reuse_port=config.workers > 1,
+                backlog=LISTEN_BACKLOG,
+                ssl_context=certificates.context,
+            )
+            await secure.start()
+            log.info("listening_tls", address=f"{config.tls_host}:{config.tls_port}", domains=certificates.domains)
         log.info(
             "listening",
             address=f"{config.host}:{config.port}",
@@ -70,8 +90,17 @@ async def serve(
         await stop.wait()
         log.info("draining", write_timeout_s=config.write_timeout_s)
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
         await runner.cleanup()
     log.info("gateway_stopped")
+
+
+def _reload(certificates: Certificates | None) -> None:
+    """SIGHUP: load the certificate files again (the listeners and their connections stay)."""
+    if certificates is None:
+        log.info("reload_requested", tls="off")
+        return
+    certificates.reload()
 
 
 def client_guard(config: GatewayConfig, metrics: GatewayMetrics) -> ClientGuard:
@@ -124,6 +153,7 @@ def _worker(config: GatewayConfig, credentials: Credentials, metrics: GatewayMet
         os.write(ready_w, b".")
         os.close(ready_w)
 
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until serve() handles it: a reload must not end a worker
     uvloop.run(serve(config, credentials=credentials, metrics=metrics, worker=index, ready=ready))
     return 0
 
@@ -142,14 +172,21 @@ async def _supervise(pids: list[int], ready_r: int, workers: int) -> int:
             if listening >= workers:
                 notify.ready()
 
+    def reload() -> None:
+        log.info("reload_requested", workers=len(pids))
+        for pid in pids:
+            send_signal(pid, signal.SIGHUP)
+
     os.set_blocking(ready_r, False)
     loop.add_reader(ready_r, on_ready)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     watchdog = notify.start_watchdog()
     try:
         code = await supervise(pids, shutdown)
         log.info("gateway_stopped", code=code)
         return code
     finally:
+        loop.remove_signal_handler(signal.SIGHUP)
         loop.remove_reader(ready_r)
         notify.stopping()
         await notify.stop_watchdog(watchdog)
@@ -158,6 +195,8 @@ async def _supervise(pids: list[int], ready_r: int, workers: int) -> int:
 def run(config: GatewayConfig) -> int:
     """Serve with ``config.workers`` processes until SIGTERM; the exit code. CredentialsError before listening."""
     credentials = load_credentials(config.secrets_dir)
+    if config.tls:
+        Certificates(config.tls_cert, config.tls_key, config.tls_dir)  # TlsError before listening or forking
     before, after = open_files.raise_soft_limit()
     log.info("gateway_starting", open_file_limit=after.soft, open_file_limit_was=before.soft, **config.summary())
     if config.workers == 1:

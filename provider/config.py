@@ -254,6 +254,11 @@ class ProviderConfig:
         return self.net.hosts_path
 
     @property
+    def routes_path(self) -> Path:
+        """The routes file the gateway follows (netconf/routes.py), beside the hosts file."""
+        return self.state_dir / "routes"
+
+    @property
     def secrets_dir(self) -> Path:
         return self.state_dir / "secrets"
 

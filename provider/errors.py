@@ -36,6 +36,12 @@ class FunctionExistsError(ProviderError):
     status = 409
 
 
+class RouteConflictError(ProviderError):
+    """A domain or path route another function holds: the message names that function."""
+
+    status = 409
+
+
 class NamespaceNotFoundError(ProviderError):
     """An unknown namespace named in a request that acts on it directly (get, update, delete)."""
 

@@ -24,6 +24,7 @@ from provider.images import ImagePuller, pull_policy_of
 from provider.models import FunctionDeployment, FunctionStatus, FunctionUsage, format_time
 from provider.namespaces import NamespaceStore
 from provider.replicas import Replicas
+from provider.routes import check_routes
 from provider.runtime import Container, ContainerUsage, Runtime
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
@@ -101,6 +102,7 @@ class Orchestrator:
                 f"function {spec.service}.{spec.namespace} already exists (update it with PUT /system/functions)"
             )
         self._check_deployable(spec)
+        check_routes(spec, self._state.specs_in_use())  # with no await before ``operating`` takes them
         self._state.deploying.add(key)
         try:
             with self._state.operating(spec):
@@ -128,6 +130,7 @@ class Orchestrator:
         fn = self.get(spec.namespace, spec.service)
         self._check_deployable(spec)
         async with fn.lock:
+            check_routes(spec, self._state.specs_in_use())
             with self._state.operating(spec):
                 return await self._update_locked(fn, spec)
 

@@ -15,6 +15,7 @@ from ipaddress import IPv4Address
 import structlog
 
 from netconf import NetconfError, NetnsNotFoundError, write_hosts
+from netconf.routes import write_routes
 from provider.code_functions import CodeFunctions, Mount
 from provider.config import ProviderConfig, PullPolicy
 from provider.container_spec import ReplicaSpec, container_config
@@ -22,6 +23,7 @@ from provider.errors import FunctionStartError, ImageUnavailableError, ProviderE
 from provider.images import ImagePuller
 from provider.models import FunctionDeployment
 from provider.readiness import NotReadyError, wait_ready
+from provider.routes import published_routes
 from provider.runtime import Container, ImageInfo, Network, Probe, Runtime
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
@@ -338,7 +340,7 @@ class Replicas:
         except NetconfError as e:
             raise network_error(e, self._config.net.subnet) from e
 
-    # -- the image and the hosts file --------------------------------------------------------------------
+    # -- the image, the hosts file and the routes file -------------------------------------------------------
 
     async def ensure_image(self, image: str, policy: PullPolicy | None = None) -> ImageInfo:
         """The image present, pulled (through the mirrors) as the pull policy says: the function's label
@@ -357,7 +359,9 @@ class Replicas:
         return pulled
 
     def publish(self) -> None:
+        """Rewrite the hosts file (the ready replicas) and the routes file (the deployed functions' routes)."""
         write_hosts(self._config.hosts_path, self._config.net.bridge_ip, self._state.ready_replicas())
+        write_routes(self._config.routes_path, published_routes(fn.spec for fn in self._state.functions.values()))
 
 
 def _log_progress(image: str, line: dict[str, object]) -> None:

@@ -371,6 +371,12 @@ def _status(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _routes(args: argparse.Namespace) -> int:
+    from pyfaasd.routes_command import run
+
+    return run(args)
+
+
 def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from gateway.__main__ import add_arguments as add_gateway_arguments
     from provider.__main__ import add_arguments as add_provider_arguments
@@ -390,6 +396,11 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     status = commands.add_parser("status", help="show the bridge, the daemons and the functions")
     add_status_arguments(status)
     status.set_defaults(run=_status)
+    from pyfaasd.routes_command import add_arguments as add_routes_arguments
+
+    routes = commands.add_parser("routes", help="list the functions at their own domain or path, with their URLs")
+    add_routes_arguments(routes)
+    routes.set_defaults(run=_routes)
 
 
 def build_parser() -> argparse.ArgumentParser:

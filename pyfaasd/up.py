@@ -69,6 +69,14 @@ def run(args: argparse.Namespace) -> int:
     except SettingError as e:
         print(f"pyfaasd up: {e}", file=sys.stderr)
         return 2
+    if gateway.tls:
+        from gateway.tls import Certificates, TlsError
+
+        try:
+            Certificates(gateway.tls_cert, gateway.tls_key, gateway.tls_dir)
+        except TlsError as e:
+            print(f"pyfaasd up: {e}", file=sys.stderr)
+            return 2
     configure_logging(provider.log_level)
     # One process holds the provider's and the gateway's descriptors: take the whole hard limit (the gateway's
     # default connection cap is three quarters of it).

@@ -32,6 +32,7 @@ sockets on uvloop and asyncio.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -223,7 +224,7 @@ class _Refusal(asyncio.Protocol):
 class LimitedSite(web.BaseSite):
     """``aiohttp.web.TCPSite`` whose connections are under a :class:`ClientGuard`."""
 
-    __slots__ = ("_bound_port", "_guard", "_host", "_port", "_reuse_address", "_reuse_port")
+    __slots__ = ("_bound_port", "_guard", "_host", "_port", "_reuse_address", "_reuse_port", "_ssl")
 
     def __init__(
         self,
@@ -235,8 +236,10 @@ class LimitedSite(web.BaseSite):
         backlog: int = 128,
         reuse_address: bool | None = None,
         reuse_port: bool | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
+        self._ssl = ssl_context  # HTTPS when set
         self._guard = guard
         self._host = host
         self._port = port
@@ -246,7 +249,7 @@ class LimitedSite(web.BaseSite):
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        return f"{'https' if self._ssl is not None else 'http'}://{self._host}:{self._port}"
 
     @property
     def port(self) -> int:
@@ -262,6 +265,9 @@ class LimitedSite(web.BaseSite):
             self._host,
             self._port,
             backlog=self._backlog,
+            ssl=self._ssl,
+            # A TLS handshake comes before any request head: the header timeout bounds it too.
+            ssl_handshake_timeout=self._guard.limits.header_timeout_s if self._ssl is not None else None,
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,
         )

@@ -17,7 +17,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from netconf.routes import Route, RouteKind, write_routes
 from tests.helpers import ROOT, free_port, wait_http_ok
+from tests.tls_support import Certificate, LoopbackResolver, client_context, make_certificate, peer_serial
 from tests.unit.gateway.conftest import PASSWORD, USER, FakeProvider, set_hosts
 
 
@@ -284,3 +286,85 @@ async def test_with_two_workers_one_process_autoscales_from_the_shared_counters(
     lines = json_objects((await proc.stdout.read()).decode())  # type: ignore[union-attr]
     starts = [line for line in lines if line.get("event") == "autoscaler_started"]
     assert [line.get("worker") for line in starts] == [0]
+
+
+async def test_two_workers_reload_certificates_on_sighup_under_load_without_losing_a_request(
+    tmp_path: Path, replica: Replica
+) -> None:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "basic-auth-user").write_text(USER + "\n")
+    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
+    set_hosts(tmp_path / "hosts", {"echo.openfaas-fn": ["127.0.0.1"]})
+    write_routes(tmp_path / "routes", [Route(RouteKind.DOMAIN, "files.example.com", "echo.openfaas-fn")])
+    live = tmp_path / "certs" / "files.example.com"
+    versions = [
+        make_certificate(tmp_path / f"v{serial}.crt", tmp_path / f"v{serial}.key", "files.example.com", serial=serial)
+        for serial in (1, 2, 3, 4)
+    ]
+    live.mkdir(parents=True)
+
+    def install(version: Certificate) -> None:
+        for source, target in ((version.cert, "fullchain.pem"), (version.key, "privkey.pem")):
+            (live / f".{target}").write_bytes(source.read_bytes())
+            (live / f".{target}").replace(live / target)  # as certbot swaps its symlinks: never a torn file
+
+    install(versions[0])
+    port, tls_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
+        "PYFAASD_TLS_ADDR": f"127.0.0.1:{tls_port}",
+        "PYFAASD_TLS_DIR": str(tmp_path / "certs"),
+        "PYFAASD_STATE_DIR": str(tmp_path),
+        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",
+        "PYFAASD_FUNCTION_PORT": str(replica.port),
+        "PYFAASD_GATEWAY_WORKERS": "2",
+        "PYFAASD_ACCESS_LOG": "false",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    trusted = client_context(*(v.cert for v in versions))
+    url = f"https://files.example.com:{tls_port}/download/x"
+    results: list[int | str] = []
+    loading = True
+
+    async def client(keep_alive: bool) -> None:
+        connector = aiohttp.TCPConnector(ssl=trusted, resolver=LoopbackResolver(), force_close=not keep_alive)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            while loading:
+                try:
+                    async with session.get(url) as response:
+                        await response.read()
+                        results.append(response.status)
+                except aiohttp.ClientError as exc:
+                    results.append(repr(exc))
+
+    try:
+        await wait_http_ok(port, "/_/health", timeout=20)
+        await asyncio.sleep(0.5)  # both workers listen (READY is tested above)
+        load = [asyncio.create_task(client(keep_alive=i % 2 == 0)) for i in range(6)]
+        for version in versions[1:]:
+            await asyncio.sleep(0.4)
+            install(version)
+            proc.send_signal(signal.SIGHUP)
+        await asyncio.sleep(0.4)
+        loading = False
+        await asyncio.gather(*load)
+        shown = {await asyncio.to_thread(peer_serial, trusted, tls_port, "files.example.com") for _ in range(12)}
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(10):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    failures = [r for r in results if r != 200]
+    assert failures == []
+    assert len(results) > 100
+    assert shown == {("files.example.com", 4)}  # every new handshake, whichever worker: the last files
+    lines = json_objects((await proc.stdout.read()).decode())  # type: ignore[union-attr]
+    reloads = [str(line.get("worker")) for line in lines if line.get("event") == "tls_reloaded"]
+    assert sorted(reloads) == ["0", "0", "0", "1", "1", "1"]  # the supervisor passed each SIGHUP to both workers
