@@ -64,7 +64,8 @@ export function drawLine(svg, points, value) {
   svg.replaceChildren();
   const now = Date.now();
   const values = points.map(value).filter((v) => v !== null);
-  const top = Math.max(1e-9, ...values);
+  const highest = Math.max(0, ...values);
+  const top = Math.max(highest, 1e-9);
   const axis = document.createElementNS(SVG, "line");
   for (const [k, v] of Object.entries({ x1: 0, y1: 79, x2: 300, y2: 79, stroke: "currentColor", "stroke-opacity": 0.3 }))
     axis.setAttribute(k, v);
@@ -89,6 +90,6 @@ export function drawLine(svg, points, value) {
   label.setAttribute("y", "10");
   label.setAttribute("font-size", "9");
   label.setAttribute("fill", "currentColor");
-  label.textContent = values.length ? `max ${top.toPrecision(3)}` : "no requests yet";
+  label.textContent = highest > 0 ? `max ${highest.toPrecision(3)}` : "no requests in the last 10 minutes";
   svg.append(label);
 }
