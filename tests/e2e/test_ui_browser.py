@@ -34,7 +34,11 @@ pytestmark = pytest.mark.docker
 MakeStack = Callable[..., ProviderProcess]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-HANDLER = "def handle(event, context):\n    print('pasted handler called', flush=True)\n    return 'pasted says ' + event.body.decode()\n"
+HANDLER = (
+    "def handle(event, context):\n"
+    "    print('pasted handler called', flush=True)\n"
+    "    return 'pasted says ' + event.body.decode()\n"
+)
 
 
 @pytest.fixture
@@ -128,7 +132,9 @@ def test_the_ui_in_a_browser(make_stack: MakeStack, name: str, browser: WebDrive
 
     # Log in: the credentials in the URL; the page's own requests carry them from the browser's cache.
     browser.get(f"http://{user}:{password}@127.0.0.1:{stack.gateway_port}/ui/")
-    ui.wait().until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-function='{existing}']")))
+    ui.wait().until(
+        expected_conditions.presence_of_element_located((By.CSS_SELECTOR, f"tr[data-function='{existing}']"))
+    )
     row = ui.row(existing)
     assert "Ready" in row.text
     assert ECHO in row.text
