@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyfaasd.install import DEFAULT_ENV_FILE
+from pyfaasd.install import DEFAULT_COMMAND_LINK, DEFAULT_ENV_FILE
 from servicekit.settings import STATE_DIR
 from servicekit.version import __version__
 
@@ -49,6 +49,7 @@ def _install(args: argparse.Namespace) -> int:
         start=not args.no_start,
         registries=Path(args.registries),
         assume_yes=args.yes,
+        command_link=None if args.no_link else Path(args.link).absolute(),
     )
     return install.install(options, dry_run=args.dry_run)
 
@@ -117,6 +118,12 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
         "--env-file", default=str(DEFAULT_ENV_FILE), help="optional PYFAASD_* settings file the units read"
     )
     install.add_argument("--pyfaasd", metavar="PATH", help="the pyfaasd executable the units run (default: this one)")
+    install.add_argument(
+        "--link",
+        default=str(DEFAULT_COMMAND_LINK),
+        help=f"link this path to the executable, so pyfaasd is on PATH (default: {DEFAULT_COMMAND_LINK})",
+    )
+    install.add_argument("--no-link", action="store_true", help="make no such link")
     install.add_argument("--no-start", action="store_true", help="write and enable the units, but do not start them")
     install.add_argument(
         "--registries",
