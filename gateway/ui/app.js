@@ -157,9 +157,17 @@ async function deploy(form, spec) {
   button.disabled = true;
   say(form, `Deploying ${spec.service}…`);
   try {
-    await call("POST", "/system/functions", { json: spec });
+    // As faas-cli deploys: an update (PUT) of the function, or a new one (POST) when there is none yet.
+    let verb = "Updated";
+    try {
+      await call("PUT", "/system/functions", { json: spec });
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+      await call("POST", "/system/functions", { json: spec });
+      verb = "Deployed";
+    }
     say(form, "");
-    $(".result", form).append(`Deployed ${spec.service}. `, el("a", { href: `#function/${spec.service}` }, "Open it"));
+    $(".result", form).append(`${verb} ${spec.service}. `, el("a", { href: `#function/${spec.service}` }, "Open it"));
   } catch (error) {
     say(form, `Not deployed: ${problem(error)}`, true);
   } finally {
