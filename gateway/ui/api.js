@@ -10,8 +10,10 @@ export class ApiError extends Error {
   }
 }
 
-export async function request(method, path, { json, body, headers = {}, signal } = {}) {
-  const init = { method, headers: { ...headers }, credentials: "same-origin", cache: "no-store", signal };
+// credentials "omit" for a function: the browser's cached basic auth for /system is not the function's business
+// (the gateway passes Authorization through to functions), so it is sent only when typed in as a header.
+export async function request(method, path, { json, body, headers = {}, signal, credentials = "same-origin" } = {}) {
+  const init = { method, headers: { ...headers }, credentials, cache: "no-store", signal };
   if (json !== undefined) {
     init.body = JSON.stringify(json);
     init.headers["Content-Type"] = "application/json";

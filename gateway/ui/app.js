@@ -265,7 +265,7 @@ async function invoke(event) {
   const form = event.currentTarget;
   const method = form.elements.method.value;
   const headers = pairs(form.elements.headers.value, ":");
-  const init = { headers };
+  const init = { headers, credentials: "omit" };
   if (method !== "GET" && method !== "HEAD") {
     init.body = form.elements.body.value;
     headers["Content-Type"] = headers["Content-Type"] || form.elements.type.value;

@@ -187,9 +187,20 @@ def test_the_ui_in_a_browser(make_stack: MakeStack, name: str, browser: WebDrive
     ui.screenshot("logs")
     ui.button("Stop following").click()
 
-    # Scale the image function to 2.
+    # The image function echoes what it got: a GET with a header typed in, and not the browser's /system login.
     ui.go(f"#function/{from_image}")
     ui.text_appears((By.ID, "function-title"), from_image)
+    invoke_form = ui.form("Invoke")
+    Select(ui.field("Method", invoke_form)).select_by_visible_text("GET")
+    ui.field("Headers (one Name: value a line)", invoke_form).send_keys("X-From: the-ui")
+    ui.button("Invoke", invoke_form).click()
+    ui.text_appears((By.ID, "invoke-response-body"), "the-ui")
+    echoed = json.loads(browser.find_element(By.ID, "invoke-response-body").text)
+    headers = {key.lower(): value for key, value in echoed["headers"].items()}
+    assert (echoed["method"], headers["x-from"]) == ("GET", "the-ui")
+    assert "authorization" not in headers
+
+    # Scale the image function to 2.
     scale_form = ui.form("Scale")
     replicas = ui.field("Replicas", scale_form)
     replicas.clear()
