@@ -70,14 +70,18 @@ export function drawLine(svg, points, value) {
   for (const [k, v] of Object.entries({ x1: 0, y1: 79, x2: 300, y2: 79, stroke: "currentColor", "stroke-opacity": 0.3 }))
     axis.setAttribute(k, v);
   svg.append(axis);
-  const coords = points
-    .filter((p) => value(p) !== null)
-    .map((p) => {
-      const x = 300 - ((now - p.at) / WINDOW_MS) * 300;
-      const y = 78 - (value(p) / top) * 70;
-      return `${x.toFixed(1)},${y.toFixed(1)}`;
-    });
-  if (coords.length) {
+  const shown = points.filter((p) => value(p) !== null);
+  const place = (p) => [300 - ((now - p.at) / WINDOW_MS) * 300, 78 - (value(p) / top) * 70];
+  const coords = shown.map((p) => place(p).map((n) => n.toFixed(1)).join(","));
+  // A dot on every interval with requests: one interval alone makes no line.
+  for (const p of shown.filter((p) => value(p) > 0)) {
+    const [x, y] = place(p);
+    const dot = document.createElementNS(SVG, "circle");
+    for (const [k, v] of Object.entries({ cx: x.toFixed(1), cy: y.toFixed(1), r: 2.5, fill: "currentColor" }))
+      dot.setAttribute(k, v);
+    svg.append(dot);
+  }
+  if (coords.length > 1) {
     const line = document.createElementNS(SVG, "polyline");
     line.setAttribute("points", coords.join(" "));
     line.setAttribute("fill", "none");

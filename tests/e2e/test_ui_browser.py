@@ -179,6 +179,8 @@ def test_the_ui_in_a_browser(make_stack: MakeStack, name: str, browser: WebDrive
     assert browser.find_element(By.ID, "invoke-duration").text.endswith(" ms")
     # The rate chart picks the call up from /metrics on a later poll (every 5 s).
     ui.text_appears((By.ID, "rate-chart"), "max ", timeout=30)
+    assert browser.find_elements(By.CSS_SELECTOR, "#rate-chart circle")  # the interval with the call, drawn
+    assert browser.find_elements(By.CSS_SELECTOR, "#latency-chart circle")
     ui.screenshot("invoke")
 
     # Logs: the handler's print arrives in the followed stream.
