@@ -58,7 +58,10 @@ def _uninstall(args: argparse.Namespace) -> int:
     from pyfaasd import install
 
     options = install.UninstallOptions(
-        state_dir=Path(args.state_dir).absolute(), unit_dir=Path(args.unit_dir).absolute(), purge=args.purge
+        state_dir=Path(args.state_dir).absolute(),
+        unit_dir=Path(args.unit_dir).absolute(),
+        purge=args.purge,
+        command_link=Path(args.link).absolute(),
     )
     return install.uninstall(options, dry_run=args.dry_run)
 
@@ -137,6 +140,11 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
 
     uninstall = commands.add_parser("uninstall", parents=[common], help="stop, disable and remove the systemd units")
     uninstall.add_argument("--purge", action="store_true", help="also remove the state dir (credentials, secrets)")
+    uninstall.add_argument(
+        "--link",
+        default=str(DEFAULT_COMMAND_LINK),
+        help=f"remove this link to pyfaasd too, if it is one (default: {DEFAULT_COMMAND_LINK})",
+    )
     uninstall.set_defaults(run=_uninstall)
 
     deploy = commands.add_parser(

@@ -189,6 +189,7 @@ class UninstallOptions:
     state_dir: Path = defaults.STATE_DIR
     unit_dir: Path = DEFAULT_UNIT_DIR
     purge: bool = False
+    command_link: Path | None = None  # removed when it is a link to a pyfaasd executable
 
 
 @dataclass(frozen=True, slots=True)
@@ -423,6 +424,9 @@ def plan_uninstall(options: UninstallOptions, host: HostState) -> Plan:
         actions.append(RunCommand((systemctl, "daemon-reload")))
     else:
         notes.append(f"no pyfaasd unit files in {options.unit_dir}")
+    link = options.command_link
+    if link is not None and host.command_link and Path(host.command_link).name == "pyfaasd":
+        actions.append(RemoveFile(link))
     state_present = host.dir_modes.get(options.state_dir) is not None
     if options.purge and state_present:
         actions.append(RemoveTree(options.state_dir))
@@ -628,7 +632,7 @@ def uninstall(
 ) -> int:
     """Plan and (unless ``dry_run``) carry out the uninstall; the exit status (1: failed)."""
     err = err or _print_stderr
-    observed = observe(options.state_dir, options.unit_dir) if host is None else host
+    observed = observe(options.state_dir, options.unit_dir, command_link=options.command_link) if host is None else host
     plan = plan_uninstall(options, observed)
     keeps_state = not options.purge and observed.dir_modes.get(options.state_dir) is not None
     if dry_run:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -126,7 +127,7 @@ def test_the_ui_in_a_browser(make_stack: MakeStack, name: str, browser: WebDrive
     secrets = stack.state_dir / "secrets"
     user = (secrets / "basic-auth-user").read_text().strip()
     password = (secrets / "basic-auth-password").read_text().strip()
-    existing, from_image, from_code = f"{name}-a", f"{name}-img", f"{name}-code"
+    existing, from_image, from_code, from_zip = f"{name}-a", f"{name}-img", f"{name}-code", f"{name}-zip"
     assert stack.call("POST", "/system/functions", {"service": existing, "image": ECHO}).status == 202
     ui = Pages(browser, tmp_path / "screenshots")
 
@@ -165,7 +166,21 @@ def test_the_ui_in_a_browser(make_stack: MakeStack, name: str, browser: WebDrive
     code_status = next(f for f in listed if f["name"] == from_code)
     assert code_status["annotations"]["com.pyfaasd.code"].startswith("sha256:")
 
-    # The list shows both; Invoke leads to the function's page.
+    # Deploy from an uploaded zip (the same form, a file chosen instead of the editor's text).
+    bundle = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("handler.py", "def handle(event, context):\n    return 'zipped'\n")
+    ui.go("#deploy")
+    code_form = ui.form("From code")
+    name_field = ui.field("Name", code_form)
+    name_field.clear()
+    name_field.send_keys(from_zip)
+    ui.field("Or a file (.py, .zip, .tar.gz)", code_form).send_keys(str(bundle))
+    ui.button("Deploy code", code_form).click()
+    ui.text_appears((By.CSS_SELECTOR, "#deploy-code .result"), f"Deployed {from_zip}.", timeout=90)
+    assert http("GET", f"{stack.url}/function/{from_zip}").body == b"zipped"
+
+    # The list shows them; Invoke leads to the function's page.
     ui.go("#functions")
     wait_for(lambda: ui.function_listed(from_image) and ui.function_listed(from_code), timeout=30, what="both listed")
     ui.button(f"Invoke {from_code}").click()

@@ -322,6 +322,17 @@ def test_cli_install_links_by_default_and_not_with_no_link(tmp_path, capsys):
     assert not (tmp_path / "pyfaasd").exists()
 
 
-def real_host_with_link(opts) -> HostState:
-    seen = install.observe(opts.state_dir, opts.unit_dir, command_link=opts.command_link)
+def real_host_with_link(opts, link=None) -> HostState:
+    seen = install.observe(opts.state_dir, opts.unit_dir, command_link=link or opts.command_link)
     return dataclasses.replace(real_host(opts), command_link=seen.command_link)
+
+
+def test_uninstall_removes_the_command_link_but_not_a_file(opts, tmp_path):
+    link = tmp_path / "pyfaasd"
+    link.symlink_to(opts.executable)
+    options = install.UninstallOptions(opts.state_dir, opts.unit_dir, command_link=link)
+    assert install.uninstall(options, host=real_host_with_link(opts, link), runner=Recorder(), out=lambda _: None) == 0
+    assert not link.is_symlink()
+    link.write_text("#!/bin/sh\n")
+    plan = install.plan_uninstall(options, real_host_with_link(opts, link))
+    assert RemoveFile(link) not in plan.actions
