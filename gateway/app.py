@@ -10,6 +10,7 @@ Routes:
 | ``* /system/...`` | passed to the provider (system.py) | basic |
 | ``GET /healthz`` | the provider's ``/healthz`` | no |
 | ``GET /metrics`` | Prometheus text | no |
+| ``GET /ui/`` | the web UI's pages (ui.py; they call ``/system``, ``/function`` and ``/metrics``) | basic |
 | ``GET /_/health`` | the gateway's own liveness: 200 ``OK`` | no |
 | ``* /<prefix>[/<path>]`` | a function's path route (``com.pyfaasd.path``), prefix stripped (routes.py) | no |
 | ``*`` with ``Host: <domain>`` | a function's domain route (``com.pyfaasd.domain``): every path, before the rest | no |
@@ -63,6 +64,7 @@ from gateway.scaler import Scaler
 from gateway.scaling_policy import Decision, Policy, ScaleDefaults
 from gateway.sqlite_queue import SqliteCallQueue
 from gateway.system import SystemProxy, version_info
+from gateway.ui import UiPages
 from servicekit.access_log import AccessLog
 from servicekit.auth import Credentials, load_credentials
 from servicekit.metrics import CONTENT_TYPE
@@ -221,6 +223,9 @@ def create_app(
     router.add_get("/healthz", system.healthz)
     router.add_get("/metrics", render_metrics)
     router.add_get("/_/health", liveness)
+    ui = UiPages(system.authorize)
+    router.add_get("/ui", ui.root, allow_head=False)
+    router.add_get("/ui/{file:[A-Za-z0-9._-]*}", ui.file, allow_head=False)
     router.add_route("*", "/{tail:.*}", not_found)
     return app
 

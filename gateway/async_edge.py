@@ -29,6 +29,7 @@ from gateway.proxy import new_call_id, split_name
 from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from gateway.system import SystemProxy
+from servicekit import json_text
 from servicekit.headers import HOP_BY_HOP
 from servicekit.relay import read_body
 
@@ -137,4 +138,4 @@ class AsyncEdge:
             raise AsyncQueueError(f"the async queue could not be read: {exc}") from None
         if found is None:
             raise AsyncCallNotFoundError(f"no async call with id {call_id[:CALL_ID_MAX]!r}")
-        return web.json_response(found.as_json())
+        return web.json_response(found.as_json(), dumps=json_text.dumps)

@@ -24,6 +24,7 @@ from gateway.errors import LogsNotSupportedError, UnauthorizedError, UpstreamTim
 from gateway.metrics import GatewayMetrics
 from gateway.provider import USER_AGENT, ProviderClient
 from netconf.hosts import DEFAULT_NAMESPACE
+from servicekit import json_text
 from servicekit.auth import REJECTION, Credentials, check_authorization
 from servicekit.relay import body_length, exchange, read_body, read_whole, relay, whole_response
 from servicekit.request_head import REQUEST_DROP, RequestHead
@@ -119,7 +120,7 @@ class SystemProxy:
         if isinstance(functions, list):
             namespace = request.query.get("namespace") or DEFAULT_NAMESPACE
             if add_invocation_counts(functions, self._metrics.invocation_counts(), namespace):
-                data = json.dumps(functions, separators=(",", ":"), ensure_ascii=False).encode()
+                data = json_text.dumps_bytes(functions)
         return whole_response(head, data)
 
     async def info(self, request: web.Request) -> web.StreamResponse:
@@ -128,7 +129,7 @@ class SystemProxy:
             return answer
         _head, _data, provider = answer
         body = {"provider": provider, "version": self._version, "arch": self._arch}
-        return web.json_response(body)
+        return web.json_response(body, dumps=json_text.dumps)
 
     async def _provider_json(self, request: web.Request) -> web.StreamResponse | tuple[ResponseHead, bytes, object]:
         """The provider's 200 answer (head, body, parsed JSON or None), or any other answer relayed as it is."""

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyfaasd.install import DEFAULT_ENV_FILE
+from pyfaasd.install import DEFAULT_COMMAND_LINK, DEFAULT_ENV_FILE
 from servicekit.settings import STATE_DIR
 from servicekit.version import __version__
 
@@ -48,6 +49,7 @@ def _install(args: argparse.Namespace) -> int:
         start=not args.no_start,
         registries=Path(args.registries),
         assume_yes=args.yes,
+        command_link=None if args.no_link else Path(args.link).absolute(),
     )
     return install.install(options, dry_run=args.dry_run)
 
@@ -56,7 +58,10 @@ def _uninstall(args: argparse.Namespace) -> int:
     from pyfaasd import install
 
     options = install.UninstallOptions(
-        state_dir=Path(args.state_dir).absolute(), unit_dir=Path(args.unit_dir).absolute(), purge=args.purge
+        state_dir=Path(args.state_dir).absolute(),
+        unit_dir=Path(args.unit_dir).absolute(),
+        purge=args.purge,
+        command_link=Path(args.link).absolute(),
     )
     return install.uninstall(options, dry_run=args.dry_run)
 
@@ -116,6 +121,12 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
         "--env-file", default=str(DEFAULT_ENV_FILE), help="optional PYFAASD_* settings file the units read"
     )
     install.add_argument("--pyfaasd", metavar="PATH", help="the pyfaasd executable the units run (default: this one)")
+    install.add_argument(
+        "--link",
+        default=str(DEFAULT_COMMAND_LINK),
+        help=f"link this path to the executable, so pyfaasd is on PATH (default: {DEFAULT_COMMAND_LINK})",
+    )
+    install.add_argument("--no-link", action="store_true", help="make no such link")
     install.add_argument("--no-start", action="store_true", help="write and enable the units, but do not start them")
     install.add_argument(
         "--registries",
@@ -129,6 +140,11 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
 
     uninstall = commands.add_parser("uninstall", parents=[common], help="stop, disable and remove the systemd units")
     uninstall.add_argument("--purge", action="store_true", help="also remove the state dir (credentials, secrets)")
+    uninstall.add_argument(
+        "--link",
+        default=str(DEFAULT_COMMAND_LINK),
+        help=f"remove this link to pyfaasd too, if it is one (default: {DEFAULT_COMMAND_LINK})",
+    )
     uninstall.set_defaults(run=_uninstall)
 
     deploy = commands.add_parser(
@@ -209,6 +225,57 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     build.add_argument("--tag", help="the image's tag (default: pyfaasd/runtime-NAME:latest)")
     build.add_argument("--mode", default="python", help="the watchdog mode its code runs in (default: python)")
     build.set_defaults(run=_runtime)
+
+
+def _add_function_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """list, invoke, logs, remove, secret: what faas-cli does to deployed functions, with the state dir's login."""
+    listing = commands.add_parser("list", aliases=["ls"], help="list the functions: status, replicas, invocations")
+    listing.add_argument("-v", "--verbose", action="store_true", help="also show each function's URL")
+    listing.add_argument("-n", "--namespace", default="", help="the namespace (default: openfaas-fn)")
+    _add_gateway_options(listing)
+    listing.set_defaults(run=_functions)
+
+    invoke = commands.add_parser("invoke", help="call a function with stdin as the body; its answer on stdout")
+    invoke.add_argument("name", help="the function, name or name.namespace")
+    invoke.add_argument("--method", default="POST", type=str.upper, help="the HTTP method (default: POST)")
+    invoke.add_argument("--content-type", default="text/plain", help="the body's Content-Type (default: text/plain)")
+    invoke.add_argument("-H", "--header", action="append", metavar="NAME=VALUE", help="a request header")
+    invoke.add_argument("--path", default="", help="a path under the function, e.g. /items/1")
+    invoke.add_argument("--query", action="append", metavar="K=V", help="a query parameter")
+    _add_gateway_options(invoke)
+    invoke.set_defaults(run=_functions)
+
+    logs = commands.add_parser("logs", help="a function's log lines; -f follows them")
+    logs.add_argument("name", help="the function's name")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines until Ctrl-C")
+    logs.add_argument("--tail", type=int, help="only the last N lines of each replica")
+    logs.add_argument("--since", default="", help="only lines newer than this (RFC 3339 or a duration like 10m)")
+    logs.add_argument("-n", "--namespace", default="", help="the namespace (default: openfaas-fn)")
+    _add_gateway_options(logs)
+    logs.set_defaults(run=_functions)
+
+    remove = commands.add_parser("remove", aliases=["rm", "delete"], help="remove functions and their replicas")
+    remove.add_argument("names", nargs="+", metavar="NAME")
+    remove.add_argument("-n", "--namespace", default="", help="the namespace (default: openfaas-fn)")
+    _add_gateway_options(remove)
+    remove.set_defaults(run=_functions)
+
+    secret = commands.add_parser("secret", help="the secrets functions mount: create NAME, ls, rm NAME...")
+    secret_commands = secret.add_subparsers(dest="secret_command", required=True, metavar="ACTION")
+    create = secret_commands.add_parser("create", help="create a secret from --from-literal, --from-file or stdin")
+    create.add_argument("name")
+    source = create.add_mutually_exclusive_group()
+    source.add_argument("--from-literal", metavar="VALUE", help="the value itself")
+    source.add_argument("--from-file", metavar="PATH", help="a file holding the value")
+    for parser in (create, secret_commands.add_parser("ls", help="list the secrets")):
+        parser.add_argument("-n", "--namespace", default="", help="the namespace (default: openfaas-fn)")
+        _add_gateway_options(parser)
+        parser.set_defaults(run=_secret)
+    removing = secret_commands.add_parser("rm", help="remove secrets no function mounts")
+    removing.add_argument("names", nargs="+", metavar="NAME")
+    removing.add_argument("-n", "--namespace", default="", help="the namespace (default: openfaas-fn)")
+    _add_gateway_options(removing)
+    removing.set_defaults(run=_secret)
 
 
 def _add_function_options(parser: argparse.ArgumentParser, when: str = "") -> None:
@@ -320,6 +387,69 @@ def _volume(args: argparse.Namespace) -> int:
     return volume_commands.volume_rm(target, args.names, print, _print_err)
 
 
+def _functions(args: argparse.Namespace) -> int:
+    from pyfaasd import function_commands, stack
+
+    target = _target(args)
+    if target is None:
+        return 2
+    if args.command in ("list", "ls"):
+        return function_commands.list_functions(target, args.namespace, args.verbose, print, _print_err)
+    if args.command == "logs":
+        return function_commands.logs(
+            target, args.name, args.namespace, args.follow, args.tail, args.since, _print_flushed, _print_err
+        )
+    if args.command in ("remove", "rm", "delete"):
+        return function_commands.remove(target, args.names, args.namespace, print, _print_err)
+    try:
+        headers = {"Content-Type": args.content_type, **stack.parse_pairs(args.header, "--header")}
+        query = stack.parse_pairs(args.query, "--query")
+    except stack.StackError as e:
+        _print_err(f"pyfaasd invoke: {e}")
+        return 2
+    body = b"" if args.method in ("GET", "HEAD") or sys.stdin.isatty() else sys.stdin.buffer.read()
+    call = function_commands.Invocation(
+        args.name, args.method, body, headers, args.path, urllib.parse.urlencode(query) if query else ""
+    )
+    return function_commands.invoke(target, call, _write_out, _print_err)
+
+
+def _secret(args: argparse.Namespace) -> int:
+    from pyfaasd import secret_commands
+
+    target = _target(args)
+    if target is None:
+        return 2
+    action: str = args.secret_command
+    if action == "ls":
+        return secret_commands.secret_ls(target, args.namespace, print, _print_err)
+    if action == "rm":
+        return secret_commands.secret_rm(target, args.names, args.namespace, print, _print_err)
+    if args.from_literal is not None:
+        value = args.from_literal
+    elif args.from_file is not None:
+        try:
+            value = Path(args.from_file).read_text()
+        except OSError as e:
+            _print_err(f"pyfaasd secret create: cannot read {args.from_file}: {e.strerror}")
+            return 2
+    elif sys.stdin.isatty():
+        _print_err("pyfaasd secret create: give the value with --from-literal, --from-file or on stdin")
+        return 2
+    else:
+        value = sys.stdin.read()
+    return secret_commands.secret_create(target, args.name, value, args.namespace, print, _print_err)
+
+
+def _print_flushed(line: str) -> None:
+    print(line, flush=True)
+
+
+def _write_out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def _image(args: argparse.Namespace) -> int:
     from pyfaasd import image_commands
 
@@ -410,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     version.set_defaults(run=_version)
     _add_daemon_commands(commands)
     _add_install_commands(commands)
+    _add_function_commands(commands)
     return parser
 
 

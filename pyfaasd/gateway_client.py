@@ -56,7 +56,12 @@ class StatusError(Exception):
 
 
 def _request(
-    method: str, url: str, credentials: Credentials | None, body: Mapping[str, object] | None, data: bytes | None
+    method: str,
+    url: str,
+    credentials: Credentials | None,
+    body: Mapping[str, object] | None,
+    data: bytes | None,
+    extra_headers: Mapping[str, str] | None = None,
 ) -> urllib.request.Request:
     headers = {"User-Agent": f"pyfaasd/{__version__}"}
     if body is not None:
@@ -64,6 +69,7 @@ def _request(
         headers["Content-Type"] = "application/json"
     elif data is not None:
         headers["Content-Type"] = "application/octet-stream"
+    headers.update(extra_headers or {})
     if credentials is not None:
         headers["Authorization"] = credentials.authorization
     return urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
@@ -76,10 +82,11 @@ def send(
     *,
     body: Mapping[str, object] | None = None,
     data: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
     timeout_s: float = TIMEOUT_S,
 ) -> Response:
-    """One request with a JSON ``body`` or raw ``data`` (or neither)."""
-    request = _request(method, url, credentials, body, data)
+    """One request with a JSON ``body`` or raw ``data`` (or neither), and any ``headers`` besides."""
+    request = _request(method, url, credentials, body, data, headers)
     try:
         with _OPENER.open(request, timeout=timeout_s) as reply:
             return Response(reply.status, reply.reason, reply.read().decode(errors="replace"))
@@ -94,12 +101,13 @@ def ndjson(
     credentials: Credentials | None,
     *,
     body: Mapping[str, object] | None = None,
-    timeout_s: float = TIMEOUT_S,
+    timeout_s: float | None = TIMEOUT_S,
 ) -> Iterator[dict[str, Any]]:
-    """The JSON objects of an NDJSON answer as they arrive; StatusError when it is not a 200."""
+    """The JSON objects of an NDJSON answer as they arrive (``timeout_s`` None: wait for each line for ever, as
+    a followed log does); StatusError when it is not a 200."""
     request = _request(method, url, credentials, body, None)
     try:
-        reply = _OPENER.open(request, timeout=timeout_s)
+        reply = _OPENER.open(request, timeout=timeout_s) if timeout_s is not None else _OPENER.open(request)
     except urllib.error.HTTPError as e:
         with e:
             raise StatusError(Response(e.code, str(e.reason), e.read().decode(errors="replace"))) from None

@@ -33,6 +33,7 @@ from servicekit.auth import DEFAULT_USER, PASSWORD_FILE, USER_FILE, ensure_crede
 
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 DEFAULT_ENV_FILE = Path("/etc/pyfaasd/pyfaasd.env")
+DEFAULT_COMMAND_LINK = Path("/usr/local/bin/pyfaasd")  # scripts/setup makes the same link
 
 PROVIDER_UNIT = "pyfaasd-provider.service"
 GATEWAY_UNIT = "pyfaasd.service"
@@ -137,7 +138,28 @@ class MergeDaemonJson:
         return f"add {', '.join(self.added)} to insecure-registries in {self.path} (other settings kept)"
 
 
-Action = MakeDir | ChangeMode | CreateCredentials | WriteFile | RemoveFile | RemoveTree | RunCommand | MergeDaemonJson
+@dataclass(frozen=True, slots=True)
+class LinkCommand:
+    """``/usr/local/bin/pyfaasd`` → the executable, so ``pyfaasd`` is on root's PATH (replacing an older link)."""
+
+    path: Path
+    target: Path
+
+    def describe(self) -> str:
+        return f"link {self.path} -> {self.target}"
+
+
+Action = (
+    LinkCommand
+    | MakeDir
+    | ChangeMode
+    | CreateCredentials
+    | WriteFile
+    | RemoveFile
+    | RemoveTree
+    | RunCommand
+    | MergeDaemonJson
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +181,7 @@ class InstallOptions:
     registries: Path = Path("/etc/pyfaasd/registries.yaml")
     daemon_json: Path = DAEMON_JSON
     assume_yes: bool = False  # change daemon.json without asking
+    command_link: Path | None = None  # where to link the executable (on PATH); None: no link
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +189,7 @@ class UninstallOptions:
     state_dir: Path = defaults.STATE_DIR
     unit_dir: Path = DEFAULT_UNIT_DIR
     purge: bool = False
+    command_link: Path | None = None  # removed when it is a link to a pyfaasd executable
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +203,7 @@ class HostState:
     systemd_running: bool  # systemd is PID 1 (sd_booted: /run/systemd/system exists)
     daemon_json: str | None = None  # Docker's daemon.json as it is (None: absent)
     registries: RegistriesConfig = field(default_factory=RegistriesConfig)
+    command_link: str | None = None  # the link's target as it is; "" a file that is no link; None absent
 
     @property
     def systemd_usable(self) -> bool:
@@ -186,7 +211,11 @@ class HostState:
 
 
 def observe(
-    state_dir: Path, unit_dir: Path, registries: Path | None = None, daemon_json: Path = DAEMON_JSON
+    state_dir: Path,
+    unit_dir: Path,
+    registries: Path | None = None,
+    daemon_json: Path = DAEMON_JSON,
+    command_link: Path | None = None,
 ) -> HostState:
     """Read (never change) the parts of the host the planners need."""
     units: dict[str, str | None] = {}
@@ -210,7 +239,14 @@ def observe(
         systemd_running=Path("/run/systemd/system").is_dir(),
         daemon_json=daemon_json.read_text() if daemon_json.is_file() else None,
         registries=_registries(registries),
+        command_link=_link_target(command_link),
     )
+
+
+def _link_target(path: Path | None) -> str | None:
+    if path is None or not (path.is_symlink() or path.exists()):
+        return None
+    return os.readlink(path) if path.is_symlink() else ""
 
 
 def _registries(path: Path | None) -> RegistriesConfig:
@@ -331,6 +367,7 @@ def plan_install(options: InstallOptions, rendered: Mapping[str, str], host: Hos
     enable = (systemctl, "enable", "--now", *UNITS) if options.start else (systemctl, "enable", *UNITS)
     actions.append(RunCommand(enable))
     actions += _plan_daemon_json(options, host, notes)
+    actions += _plan_command_link(options, host, notes)
     if _below(options.state_dir, _TMP_ROOTS):
         notes.append(
             f"warning: the state dir {options.state_dir} is below /tmp or /var/tmp; the services get a private /tmp "
@@ -361,6 +398,19 @@ def _plan_daemon_json(options: InstallOptions, host: HostState, notes: list[str]
     ]
 
 
+def _plan_command_link(options: InstallOptions, host: HostState, notes: list[str]) -> list[Action]:
+    link = options.command_link
+    if link is None:
+        return []
+    if host.command_link == str(options.executable):
+        notes.append(f"{link} links to {options.executable}")
+        return []
+    if host.command_link == "":
+        notes.append(f"warning: {link} is a file, not a link; kept (run {options.executable} by its path)")
+        return []
+    return [LinkCommand(link, options.executable)]
+
+
 def plan_uninstall(options: UninstallOptions, host: HostState) -> Plan:
     """The actions that stop and remove the units (and with ``purge`` the state dir)."""
     actions: list[Action] = []
@@ -374,6 +424,9 @@ def plan_uninstall(options: UninstallOptions, host: HostState) -> Plan:
         actions.append(RunCommand((systemctl, "daemon-reload")))
     else:
         notes.append(f"no pyfaasd unit files in {options.unit_dir}")
+    link = options.command_link
+    if link is not None and host.command_link and Path(host.command_link).name == "pyfaasd":
+        actions.append(RemoveFile(link))
     state_present = host.dir_modes.get(options.state_dir) is not None
     if options.purge and state_present:
         actions.append(RemoveTree(options.state_dir))
@@ -410,6 +463,12 @@ def execute(plan: Plan, runner: Runner = run_command, out: Callable[[str], None]
 
 def _apply(action: Action, runner: Runner) -> None:
     match action:
+        case LinkCommand(path, target):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_name(f".{path.name}.pyfaasd-tmp")
+            temporary.unlink(missing_ok=True)
+            temporary.symlink_to(target)
+            temporary.replace(path)
         case MakeDir(path, mode):
             path.mkdir(parents=True, exist_ok=True)
             path.chmod(mode)
@@ -499,7 +558,7 @@ def install(
         return 2
     try:
         observed = (
-            observe(options.state_dir, options.unit_dir, options.registries, options.daemon_json)
+            observe(options.state_dir, options.unit_dir, options.registries, options.daemon_json, options.command_link)
             if host is None
             else host
         )
@@ -573,7 +632,7 @@ def uninstall(
 ) -> int:
     """Plan and (unless ``dry_run``) carry out the uninstall; the exit status (1: failed)."""
     err = err or _print_stderr
-    observed = observe(options.state_dir, options.unit_dir) if host is None else host
+    observed = observe(options.state_dir, options.unit_dir, command_link=options.command_link) if host is None else host
     plan = plan_uninstall(options, observed)
     keeps_state = not options.purge and observed.dir_modes.get(options.state_dir) is not None
     if dry_run:

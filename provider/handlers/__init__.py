@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -11,6 +10,7 @@ from aiohttp import web
 
 from provider.errors import ProviderError, RequestTooLargeError
 from provider.models import parse_json_object
+from servicekit import json_text
 
 
 async def read_json(request: web.Request, what: str) -> dict[str, object]:
@@ -57,13 +57,13 @@ async def stream_ndjson(
         getter = asyncio.ensure_future(lines.get())
         await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
         if getter.done():
-            await response.write(json.dumps(getter.result()).encode() + b"\n")
+            await response.write(json_text.dumps_bytes(getter.result()) + b"\n")
         else:
             getter.cancel()
     try:
         last = task.result()
     except ProviderError as e:
         last = {"error": str(e)}
-    await response.write(json.dumps(last).encode() + b"\n")
+    await response.write(json_text.dumps_bytes(last) + b"\n")
     await response.write_eof()
     return response

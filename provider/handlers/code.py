@@ -15,6 +15,7 @@ from provider.code_store import check_digest
 from provider.errors import CodeBundleTooLargeError, CodeInUseError
 from provider.handlers import Progress, empty, read_json, stream_ndjson
 from provider.keys import CODE, ORCHESTRATOR
+from servicekit import json_text
 
 _CHUNK = 1 << 16
 
@@ -24,13 +25,15 @@ async def upload_code(request: web.Request) -> web.Response:
     data = await _read_at_most(request, store.limits.max_bytes)
     bundle, created = await asyncio.to_thread(store.put, data, request.query.get("filename", "handler.py"))
     body = {"digest": bundle.digest, "size": bundle.size, "files": list(bundle.files)}
-    return web.json_response(body, status=201 if created else 200)
+    return web.json_response(body, status=201 if created else 200, dumps=json_text.dumps)
 
 
 async def list_code(request: web.Request) -> web.Response:
     usage = request.app[ORCHESTRATOR].code_usage()
     bundles = await asyncio.to_thread(request.app[CODE].store.list)
-    return web.json_response([{**b.to_json(), "functions": usage.get(b.digest, [])} for b in bundles])
+    return web.json_response(
+        [{**b.to_json(), "functions": usage.get(b.digest, [])} for b in bundles], dumps=json_text.dumps
+    )
 
 
 async def delete_code(request: web.Request) -> web.Response:
@@ -58,11 +61,11 @@ async def install_code_dependencies(request: web.Request) -> web.StreamResponse:
 async def prune_code(request: web.Request) -> web.Response:
     """Remove the dependency sets no function uses (``pyfaasd code prune``)."""
     removed = await request.app[ORCHESTRATOR].prune_dependencies()
-    return web.json_response({"removedDependencySets": removed})
+    return web.json_response({"removedDependencySets": removed}, dumps=json_text.dumps)
 
 
 async def list_runtimes(request: web.Request) -> web.Response:
-    return web.json_response([r.to_json() for r in await request.app[CODE].runtimes()])
+    return web.json_response([r.to_json() for r in await request.app[CODE].runtimes()], dumps=json_text.dumps)
 
 
 async def _read_at_most(request: web.Request, limit: int) -> bytes:

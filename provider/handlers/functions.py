@@ -10,6 +10,7 @@ from provider.errors import InvalidRequestError
 from provider.handlers import empty, read_json
 from provider.keys import CONFIG, ORCHESTRATOR
 from provider.models import DEFAULT_NAMESPACE, FunctionDeployment, ScaleRequest, check_dns_label, namespace_of
+from servicekit import json_text
 
 
 def _query_namespace(request: web.Request) -> str:
@@ -18,7 +19,7 @@ def _query_namespace(request: web.Request) -> str:
 
 async def list_functions(request: web.Request) -> web.Response:
     statuses = request.app[ORCHESTRATOR].list_functions(_query_namespace(request))
-    return web.json_response([s.to_json() for s in statuses])
+    return web.json_response([s.to_json() for s in statuses], dumps=json_text.dumps)
 
 
 async def function_status(request: web.Request) -> web.Response:
@@ -30,7 +31,7 @@ async def function_status(request: web.Request) -> web.Response:
     status = orchestrator.get(namespace, name).status()
     if request.query.get("usage", "").strip().lower() in ("1", "t", "true", "yes", "on"):
         status = dataclasses.replace(status, usage=await orchestrator.usage(namespace, name))
-    return web.json_response(status.to_json())
+    return web.json_response(status.to_json(), dumps=json_text.dumps)
 
 
 async def deploy_function(request: web.Request) -> web.Response:

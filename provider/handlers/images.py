@@ -10,6 +10,7 @@ from provider.handlers import Progress, read_json, stream_ndjson
 from provider.keys import IMAGES, ORCHESTRATOR
 from provider.models import DEFAULT_NAMESPACE
 from provider.registries import Reference
+from servicekit import json_text
 
 
 async def pull_image(request: web.Request) -> web.StreamResponse:
@@ -36,4 +37,4 @@ async def refresh_images(request: web.Request) -> web.Response:
         raise InvalidRequestError("functions must be a list of function names (name or name.namespace)")
     keys = [(n.partition(".")[2] or DEFAULT_NAMESPACE, n.partition(".")[0]) for n in names]
     result = await request.app[ORCHESTRATOR].refresh(keys or None)
-    return web.json_response(result)
+    return web.json_response(result, dumps=json_text.dumps)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from aiohttp import web
 
 from provider.keys import ORCHESTRATOR
 from provider.logs import LogRequest, read_logs, select
+from servicekit import json_text
 
 
 async def function_logs(request: web.Request) -> web.StreamResponse:
@@ -18,6 +17,6 @@ async def function_logs(request: web.Request) -> web.StreamResponse:
     response.enable_chunked_encoding()
     await response.prepare(request)
     async for message in read_logs(orchestrator.runtime, log_request, containers):
-        await response.write(json.dumps(message.to_json()).encode() + b"\n")
+        await response.write(json_text.dumps_bytes(message.to_json()) + b"\n")
     await response.write_eof()
     return response

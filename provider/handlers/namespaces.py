@@ -11,6 +11,7 @@ from provider.handlers import empty, read_json
 from provider.keys import NAMESPACES, ORCHESTRATOR
 from provider.models import check_dns_label
 from provider.namespaces import Namespace
+from servicekit import json_text
 
 
 def _namespace(body: dict[str, Any], path_name: str | None) -> Namespace:
@@ -29,7 +30,7 @@ def _namespace(body: dict[str, Any], path_name: str | None) -> Namespace:
 
 
 async def list_namespaces(request: web.Request) -> web.Response:
-    return web.json_response(request.app[NAMESPACES].names())
+    return web.json_response(request.app[NAMESPACES].names(), dumps=json_text.dumps)
 
 
 async def create_namespace(request: web.Request) -> web.Response:
@@ -39,7 +40,7 @@ async def create_namespace(request: web.Request) -> web.Response:
 
 async def get_namespace(request: web.Request) -> web.Response:
     name = check_dns_label("name", request.match_info["name"])
-    return web.json_response(request.app[NAMESPACES].get(name).to_json())
+    return web.json_response(request.app[NAMESPACES].get(name).to_json(), dumps=json_text.dumps)
 
 
 async def update_namespace(request: web.Request) -> web.Response:

@@ -7,12 +7,13 @@ from aiohttp import web
 from provider.handlers import empty, read_json
 from provider.keys import ORCHESTRATOR, SECRETS
 from provider.models import DEFAULT_NAMESPACE, SecretRequest, check_dns_label, check_secret_name, namespace_of
+from servicekit import json_text
 
 
 async def list_secrets(request: web.Request) -> web.Response:
     namespace = check_dns_label("namespace", request.query.get("namespace", "").strip() or DEFAULT_NAMESPACE)
     names = request.app[SECRETS].list(namespace)
-    return web.json_response([{"name": n, "namespace": namespace} for n in names])
+    return web.json_response([{"name": n, "namespace": namespace} for n in names], dumps=json_text.dumps)
 
 
 async def create_secret(request: web.Request) -> web.Response:

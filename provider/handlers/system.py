@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from provider.keys import CORE
+from servicekit import json_text
 from servicekit.version import __version__, commit_sha
 
 
@@ -15,7 +16,8 @@ async def info(request: web.Request) -> web.Response:
             "provider": "pyfaasd",
             "version": {"sha": commit_sha(), "release": __version__},
             "orchestration": "docker",
-        }
+        },
+        dumps=json_text.dumps,
     )
 
 

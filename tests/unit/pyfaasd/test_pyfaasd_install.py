@@ -1,3 +1,4 @@
+import dataclasses
 import stat
 from pathlib import Path
 
@@ -273,3 +274,65 @@ def test_cli_install_on_this_machine_without_systemd_exits_non_zero(tmp_path, ca
     assert code == 1
     assert "pyfaasd up" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+# -- the command on PATH ------------------------------------------------------------------------------------------
+
+
+def test_install_links_the_command_once_and_keeps_a_file_in_its_place(opts, tmp_path):
+    link = tmp_path / "bin" / "pyfaasd"
+    linked = dataclasses.replace(opts, command_link=link)
+    lines: list[str] = []
+    assert install.install(linked, host=real_host_with_link(linked), runner=Recorder(), out=lines.append) == 0
+    assert link.is_symlink()
+    assert link.readlink() == opts.executable
+    assert f"link {link} -> {opts.executable}" in "\n".join(lines)
+
+    again = install.plan_install(
+        linked, install.render_units(install.load_templates(), linked), real_host_with_link(linked)
+    )
+    assert not [a for a in again.actions if isinstance(a, install.LinkCommand)]
+    assert f"{link} links to {opts.executable}" in again.notes
+
+    link.unlink()
+    link.write_text("#!/bin/sh\n")
+    kept = install.plan_install(
+        linked, install.render_units(install.load_templates(), linked), real_host_with_link(linked)
+    )
+    assert not [a for a in kept.actions if isinstance(a, install.LinkCommand)]
+    assert any("is a file, not a link; kept" in note for note in kept.notes)
+
+
+def test_install_replaces_a_link_to_another_pyfaasd(opts, tmp_path):
+    link = tmp_path / "pyfaasd"
+    link.symlink_to(tmp_path / "old" / "pyfaasd")
+    linked = dataclasses.replace(opts, command_link=link)
+    plan = install.plan_install(
+        linked, install.render_units(install.load_templates(), linked), real_host_with_link(linked)
+    )
+    assert install.LinkCommand(link, opts.executable) in plan.actions
+
+
+def test_cli_install_links_by_default_and_not_with_no_link(tmp_path, capsys):
+    base = ["install", "--dry-run", "--state-dir", str(tmp_path / "s"), "--unit-dir", str(tmp_path / "u")]
+    assert cli.main([*base, "--pyfaasd", str(EXECUTABLE), "--link", str(tmp_path / "pyfaasd")]) == 0
+    assert f"link {tmp_path / 'pyfaasd'} -> {EXECUTABLE}" in capsys.readouterr().out
+    assert cli.main([*base, "--pyfaasd", str(EXECUTABLE), "--no-link"]) == 0
+    assert "link " not in capsys.readouterr().out
+    assert not (tmp_path / "pyfaasd").exists()
+
+
+def real_host_with_link(opts, link=None) -> HostState:
+    seen = install.observe(opts.state_dir, opts.unit_dir, command_link=link or opts.command_link)
+    return dataclasses.replace(real_host(opts), command_link=seen.command_link)
+
+
+def test_uninstall_removes_the_command_link_but_not_a_file(opts, tmp_path):
+    link = tmp_path / "pyfaasd"
+    link.symlink_to(opts.executable)
+    options = install.UninstallOptions(opts.state_dir, opts.unit_dir, command_link=link)
+    assert install.uninstall(options, host=real_host_with_link(opts, link), runner=Recorder(), out=lambda _: None) == 0
+    assert not link.is_symlink()
+    link.write_text("#!/bin/sh\n")
+    plan = install.plan_uninstall(options, real_host_with_link(opts, link))
+    assert RemoveFile(link) not in plan.actions
