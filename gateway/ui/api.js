@@ -53,6 +53,20 @@ export async function* ndjson(response) {
 export const CODE_ANNOTATION = "com.pyfaasd.code";
 export const DEFAULT_NAMESPACE = "openfaas-fn";
 
+// The function's own routes (com.pyfaasd.domain, com.pyfaasd.path; docs/gateway.md "Function routes") as URLs on
+// this gateway: a domain on this page's scheme and port, a path prefix on this origin.
+export function routeUrls(fn) {
+  const annotations = fn.annotations || {};
+  const port = location.port ? `:${location.port}` : "";
+  const domains = (annotations["com.pyfaasd.domain"] || "")
+    .split(",")
+    .map((d) => d.trim().toLowerCase().replace(/\.$/, ""))
+    .filter(Boolean)
+    .map((d) => `${location.protocol}//${d}${port}/`);
+  const path = (annotations["com.pyfaasd.path"] || "").trim();
+  return path ? [...domains, `${origin}${path.replace(/\/$/, "")}/`] : domains;
+}
+
 export function functionPath(fn) {
   const ns = fn.namespace && fn.namespace !== DEFAULT_NAMESPACE ? `.${fn.namespace}` : "";
   return `/function/${encodeURIComponent(fn.name)}${ns}`;

@@ -1,6 +1,16 @@
 // The pages of /ui/: a hash router over a few sections of index.html, each filled from /system.
 
-import { ApiError, CODE_ANNOTATION, DEFAULT_NAMESPACE, call, functionPath, ndjson, origin, request } from "./api.js";
+import {
+  ApiError,
+  CODE_ANNOTATION,
+  DEFAULT_NAMESPACE,
+  call,
+  functionPath,
+  ndjson,
+  origin,
+  request,
+  routeUrls,
+} from "./api.js";
 import { MetricsHistory, drawLine } from "./metrics.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -224,6 +234,10 @@ async function showFunction(name) {
     ...Object.entries(facts).flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
     el("dt", {}, "URL"),
     el("dd", {}, copyField(origin + functionPath(current), `URL of ${current.name}`)),
+    ...routeUrls(current).flatMap((url, i) => [
+      el("dt", {}, i === 0 ? "Routes" : ""),
+      el("dd", {}, copyField(url, `Route of ${current.name}: ${url}`)),
+    ]),
   );
   $("#scale-replicas").value = current.replicas || 0;
   for (const form of ["#scale-form"]) say($(form), "");

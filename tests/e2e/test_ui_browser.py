@@ -128,7 +128,9 @@ def test_the_ui_in_a_browser(make_stack: MakeStack, name: str, browser: WebDrive
     user = (secrets / "basic-auth-user").read_text().strip()
     password = (secrets / "basic-auth-password").read_text().strip()
     existing, from_image, from_code, from_zip = f"{name}-a", f"{name}-img", f"{name}-code", f"{name}-zip"
-    assert stack.call("POST", "/system/functions", {"service": existing, "image": ECHO}).status == 202
+    routes = {"com.pyfaasd.domain": f"{name}.example.com", "com.pyfaasd.path": f"/{name}"}
+    deploy = {"service": existing, "image": ECHO, "annotations": routes}
+    assert stack.call("POST", "/system/functions", deploy).status == 202
     ui = Pages(browser, tmp_path / "screenshots")
 
     # Log in: the credentials in the URL; the page's own requests carry them from the browser's cache.
@@ -142,6 +144,15 @@ def test_the_ui_in_a_browser(make_stack: MakeStack, name: str, browser: WebDrive
     url = row.find_element(By.CSS_SELECTOR, "input.url").get_attribute("value")
     assert url == f"{stack.url}/function/{existing}"
     ui.screenshot("functions")
+
+    # Its page shows its own routes (issue 17) beside /function/<name>.
+    ui.go(f"#function/{existing}")
+    ui.text_appears((By.ID, "function-title"), existing)
+    ui.text_appears((By.ID, "function-facts"), "Routes")
+    shown = [i.get_attribute("value") for i in browser.find_elements(By.CSS_SELECTOR, "#function-facts input.url")]
+    assert f"http://{name}.example.com:{stack.gateway_port}/" in shown
+    assert f"{stack.url}/{name}/" in shown
+    ui.screenshot("function-routes")
 
     # Deploy from an image.
     browser.find_element(By.LINK_TEXT, "Deploy").click()
