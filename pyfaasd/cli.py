@@ -411,7 +411,7 @@ def _functions(args: argparse.Namespace) -> int:
     call = function_commands.Invocation(
         args.name, args.method, body, headers, args.path, urllib.parse.urlencode(query) if query else ""
     )
-    return function_commands.invoke(target, call, _write_out, _print_err)
+    return function_commands.invoke(target, call, _write_bytes, _print_err)
 
 
 def _secret(args: argparse.Namespace) -> int:
@@ -443,6 +443,12 @@ def _secret(args: argparse.Namespace) -> int:
 
 def _print_flushed(line: str) -> None:
     print(line, flush=True)
+
+
+def _write_bytes(data: bytes) -> None:
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def _write_out(text: str) -> None:

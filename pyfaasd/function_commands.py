@@ -3,7 +3,7 @@ gateway, as faas-cli's commands of the same names do (same routes, same default 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote, urlencode
@@ -48,14 +48,14 @@ class Invocation:
     query: str = ""
 
 
-def invoke(target: Target, call: Invocation, write: Out, err: Out) -> int:
-    """The function's answer body to ``write``; a status of 400 or more is reported and exit status 1."""
+def invoke(target: Target, call: Invocation, write: Callable[[bytes], object], err: Out) -> int:
+    """The function's answer body, byte for byte, to ``write``; a status of 400 or more is reported, exit 1."""
     path = "/" + call.path.lstrip("/") if call.path else ""
     url = f"{target.gateway}/function/{quote(call.name)}{path}{'?' + call.query if call.query else ''}"
     body = call.body if call.method not in ("GET", "HEAD") else None
     # Functions take no credentials: only the function's own answer comes back.
     reply = send(call.method, url, None, data=body, headers=call.headers, timeout_s=INVOKE_TIMEOUT_S)
-    write(reply.body)
+    write(reply.raw)
     if reply.status >= 400:
         err(f"pyfaasd invoke: {call.name} answered {reply.status} {reply.reason}")
         return 1

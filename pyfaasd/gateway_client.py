@@ -33,10 +33,14 @@ class Target:
 class Response:
     status: int
     reason: str
-    body: str
+    raw: bytes  # the body as it came (a function's answer may be binary)
+
+    @property
+    def body(self) -> str:
+        return self.raw.decode(errors="replace")
 
     def json(self) -> Any:
-        return json.loads(self.body)
+        return json.loads(self.raw)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -89,10 +93,10 @@ def send(
     request = _request(method, url, credentials, body, data, headers)
     try:
         with _OPENER.open(request, timeout=timeout_s) as reply:
-            return Response(reply.status, reply.reason, reply.read().decode(errors="replace"))
+            return Response(reply.status, reply.reason, reply.read())
     except urllib.error.HTTPError as e:
         with e:
-            return Response(e.code, str(e.reason), e.read().decode(errors="replace"))
+            return Response(e.code, str(e.reason), e.read())
 
 
 def ndjson(
@@ -110,7 +114,7 @@ def ndjson(
         reply = _OPENER.open(request, timeout=timeout_s) if timeout_s is not None else _OPENER.open(request)
     except urllib.error.HTTPError as e:
         with e:
-            raise StatusError(Response(e.code, str(e.reason), e.read().decode(errors="replace"))) from None
+            raise StatusError(Response(e.code, str(e.reason), e.read())) from None
     with reply:
         for raw in reply:
             if raw.strip():

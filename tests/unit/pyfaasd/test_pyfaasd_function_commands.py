@@ -108,18 +108,18 @@ async def test_invoke_sends_method_headers_and_body_without_credentials(aiohttp_
             )
         )
         status = 500 if request.query.get("fail") else 200
-        return web.Response(status=status, text="answered\n")
+        return web.Response(status=status, body=b"answered\n\xff\x00")  # not text: passed on byte for byte
 
     app = web.Application()
     app.router.add_route("*", "/function/{tail:.*}", function)
     server = await aiohttp_server(app)
     gateway = Target(str(server.make_url("")).rstrip("/"), CREDENTIALS)
-    written: list[str] = []
+    written: list[bytes] = []
     err: list[str] = []
     call = function_commands.Invocation("echo", "PUT", b"hi", {"Content-Type": "application/json"}, "/items", "a=1")
     assert await asyncio.to_thread(function_commands.invoke, gateway, call, written.append, err.append) == 0
     assert seen[-1] == ("PUT", "/function/echo/items?a=1", "application/json", None, b"hi")
-    assert written == ["answered\n"]
+    assert written == [b"answered\n\xff\x00"]
     failing = function_commands.Invocation("echo", "GET", b"ignored", {}, "", "fail=1")
     assert await asyncio.to_thread(function_commands.invoke, gateway, failing, written.append, err.append) == 1
     method, _path, _type, _auth, body = seen[-1]
