@@ -1,0 +1,79 @@
+"""The function routes and /system/info of the swarm backend (``provider/swarm_app.py``), over ``SwarmFunctions``.
+
+The same requests and answers as ``provider/handlers/functions.py``; only the operations behind them differ.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from provider.errors import InvalidRequestError
+from provider.handlers import empty, read_json
+from provider.keys import CONFIG
+from provider.models import DEFAULT_NAMESPACE, FunctionDeployment, ScaleRequest, check_dns_label, namespace_of
+from provider.swarm_functions import SwarmFunctions
+from servicekit.version import __version__, commit_sha
+
+SWARM = web.AppKey("swarm", SwarmFunctions)
+
+
+def _query_namespace(request: web.Request) -> str:
+    return check_dns_label("namespace", request.query.get("namespace", "").strip() or DEFAULT_NAMESPACE)
+
+
+async def list_functions(request: web.Request) -> web.Response:
+    statuses = await request.app[SWARM].list_functions(_query_namespace(request))
+    return web.json_response([s.to_json() for s in statuses])
+
+
+async def function_status(request: web.Request) -> web.Response:
+    name = check_dns_label("function name", request.match_info["name"])
+    status = await request.app[SWARM].status(_query_namespace(request), name)
+    return web.json_response(status.to_json())
+
+
+async def deploy_function(request: web.Request) -> web.Response:
+    spec = FunctionDeployment.parse(await read_json(request, "FunctionDeployment"))
+    await request.app[SWARM].deploy(spec)
+    return empty(202)
+
+
+async def update_function(request: web.Request) -> web.Response:
+    spec = FunctionDeployment.parse(await read_json(request, "FunctionDeployment"))
+    await request.app[SWARM].update(spec)
+    return empty(202)
+
+
+async def delete_function(request: web.Request) -> web.Response:
+    body = await read_json(request, "DeleteFunctionRequest")
+    name = body.get("functionName")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidRequestError("functionName is required")
+    namespace = check_dns_label("namespace", namespace_of(body))
+    await request.app[SWARM].delete(namespace, check_dns_label("functionName", name.strip()))
+    return empty(200)
+
+
+async def scale_function(request: web.Request) -> web.Response:
+    body = await read_json(request, "ScaleServiceRequest")
+    scale = ScaleRequest.parse(
+        body, request.match_info["name"], request.query.get("namespace"), request.app[CONFIG].max_replicas
+    )
+    await request.app[SWARM].scale(scale.namespace, scale.service, scale.replicas)
+    return empty(200)
+
+
+async def info(request: web.Request) -> web.Response:
+    del request
+    return web.json_response(
+        {
+            "provider": "pyfaasd",
+            "version": {"sha": commit_sha(), "release": __version__},
+            "orchestration": "swarm",
+        }
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    del request
+    return web.Response(status=200)

@@ -1,0 +1,200 @@
+"""Docker Swarm through aiodocker: services, their tasks and the overlay network (``PYFAASD_BACKEND=swarm``).
+
+The second module allowed to import aiodocker (pyproject's import contracts); like ``provider/docker_runtime.py``
+everything leaving it is a typed dataclass or one of the provider's errors. Service specs are built by
+``provider/swarm_spec.py``; this module only sends them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Any
+
+import aiodocker
+import aiohttp
+import structlog
+
+from provider.errors import DockerUnavailableError, FunctionNotFoundError, RuntimeFailureError
+
+log = structlog.get_logger("provider.swarm")
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A function's Swarm service as the provider needs to see it."""
+
+    id: str
+    name: str
+    version: int  # the spec version an update must name
+    labels: Mapping[str, str]
+    replicas: int  # desired
+    spec: Mapping[str, Any]  # the service spec as Swarm holds it (for updates)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task (one replica) of a service: where it should be and where it is, and its address on the overlay."""
+
+    id: str
+    service_id: str
+    state: str  # Status.State: new, pending, ..., running, complete, failed, shutdown
+    desired_state: str
+    ip: IPv4Address | None  # on the functions' overlay network
+    node_id: str
+    error: str = ""  # why Swarm could not run it (Status.Err: no such image, no suitable node, ...)
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running" and self.desired_state == "running"
+
+
+def _error(action: str, e: aiodocker.DockerError) -> RuntimeFailureError:
+    message = e.message if isinstance(e.message, str) else str(e.message)
+    return RuntimeFailureError(f"swarm could not {action}: {message}")
+
+
+class SwarmRuntime:
+    def __init__(self, client: aiodocker.Docker, network: str) -> None:
+        self._docker = client
+        self._network = network
+        self._network_id = ""
+
+    @classmethod
+    async def connect(cls, network: str) -> SwarmRuntime:
+        """Reach the engine and check it is a Swarm manager (503 otherwise: nothing could be deployed)."""
+        client = aiodocker.Docker()
+        try:
+            info = await client.system.info()
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as e:
+            await client.close()
+            raise DockerUnavailableError(f"cannot reach the Docker Engine: {e}") from e
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            await client.close()
+            raise DockerUnavailableError(
+                "PYFAASD_BACKEND=swarm needs this Docker Engine to be a Swarm manager "
+                "(docker swarm init, or run the provider on a manager node)"
+            )
+        return cls(client, network)
+
+    async def close(self) -> None:
+        await self._docker.close()
+
+    @property
+    def network_id(self) -> str:
+        return self._network_id
+
+    # -- the overlay -------------------------------------------------------------------------------------
+
+    async def ensure_network(self, labels: Mapping[str, str]) -> str:
+        """The attachable overlay the functions join (created when missing); its ID."""
+        try:
+            found = await self._docker.networks.list(filters={"name": [self._network], "driver": ["overlay"]})
+            for net in found:
+                if net.get("Name") == self._network:
+                    self._network_id = str(net["Id"])
+                    return self._network_id
+            made = await self._docker.networks.create(
+                {
+                    "Name": self._network,
+                    "Driver": "overlay",
+                    "Attachable": True,
+                    "CheckDuplicate": True,
+                    "Labels": dict(labels),
+                }
+            )
+        except aiodocker.DockerError as e:
+            raise _error(f"create the overlay network {self._network}", e) from e
+        self._network_id = made.id
+        log.info("overlay_created", network=self._network, id=made.id)
+        return self._network_id
+
+    # -- services ----------------------------------------------------------------------------------------
+
+    async def services(self, label: str) -> list[Service]:
+        """The services carrying ``label`` (``key=value``)."""
+        try:
+            found = await self._docker.services.list(filters={"label": [label]})
+        except aiodocker.DockerError as e:
+            raise _error("list services", e) from e
+        return [_service(s) for s in found]
+
+    async def service(self, name: str) -> Service | None:
+        try:
+            return _service(await self._docker.services.inspect(name))
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                return None
+            raise _error(f"inspect the service {name}", e) from e
+
+    async def create_service(self, spec: Mapping[str, Any]) -> str:
+        try:
+            made = await self._docker._query_json("services/create", method="POST", data=dict(spec))
+        except aiodocker.DockerError as e:
+            raise _error(f"create the service {spec.get('Name')}", e) from e
+        return str(made["ID"])
+
+    async def update_service(self, service: Service, spec: Mapping[str, Any]) -> None:
+        """Replace the service's spec (Swarm rolls the tasks as its UpdateConfig says)."""
+        try:
+            await self._docker._query_json(
+                f"services/{service.id}/update", method="POST", params={"version": service.version}, data=dict(spec)
+            )
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                raise FunctionNotFoundError(f"the service {service.name} is gone") from e
+            raise _error(f"update the service {service.name}", e) from e
+
+    async def remove_service(self, service_id: str) -> None:
+        """Remove a service (its tasks stop); a no-op when it is gone."""
+        try:
+            await self._docker.services.delete(service_id)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error(f"remove the service {service_id}", e) from e
+
+    async def tasks(self, service_ids: list[str]) -> list[Task]:
+        """The tasks of these services, on every node (a manager sees them all)."""
+        if not service_ids:
+            return []
+        try:
+            found = await self._docker.tasks.list(filters={"service": service_ids})
+        except aiodocker.DockerError as e:
+            raise _error("list tasks", e) from e
+        return [self._task(t) for t in found]
+
+    def _task(self, raw: Mapping[str, Any]) -> Task:
+        ip: IPv4Address | None = None
+        for attachment in raw.get("NetworksAttachments") or []:
+            network = attachment.get("Network") or {}
+            if network.get("ID") != self._network_id:
+                continue
+            for address in attachment.get("Addresses") or []:
+                interface = IPv4Interface(address)
+                ip = interface.ip
+        status = raw.get("Status") or {}
+        return Task(
+            id=str(raw["ID"]),
+            service_id=str(raw.get("ServiceID", "")),
+            state=str(status.get("State", "")),
+            desired_state=str(raw.get("DesiredState", "")),
+            ip=ip,
+            node_id=str(raw.get("NodeID", "")),
+            error=str(status.get("Err", "")),
+        )
+
+
+def _service(raw: Mapping[str, Any]) -> Service:
+    spec = raw.get("Spec") or {}
+    mode = spec.get("Mode") or {}
+    replicated = mode.get("Replicated") or {}
+    return Service(
+        id=str(raw["ID"]),
+        name=str(spec.get("Name", "")),
+        version=int((raw.get("Version") or {}).get("Index", 0)),
+        labels=dict(spec.get("Labels") or {}),
+        replicas=int(replicated.get("Replicas", 0)),
+        spec=spec,
+    )

@@ -1,0 +1,73 @@
+"""Run the provider with ``PYFAASD_BACKEND=swarm``: Swarm services on an attachable overlay, no bridge.
+
+The provider must run on a Swarm manager, attached to the overlay (it probes task addresses on it): see
+docs/swarm.md. Stopping the provider stops the API and the publisher; the services keep running in Swarm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+from aiohttp import web
+
+from provider.config import ProviderConfig
+from provider.namespaces import NamespaceStore
+from provider.readiness import HttpProbe
+from provider.state_lock import state_dir_lock
+from provider.swarm_app import create_swarm_app
+from provider.swarm_functions import Publisher, SwarmFunctions
+from provider.swarm_runtime import SwarmRuntime
+from provider.swarm_spec import LABEL_NETWORK
+from servicekit.auth import ensure_credentials
+from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
+
+log = structlog.get_logger("provider")
+
+SHUTDOWN_TIMEOUT_S = 10.0
+MAX_CONNECTIONS = 1024
+
+
+async def serve_swarm(
+    config: ProviderConfig,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[], object] | None = None,
+    on_stopping: Callable[[], object] | None = None,
+) -> None:
+    """Serve until ``stop`` is set, then finish in-flight requests and return."""
+    with state_dir_lock(config.state_dir):
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        credentials, created = ensure_credentials(config.secrets_dir)
+        if created:
+            log.info("credentials_created", directory=str(config.secrets_dir), user=credentials.user)
+        runtime = await SwarmRuntime.connect(config.swarm_network)
+        probe = HttpProbe(config.function_port)
+        publisher = Publisher(config, runtime, probe)
+        try:
+            await runtime.ensure_network({LABEL_NETWORK: config.swarm_network})
+            namespace_store = NamespaceStore(config.state_dir / "namespaces")
+            functions = SwarmFunctions(config, runtime, publisher, namespace_store)
+            await publisher.refresh()  # the hosts file says what runs before the API answers
+            publisher.start()
+            app = create_swarm_app(config, credentials, functions, namespace_store)
+            runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+            try:
+                await runner.setup()
+                limits = ClientLimits(config.header_timeout_s, config.idle_timeout_s, MAX_CONNECTIONS)
+                site = LimitedSite(runner, config.host, config.port, ClientGuard(limits), reuse_address=True)
+                await site.start()
+                log.info("provider_listening", address=f"{config.host}:{config.port}", backend="swarm")
+                if on_ready is not None:
+                    on_ready()
+                await stop.wait()
+                log.info("provider_stopping")
+                if on_stopping is not None:
+                    on_stopping()
+            finally:
+                await runner.cleanup()
+        finally:
+            await publisher.close()
+            await probe.close()
+            await runtime.close()
