@@ -15,9 +15,10 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
-from typing import Final
+from typing import Any, Final, Protocol
 
 import structlog
 
@@ -34,7 +35,7 @@ from provider.errors import (
 from provider.models import FunctionDeployment, FunctionStatus, format_time
 from provider.namespaces import NamespaceStore
 from provider.runtime import Probe
-from provider.swarm_runtime import Service, SwarmRuntime, Task
+from provider.swarm_runtime import Service, Task
 from provider.swarm_spec import LABEL_NETWORK, service_name, service_spec, with_replicas
 
 log = structlog.get_logger("provider.swarm")
@@ -44,10 +45,27 @@ WAIT_STEP_S: Final = 0.2
 _NEVER = datetime(1, 1, 1, tzinfo=UTC)
 
 
+class Swarm(Protocol):
+    """What the operations need of Swarm; ``provider/swarm_runtime.py``'s ``SwarmRuntime`` implements it, the unit
+    tests an in-memory one."""
+
+    async def services(self, label: str) -> list[Service]: ...
+
+    async def service(self, name: str) -> Service | None: ...
+
+    async def create_service(self, spec: Mapping[str, Any]) -> str: ...
+
+    async def update_service(self, service: Service, spec: Mapping[str, Any]) -> None: ...
+
+    async def remove_service(self, service_id: str) -> None: ...
+
+    async def tasks(self, service_ids: list[str]) -> list[Task]: ...
+
+
 class Publisher:
     """The ready tasks of this instance's services, written into the hosts file as they change."""
 
-    def __init__(self, config: ProviderConfig, runtime: SwarmRuntime, probe: Probe) -> None:
+    def __init__(self, config: ProviderConfig, runtime: Swarm, probe: Probe) -> None:
         self._config = config
         self._runtime = runtime
         self._probe = probe
@@ -116,7 +134,7 @@ def _failures(tasks: list[Task], keys: dict[str, tuple[str, str]]) -> dict[tuple
 
 class SwarmFunctions:
     def __init__(
-        self, config: ProviderConfig, runtime: SwarmRuntime, publisher: Publisher, namespaces: NamespaceStore
+        self, config: ProviderConfig, runtime: Swarm, publisher: Publisher, namespaces: NamespaceStore
     ) -> None:
         self._config = config
         self._runtime = runtime
