@@ -11,6 +11,7 @@ from provider.keys import CONFIG, CREDENTIALS, NAMESPACES
 from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.swarm_functions import SwarmFunctions
+from provider.swarm_secrets import SwarmSecrets
 from servicekit.auth import Credentials
 from servicekit.metrics import CONTENT_TYPE, Registry
 
@@ -18,7 +19,11 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 
 
 def create_swarm_app(
-    config: ProviderConfig, credentials: Credentials, functions: SwarmFunctions, namespace_store: NamespaceStore
+    config: ProviderConfig,
+    credentials: Credentials,
+    functions: SwarmFunctions,
+    secrets: SwarmSecrets,
+    namespace_store: NamespaceStore,
 ) -> web.Application:
     registry = Registry()
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe(registry), basic_auth, errors])
@@ -26,6 +31,7 @@ def create_swarm_app(
     app[CREDENTIALS] = credentials
     app[NAMESPACES] = namespace_store
     app[swarm.SWARM] = functions
+    app[swarm.SWARM_SECRETS] = secrets
 
     async def metrics(request: web.Request) -> web.Response:
         del request
@@ -40,6 +46,10 @@ def create_swarm_app(
             web.delete("/system/functions", swarm.delete_function),
             web.get(f"/system/function/{name}", swarm.function_status),
             web.post(f"/system/scale-function/{name}", swarm.scale_function),
+            web.get("/system/secrets", swarm.list_secrets),
+            web.post("/system/secrets", swarm.create_secret),
+            web.put("/system/secrets", swarm.update_secret),
+            web.delete("/system/secrets", swarm.delete_secret),
             web.get("/system/info", swarm.info),
             web.get("/system/namespaces", namespaces.list_namespaces),
             web.get("/healthz", swarm.healthz),

@@ -15,10 +15,9 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
-from typing import Any, Final, Protocol
+from typing import Final
 
 import structlog
 
@@ -30,36 +29,19 @@ from provider.errors import (
     FunctionExistsError,
     FunctionNotFoundError,
     FunctionStartError,
-    InvalidRequestError,
 )
 from provider.models import FunctionDeployment, FunctionStatus, format_time
 from provider.namespaces import NamespaceStore
 from provider.runtime import Probe
-from provider.swarm_runtime import Service, Task
-from provider.swarm_spec import LABEL_NETWORK, service_name, service_spec, with_replicas
+from provider.swarm_runtime import Service, Swarm, Task
+from provider.swarm_secrets import SwarmSecrets
+from provider.swarm_spec import LABEL_NETWORK, SecretMount, service_name, service_spec, with_replicas
 
 log = structlog.get_logger("provider.swarm")
 
 PUBLISH_INTERVAL_S: Final = 0.5
 WAIT_STEP_S: Final = 0.2
 _NEVER = datetime(1, 1, 1, tzinfo=UTC)
-
-
-class Swarm(Protocol):
-    """What the operations need of Swarm; ``provider/swarm_runtime.py``'s ``SwarmRuntime`` implements it, the unit
-    tests an in-memory one."""
-
-    async def services(self, label: str) -> list[Service]: ...
-
-    async def service(self, name: str) -> Service | None: ...
-
-    async def create_service(self, spec: Mapping[str, Any]) -> str: ...
-
-    async def update_service(self, service: Service, spec: Mapping[str, Any]) -> None: ...
-
-    async def remove_service(self, service_id: str) -> None: ...
-
-    async def tasks(self, service_ids: list[str]) -> list[Task]: ...
 
 
 class Publisher:
@@ -134,9 +116,15 @@ def _failures(tasks: list[Task], keys: dict[str, tuple[str, str]]) -> dict[tuple
 
 class SwarmFunctions:
     def __init__(
-        self, config: ProviderConfig, runtime: Swarm, publisher: Publisher, namespaces: NamespaceStore
+        self,
+        config: ProviderConfig,
+        runtime: Swarm,
+        publisher: Publisher,
+        namespaces: NamespaceStore,
+        secrets: SwarmSecrets,
     ) -> None:
         self._config = config
+        self._secrets = secrets
         self._runtime = runtime
         self._publisher = publisher
         self._namespaces = namespaces
@@ -174,16 +162,18 @@ class SwarmFunctions:
     # -- deploy, update, delete, scale -----------------------------------------------------------------
 
     async def deploy(self, spec: FunctionDeployment) -> FunctionStatus:
-        self._check_deployable(spec)
         key = (spec.namespace, spec.service)
         async with self._locks[key]:
+            secrets = await self._check_deployable(spec)
             if await self._runtime.service(service_name(spec.namespace, spec.service)) is not None:
                 raise FunctionExistsError(
                     f"function {spec.service}.{spec.namespace} already exists (update it with PUT /system/functions)"
                 )
             replicas = spec.scale_min(self._config.max_replicas)
             created = format_time(datetime.now(UTC))
-            body = service_spec(spec, self._config, replicas=replicas, created=created, generation=uuid.uuid4().hex)
+            body = service_spec(
+                spec, self._config, replicas=replicas, created=created, generation=uuid.uuid4().hex, secrets=secrets
+            )
             service_id = await self._runtime.create_service(body)
             try:
                 await self._await_ready(key, replicas)
@@ -194,9 +184,9 @@ class SwarmFunctions:
             return await self.status(spec.namespace, spec.service)
 
     async def update(self, spec: FunctionDeployment) -> FunctionStatus:
-        self._check_deployable(spec)
         async with self._locks[(spec.namespace, spec.service)]:
             service = await self._service(spec.namespace, spec.service)
+            secrets = await self._check_deployable(spec)
             if service.labels.get(LABEL_SPEC) == spec.to_label():
                 log.info("function_unchanged", function=spec.service, namespace=spec.namespace)
                 return self._status(service)
@@ -206,6 +196,7 @@ class SwarmFunctions:
                 replicas=service.replicas,
                 created=service.labels.get(LABEL_CREATED, format_time(datetime.now(UTC))),
                 generation=uuid.uuid4().hex,
+                secrets=secrets,
             )
             await self._runtime.update_service(service, body)  # Swarm rolls the tasks, new ones first
             log.info("function_updated", function=spec.service, namespace=spec.namespace, replicas=service.replicas)
@@ -228,14 +219,11 @@ class SwarmFunctions:
 
     # -- checks ------------------------------------------------------------------------------------------
 
-    def _check_deployable(self, spec: FunctionDeployment) -> None:
+    async def _check_deployable(self, spec: FunctionDeployment) -> list[SecretMount]:
+        """The checks before anything is made (400s); the secrets the deployment mounts."""
         self._namespaces.require(spec.namespace)
         spec.scale_labels(self._config.max_replicas)
-        if spec.secrets:
-            raise InvalidRequestError(
-                f"function {spec.service}.{spec.namespace} asks for secrets ({', '.join(spec.secrets)}): the swarm "
-                "backend does not mount secrets yet (docs/swarm.md)"
-            )
+        return await self._secrets.mounts(spec.namespace, spec.secrets)
 
     async def _await_ready(self, key: tuple[str, str], replicas: int) -> None:
         """Until ``replicas`` tasks of the function answer healthy; FunctionStartError (422) with Swarm's last

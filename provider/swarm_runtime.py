@@ -7,10 +7,11 @@ everything leaving it is a typed dataclass or one of the provider's errors. Serv
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Any
+from typing import Any, Protocol
 
 import aiodocker
 import aiohttp
@@ -48,6 +49,39 @@ class Task:
     @property
     def running(self) -> bool:
         return self.state == "running" and self.desired_state == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """A Swarm secret (its value cannot be read back)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    created: str  # RFC 3339, as Swarm reports it
+
+
+class Swarm(Protocol):
+    """What the operations need of Swarm; ``SwarmRuntime`` implements it, the unit
+    tests an in-memory one."""
+
+    async def services(self, label: str) -> list[Service]: ...
+
+    async def service(self, name: str) -> Service | None: ...
+
+    async def create_service(self, spec: Mapping[str, Any]) -> str: ...
+
+    async def update_service(self, service: Service, spec: Mapping[str, Any]) -> None: ...
+
+    async def remove_service(self, service_id: str) -> None: ...
+
+    async def tasks(self, service_ids: list[str]) -> list[Task]: ...
+
+    async def secrets(self, label: str) -> list[SecretInfo]: ...
+
+    async def create_secret(self, name: str, value: bytes, labels: Mapping[str, str]) -> str: ...
+
+    async def remove_secret(self, secret_id: str) -> None: ...
 
 
 def _error(action: str, e: aiodocker.DockerError) -> RuntimeFailureError:
@@ -154,6 +188,41 @@ class SwarmRuntime:
         except aiodocker.DockerError as e:
             if e.status != 404:
                 raise _error(f"remove the service {service_id}", e) from e
+
+    # -- secrets -----------------------------------------------------------------------------------------
+
+    async def secrets(self, label: str) -> list[SecretInfo]:
+        """The secrets carrying ``label`` (``key=value``)."""
+        try:
+            found = await self._docker.secrets.list(filters={"label": [label]})
+        except aiodocker.DockerError as e:
+            raise _error("list secrets", e) from e
+        return [
+            SecretInfo(
+                id=str(raw["ID"]),
+                name=str((raw.get("Spec") or {}).get("Name", "")),
+                labels=dict((raw.get("Spec") or {}).get("Labels") or {}),
+                created=str(raw.get("CreatedAt", "")),
+            )
+            for raw in found
+        ]
+
+    async def create_secret(self, name: str, value: bytes, labels: Mapping[str, str]) -> str:
+        try:
+            made = await self._docker.secrets.create(
+                name, base64.b64encode(value).decode(), b64=True, labels=dict(labels)
+            )
+        except aiodocker.DockerError as e:
+            raise _error(f"create the secret {name}", e) from e
+        return str(made["ID"])
+
+    async def remove_secret(self, secret_id: str) -> None:
+        """Remove a secret; a no-op when it is gone."""
+        try:
+            await self._docker.secrets.delete(secret_id)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error(f"remove the secret {secret_id}", e) from e
 
     async def tasks(self, service_ids: list[str]) -> list[Task]:
         """The tasks of these services, on every node (a manager sees them all)."""

@@ -19,6 +19,7 @@ from provider.state_lock import state_dir_lock
 from provider.swarm_app import create_swarm_app
 from provider.swarm_functions import Publisher, SwarmFunctions
 from provider.swarm_runtime import SwarmRuntime
+from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import LABEL_NETWORK
 from servicekit.auth import ensure_credentials
 from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
@@ -48,10 +49,11 @@ async def serve_swarm(
         try:
             await runtime.ensure_network({LABEL_NETWORK: config.swarm_network})
             namespace_store = NamespaceStore(config.state_dir / "namespaces")
-            functions = SwarmFunctions(config, runtime, publisher, namespace_store)
+            secrets = SwarmSecrets(config, runtime, namespace_store)
+            functions = SwarmFunctions(config, runtime, publisher, namespace_store, secrets)
             await publisher.refresh()  # the hosts file says what runs before the API answers
             publisher.start()
-            app = create_swarm_app(config, credentials, functions, namespace_store)
+            app = create_swarm_app(config, credentials, functions, secrets, namespace_store)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             try:
                 await runner.setup()

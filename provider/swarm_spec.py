@@ -8,11 +8,12 @@ replica itself), and rolling updates that start the new task before stopping the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 from provider.config import ProviderConfig
-from provider.container_spec import DEFAULT_HEALTHCHECK_INTERVAL
+from provider.container_spec import DEFAULT_HEALTHCHECK_INTERVAL, SECRETS_MOUNT
 from provider.docker_runtime import LABEL_CREATED, LABEL_FUNCTION, LABEL_GENERATION, LABEL_NAMESPACE, LABEL_SPEC
 from provider.models import FunctionDeployment
 
@@ -27,6 +28,25 @@ HEALTHCHECK: Final = ["CMD", "fwatchdog", "--run-healthcheck"]
 TMPFS_SIZE_BYTES: Final = 64 * 2**20
 
 
+SECRET_MODE: Final = 0o440  # root and the PYFAASD_SECRETS_GID group, as the docker backend's files
+
+
+@dataclass(frozen=True, slots=True)
+class SecretMount:
+    """A Swarm secret a function mounts at ``/var/openfaas/secrets/<name>``."""
+
+    id: str
+    swarm_name: str  # versioned by content (Swarm secrets cannot change)
+    name: str  # the name the function asked for
+
+    def reference(self, gid: int) -> dict[str, Any]:
+        return {
+            "SecretID": self.id,
+            "SecretName": self.swarm_name,
+            "File": {"Name": f"{SECRETS_MOUNT}/{self.name}", "UID": "0", "GID": str(gid), "Mode": SECRET_MODE},
+        }
+
+
 def service_name(namespace: str, name: str) -> str:
     """``<namespace>_<name>``, the way ``docker stack`` names services; ``_`` is in no DNS label, so this is
     unambiguous."""
@@ -34,7 +54,13 @@ def service_name(namespace: str, name: str) -> str:
 
 
 def service_spec(
-    spec: FunctionDeployment, config: ProviderConfig, *, replicas: int, created: str, generation: str
+    spec: FunctionDeployment,
+    config: ProviderConfig,
+    *,
+    replicas: int,
+    created: str,
+    generation: str,
+    secrets: Sequence[SecretMount] = (),
 ) -> dict[str, Any]:
     env = [f"{k}={v}" for k, v in spec.env_vars.items() if k != "fprocess"]
     if spec.env_process:
@@ -62,6 +88,8 @@ def service_spec(
         "StopGracePeriod": int(config.stop_timeout_s * NANOS),
         "Privileges": {"NoNewPrivileges": True},
         "CapabilityDrop": ["ALL"],
+        "Groups": [str(config.secrets_gid)],
+        "Secrets": [secret.reference(config.secrets_gid) for secret in secrets],
     }
     container["Healthcheck"] = {
         "Test": HEALTHCHECK,
@@ -98,6 +126,17 @@ def with_replicas(spec: Mapping[str, Any], replicas: int) -> dict[str, Any]:
     out = dict(spec)
     out["Mode"] = {"Replicated": {"Replicas": replicas}}
     return out
+
+
+def with_secret(spec: Mapping[str, Any], old_id: str, new: SecretMount, gid: int) -> dict[str, Any]:
+    """A service spec as Swarm holds it with the secret ``old_id`` replaced by ``new`` (a rolling update)."""
+    template = dict(spec["TaskTemplate"])
+    container = dict(template["ContainerSpec"])
+    container["Secrets"] = [
+        new.reference(gid) if ref.get("SecretID") == old_id else ref for ref in container.get("Secrets") or []
+    ]
+    template["ContainerSpec"] = container
+    return {**spec, "TaskTemplate": template}
 
 
 def _resources(spec: FunctionDeployment, config: ProviderConfig) -> dict[str, Any]:

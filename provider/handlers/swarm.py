@@ -10,11 +10,21 @@ from aiohttp import web
 from provider.errors import InvalidRequestError
 from provider.handlers import empty, read_json
 from provider.keys import CONFIG
-from provider.models import DEFAULT_NAMESPACE, FunctionDeployment, ScaleRequest, check_dns_label, namespace_of
+from provider.models import (
+    DEFAULT_NAMESPACE,
+    FunctionDeployment,
+    ScaleRequest,
+    SecretRequest,
+    check_dns_label,
+    check_secret_name,
+    namespace_of,
+)
 from provider.swarm_functions import SwarmFunctions
+from provider.swarm_secrets import SwarmSecrets
 from servicekit.version import __version__, commit_sha
 
 SWARM = web.AppKey("swarm", SwarmFunctions)
+SWARM_SECRETS = web.AppKey("swarm_secrets", SwarmSecrets)
 
 
 def _query_namespace(request: web.Request) -> str:
@@ -60,6 +70,33 @@ async def scale_function(request: web.Request) -> web.Response:
         body, request.match_info["name"], request.query.get("namespace"), request.app[CONFIG].max_replicas
     )
     await request.app[SWARM].scale(scale.namespace, scale.service, scale.replicas)
+    return empty(200)
+
+
+async def list_secrets(request: web.Request) -> web.Response:
+    namespace = _query_namespace(request)
+    names = await request.app[SWARM_SECRETS].names(namespace)
+    return web.json_response([{"name": n, "namespace": namespace} for n in names])
+
+
+async def create_secret(request: web.Request) -> web.Response:
+    secret = SecretRequest.parse(await read_json(request, "Secret"), need_value=True)
+    await request.app[SWARM_SECRETS].create(secret.namespace, secret.name, secret.value)
+    return empty(201)
+
+
+async def update_secret(request: web.Request) -> web.Response:
+    secret = SecretRequest.parse(await read_json(request, "Secret"), need_value=True)
+    await request.app[SWARM_SECRETS].update(secret.namespace, secret.name, secret.value)
+    return empty(200)
+
+
+async def delete_secret(request: web.Request) -> web.Response:
+    # as the docker backend: the namespace in the body (faas-cli), else in the query (faasd)
+    body = await read_json(request, "Secret")
+    name = check_secret_name(str(body.get("name") or ""))
+    namespace = check_dns_label("namespace", namespace_of(body) if body.get("namespace") else _query_namespace(request))
+    await request.app[SWARM_SECRETS].delete(namespace, name)
     return empty(200)
 
 

@@ -151,6 +151,8 @@ def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
                 proc.wait(5)
         for service in made.services():
             docker("service", "rm", service, check=False)
+        for secret in docker("secret", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
+            docker("secret", "rm", secret, check=False)
         docker("rm", "-f", anchor, check=False)
         # the overlay goes once the tasks' containers are gone
         deadline = time.monotonic() + 30
@@ -218,11 +220,11 @@ def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmSt
     assert set(answers) == {200}, answers
     wait_for(lambda: len(stack.hosts(name)) == 2, 30, 0.2, "the two new tasks in the hosts file")
 
-    # secrets are refused with a 400 naming why, and leave no service behind
+    # a missing secret is refused with a 400 naming it, and leaves no service behind
     other = unique_name("sw")
-    refused = stack.call("POST", "/system/functions", {"service": other, "image": ECHO, "secrets": ["s"]})
+    refused = stack.call("POST", "/system/functions", {"service": other, "image": ECHO, "secrets": ["nope"]})
     assert refused.status == 400
-    assert "secrets" in refused.text
+    assert "nope" in refused.text
     assert f"openfaas-fn_{other}" not in stack.services()
 
     # delete: the service and its hosts lines go
@@ -230,3 +232,35 @@ def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmSt
     assert stack.hosts(name) == []
     assert f"openfaas-fn_{name}" not in stack.services()
     assert stack.call("GET", f"/system/function/{name}").status == 404
+
+
+def test_secrets_are_swarm_secrets_mounted_where_functions_read_them(stack: SwarmStack) -> None:
+    secret = unique_name("db")
+    assert stack.call("POST", "/system/secrets", {"name": secret, "value": "one"}).status == 201
+    assert stack.call("POST", "/system/secrets", {"name": secret, "value": "one"}).status == 409
+    assert {"name": secret, "namespace": "openfaas-fn"} in stack.call("GET", "/system/secrets").json()
+
+    name = unique_name("sw")
+    deployed = stack.call("POST", "/system/functions", {"service": name, "image": ECHO, "secrets": [secret]})
+    assert deployed.status == 202, deployed.text
+
+    def mounted() -> str:
+        ids = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name=openfaas-fn_{name}").split()
+        if len(ids) != 1:
+            return ""  # the old task still stopping, or the new one not there yet
+        return docker("exec", ids[0], "cat", f"/var/openfaas/secrets/{secret}", check=False)
+
+    assert mounted() == "one"  # readable by the function's own (non-root) user
+
+    # an update makes a new Swarm secret and rolls the function onto it
+    assert stack.call("PUT", "/system/secrets", {"name": secret, "value": "two"}).status == 200
+    wait_for(lambda: mounted() == "two", 60, 0.5, "the function to be rolled onto the new value")
+    swarm_secrets = docker("secret", "ls", "--filter", f"label=com.pyfaasd.secret={secret}", "--format", "{{.Name}}")
+    assert len(swarm_secrets.split()) == 1  # the old value is removed
+
+    in_use = stack.call("DELETE", "/system/secrets", {"name": secret})
+    assert in_use.status == 409
+    assert name in in_use.text
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+    assert stack.call("DELETE", "/system/secrets", {"name": secret}).status == 200
+    assert docker("secret", "ls", "--filter", f"label=com.pyfaasd.secret={secret}", "-q") == ""

@@ -15,11 +15,20 @@ import pytest
 
 from netconf import NetConfig, read_hosts
 from provider.config import ProviderConfig
-from provider.errors import FunctionExistsError, FunctionNotFoundError, FunctionStartError, InvalidRequestError
+from provider.errors import (
+    FunctionExistsError,
+    FunctionNotFoundError,
+    FunctionStartError,
+    SecretExistsError,
+    SecretInUseError,
+    SecretMissingError,
+    SecretNotFoundError,
+)
 from provider.models import FunctionDeployment
 from provider.namespaces import NamespaceStore
 from provider.swarm_functions import Publisher, SwarmFunctions
-from provider.swarm_runtime import Service, Task
+from provider.swarm_runtime import SecretInfo, Service, Task
+from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import service_spec
 
 
@@ -30,6 +39,7 @@ class MemorySwarm:
     addresses: itertools.count[int] = field(default_factory=lambda: itertools.count(2))
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     start_error: str = ""  # set: tasks fail with it instead of running
+    secrets_by_id: dict[str, tuple[SecretInfo, bytes]] = field(default_factory=dict)
 
     def _converge(self, service: Service) -> None:
         tasks = [t for t in self.tasks_of.get(service.id, []) if t.running]
@@ -74,6 +84,27 @@ class MemorySwarm:
     async def tasks(self, service_ids: list[str]) -> list[Task]:
         return [t for sid in service_ids for t in self.tasks_of.get(sid, [])]
 
+    async def secrets(self, label: str) -> list[SecretInfo]:
+        key, value = label.split("=", 1)
+        return [info for info, _ in self.secrets_by_id.values() if info.labels.get(key) == value]
+
+    async def create_secret(self, name: str, value: bytes, labels: Mapping[str, str]) -> str:
+        assert all(info.name != name for info, _ in self.secrets_by_id.values()), "Swarm refuses a taken name"
+        n = next(self.ids)
+        self.secrets_by_id[f"x{n}"] = (SecretInfo(f"x{n}", name, dict(labels), f"2026-12-02T00:00:{n:02d}Z"), value)
+        return f"x{n}"
+
+    async def remove_secret(self, secret_id: str) -> None:
+        for service in self.services_by_name.values():
+            refs = service.spec["TaskTemplate"]["ContainerSpec"]["Secrets"]
+            assert all(ref["SecretID"] != secret_id for ref in refs), "Swarm refuses to remove a secret in use"
+        self.secrets_by_id.pop(secret_id, None)
+
+    def mounted(self, service: str) -> dict[str, bytes]:
+        """What the service's tasks would find under /var/openfaas/secrets."""
+        refs = self.services_by_name[service].spec["TaskTemplate"]["ContainerSpec"]["Secrets"]
+        return {ref["File"]["Name"]: self.secrets_by_id[ref["SecretID"]][1] for ref in refs}
+
 
 def _replicas(spec: Mapping[str, Any]) -> int:
     return int(spec["Mode"]["Replicated"]["Replicas"])
@@ -99,6 +130,7 @@ class Backend:
     probe: Probe
     publisher: Publisher
     functions: SwarmFunctions
+    secrets: SwarmSecrets
     hosts: Path
 
     def published(self, name: str) -> list[str]:
@@ -110,10 +142,12 @@ async def backend(tmp_path: Path) -> AsyncIterator[Backend]:
     config = ProviderConfig(net=NetConfig(state_dir=tmp_path), swarm_network="fnnet", ready_timeout_s=1.2)
     swarm, probe = MemorySwarm(), Probe()
     publisher = Publisher(config, swarm, probe)
-    functions = SwarmFunctions(config, swarm, publisher, NamespaceStore(tmp_path / "namespaces"))
+    namespaces = NamespaceStore(tmp_path / "namespaces")
+    secrets = SwarmSecrets(config, swarm, namespaces)
+    functions = SwarmFunctions(config, swarm, publisher, namespaces, secrets)
     publisher.start()
     try:
-        yield Backend(swarm, probe, publisher, functions, config.hosts_path)
+        yield Backend(swarm, probe, publisher, functions, secrets, config.hosts_path)
     finally:
         await publisher.close()
 
@@ -170,10 +204,32 @@ async def test_scale_update_and_delete(backend: Backend) -> None:
         await backend.functions.status("openfaas-fn", "echo")
 
 
-async def test_secrets_are_refused_before_anything_is_made(backend: Backend) -> None:
-    with pytest.raises(InvalidRequestError, match="secrets"):
+async def test_a_missing_secret_is_refused_before_anything_is_made(backend: Backend) -> None:
+    with pytest.raises(SecretMissingError, match="db"):
         await backend.functions.deploy(echo(secrets=["db"]))
     assert backend.swarm.services_by_name == {}
+
+
+async def test_secrets_are_swarm_secrets_mounted_and_rolled_on_update(backend: Backend) -> None:
+    await backend.secrets.create("openfaas-fn", "db", b"one")
+    with pytest.raises(SecretExistsError):
+        await backend.secrets.create("openfaas-fn", "db", b"two")
+    assert await backend.secrets.names("openfaas-fn") == ["db"]
+    await backend.functions.deploy(echo(secrets=["db"]))
+    assert backend.swarm.mounted("openfaas-fn_echo") == {"/var/openfaas/secrets/db": b"one"}
+
+    await backend.secrets.update("openfaas-fn", "db", b"two")
+    assert backend.swarm.mounted("openfaas-fn_echo") == {"/var/openfaas/secrets/db": b"two"}
+    assert len(backend.swarm.secrets_by_id) == 1  # the old value is gone
+    with pytest.raises(SecretNotFoundError):
+        await backend.secrets.update("openfaas-fn", "nope", b"x")
+
+    with pytest.raises(SecretInUseError, match=r"echo\.openfaas-fn"):
+        await backend.secrets.delete("openfaas-fn", "db")
+    await backend.functions.delete("openfaas-fn", "echo")
+    await backend.secrets.delete("openfaas-fn", "db")
+    assert backend.swarm.secrets_by_id == {}
+    assert await backend.secrets.names("openfaas-fn") == []
 
 
 async def test_services_of_another_instance_are_not_seen(backend: Backend) -> None:

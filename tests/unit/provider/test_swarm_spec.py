@@ -6,7 +6,8 @@ import pytest
 
 from provider.config import Backend, ProviderConfig
 from provider.models import FunctionDeployment
-from provider.swarm_spec import LABEL_NETWORK, service_name, service_spec, with_replicas
+from provider.swarm_secrets import swarm_secret_name
+from provider.swarm_spec import LABEL_NETWORK, SecretMount, service_name, service_spec, with_replicas, with_secret
 from servicekit.settings import SettingError
 
 CONFIG = ProviderConfig(swarm_network="fnnet", pids_limit=256, stop_timeout_s=5.0)
@@ -62,3 +63,27 @@ def test_the_backend_setting() -> None:
     assert (config.backend, config.swarm_network) == (Backend.SWARM, "n1")
     with pytest.raises(SettingError, match="PYFAASD_BACKEND"):
         ProviderConfig.from_env({"PYFAASD_BACKEND": "kubernetes"})
+
+
+def test_secrets_are_mounted_where_functions_read_them_for_the_secrets_group() -> None:
+    mount = SecretMount("id1", "openfaas-fn_db_0123456789abcdef", "db")
+    out = service_spec(spec_of(secrets=["db"]), CONFIG, replicas=1, created="c", generation="g", secrets=[mount])
+    container = out["TaskTemplate"]["ContainerSpec"]
+    assert container["Groups"] == [str(CONFIG.secrets_gid)]
+    assert container["Secrets"] == [
+        {
+            "SecretID": "id1",
+            "SecretName": "openfaas-fn_db_0123456789abcdef",
+            "File": {"Name": "/var/openfaas/secrets/db", "UID": "0", "GID": str(CONFIG.secrets_gid), "Mode": 0o440},
+        }
+    ]
+    moved = with_secret(out, "id1", SecretMount("id2", "openfaas-fn_db_fedcba9876543210", "db"), CONFIG.secrets_gid)
+    assert [ref["SecretID"] for ref in moved["TaskTemplate"]["ContainerSpec"]["Secrets"]] == ["id2"]
+    assert out["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"] == "id1"  # the original is unchanged
+
+
+def test_swarm_secret_names_fit_swarms_limit_and_change_with_the_value() -> None:
+    long = swarm_secret_name("n" * 63, "s" * 63, b"v")
+    assert len(long) <= 64
+    assert swarm_secret_name("ns", "db", b"one") != swarm_secret_name("ns", "db", b"two")
+    assert swarm_secret_name("ns", "db", b"one").startswith("ns_db_")
