@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, Protocol
 
 import aiodocker
@@ -122,14 +122,14 @@ class SwarmRuntime:
 
     # -- the overlay -------------------------------------------------------------------------------------
 
-    async def ensure_network(self, labels: Mapping[str, str]) -> str:
-        """The attachable overlay the functions join (created when missing); its ID."""
+    async def ensure_network(self, labels: Mapping[str, str]) -> tuple[IPv4Network, ...]:
+        """The attachable overlay the functions join (created when missing); its subnets."""
         try:
             found = await self._docker.networks.list(filters={"name": [self._network], "driver": ["overlay"]})
             for net in found:
                 if net.get("Name") == self._network:
                     self._network_id = str(net["Id"])
-                    return self._network_id
+                    return _subnets(net)
             made = await self._docker.networks.create(
                 {
                     "Name": self._network,
@@ -143,7 +143,10 @@ class SwarmRuntime:
             raise _error(f"create the overlay network {self._network}", e) from e
         self._network_id = made.id
         log.info("overlay_created", network=self._network, id=made.id)
-        return self._network_id
+        try:
+            return _subnets(await made.show())
+        except aiodocker.DockerError as e:
+            raise _error(f"inspect the overlay network {self._network}", e) from e
 
     # -- services ----------------------------------------------------------------------------------------
 
@@ -253,6 +256,13 @@ class SwarmRuntime:
             node_id=str(raw.get("NodeID", "")),
             error=str(status.get("Err", "")),
         )
+
+
+def _subnets(network: Mapping[str, Any]) -> tuple[IPv4Network, ...]:
+    configs = (network.get("IPAM") or {}).get("Config") or []
+    return tuple(
+        IPv4Network(c["Subnet"]) for c in configs if isinstance(c.get("Subnet"), str) and ":" not in c["Subnet"]
+    )
 
 
 def _service(raw: Mapping[str, Any]) -> Service:

@@ -7,12 +7,15 @@ docs/swarm.md. Stopping the provider stops the API and the publisher; the servic
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
+from ipaddress import IPv4Address, IPv4Network
 
 import structlog
 from aiohttp import web
 
 from provider.config import ProviderConfig
+from provider.errors import NotOnOverlayError
 from provider.namespaces import NamespaceStore
 from provider.readiness import HttpProbe
 from provider.state_lock import state_dir_lock
@@ -28,6 +31,31 @@ log = structlog.get_logger("provider")
 
 SHUTDOWN_TIMEOUT_S = 10.0
 MAX_CONNECTIONS = 1024
+
+
+def source_address(destination: IPv4Address) -> IPv4Address | None:
+    """The address this network namespace would send from to ``destination`` (None: no route). A UDP connect
+    only asks the routing table: nothing is sent."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.connect((str(destination), 9))
+        except OSError:
+            return None
+        return IPv4Address(sock.getsockname()[0])
+
+
+def check_attached(network: str, subnets: tuple[IPv4Network, ...]) -> None:
+    """Refuse to start where the overlay's task addresses are not reachable directly: the health probes and the
+    gateway's requests would leave by the default route instead (docs/swarm.md, "What this machine allows")."""
+    for subnet in subnets:
+        source = source_address(subnet.network_address + 1)
+        if source is not None and source in subnet:
+            return
+    raise NotOnOverlayError(
+        f"the provider is not attached to the overlay network {network} "
+        f"({', '.join(map(str, subnets)) or 'no IPv4 subnet'}): with PYFAASD_BACKEND=swarm it must run in a network "
+        "namespace attached to it, e.g. an anchor container's (docs/swarm.md)"
+    )
 
 
 async def serve_swarm(
@@ -47,7 +75,7 @@ async def serve_swarm(
         probe = HttpProbe(config.function_port)
         publisher = Publisher(config, runtime, probe)
         try:
-            await runtime.ensure_network({LABEL_NETWORK: config.swarm_network})
+            check_attached(config.swarm_network, await runtime.ensure_network({LABEL_NETWORK: config.swarm_network}))
             namespace_store = NamespaceStore(config.state_dir / "namespaces")
             secrets = SwarmSecrets(config, runtime, namespace_store)
             functions = SwarmFunctions(config, runtime, publisher, namespace_store, secrets)

@@ -24,7 +24,7 @@ import pytest
 
 from netconf import read_hosts
 from tests.docker_support import require_image, unique_name
-from tests.helpers import ROOT, docker_available
+from tests.helpers import ROOT, docker_available, free_port
 from tests.provider_harness import Reply, http, wait_for
 
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
@@ -52,11 +52,14 @@ def swarm() -> Iterator[None]:
     state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
     if state != "inactive":
         pytest.skip(f"this engine is already in a swarm ({state}); the test only uses a swarm it makes itself")
+    had_gwbridge = "docker_gwbridge" in docker("network", "ls", "--format", "{{.Name}}").split()
     docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     try:
         yield
     finally:
         docker("swarm", "leave", "--force", check=False)
+        if not had_gwbridge:  # swarm init made it and leaving keeps it
+            docker("network", "rm", "docker_gwbridge", check=False)
 
 
 @dataclass
@@ -264,3 +267,18 @@ def test_secrets_are_swarm_secrets_mounted_where_functions_read_them(stack: Swar
     assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
     assert stack.call("DELETE", "/system/secrets", {"name": secret}).status == 200
     assert docker("secret", "ls", "--filter", f"label=com.pyfaasd.secret={secret}", "-q") == ""
+
+
+def test_a_provider_not_attached_to_the_overlay_refuses_to_start(stack: SwarmStack, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYFAASD_STATE_DIR": str(tmp_path / "host-state"),
+        "PYFAASD_BACKEND": "swarm",
+        "PYFAASD_SWARM_NETWORK": stack.network,
+        "PYFAASD_PROVIDER_ADDR": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "provider"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"not attached to the overlay network {stack.network}" in done.stdout + done.stderr
