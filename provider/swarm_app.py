@@ -50,6 +50,7 @@ def create_swarm_app(
             web.post("/system/secrets", swarm.create_secret),
             web.put("/system/secrets", swarm.update_secret),
             web.delete("/system/secrets", swarm.delete_secret),
+            web.get("/system/logs", swarm.function_logs),
             web.get("/system/info", swarm.info),
             web.get("/system/namespaces", namespaces.list_namespaces),
             web.get("/healthz", swarm.healthz),

@@ -15,6 +15,7 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import Final
@@ -30,6 +31,7 @@ from provider.errors import (
     FunctionNotFoundError,
     FunctionStartError,
 )
+from provider.logs import LogMessage, LogRequest
 from provider.models import FunctionDeployment, FunctionStatus, format_time
 from provider.namespaces import NamespaceStore
 from provider.runtime import Probe
@@ -158,6 +160,16 @@ class SwarmFunctions:
         if service is None or service.labels.get(LABEL_NETWORK) != self._config.swarm_network:
             raise FunctionNotFoundError(f"function {name}.{namespace} not found")
         return service
+
+    async def logs(self, request: LogRequest) -> AsyncIterator[LogMessage]:
+        """The function's log lines from the service logs (Swarm merges its tasks'); ``instance`` is a task ID
+        prefix. With ``follow``, until the client goes away."""
+        service = await self._service(request.namespace, request.name)
+        async for found in self._runtime.service_logs(
+            service.id, tail=request.tail, since=request.since, follow=request.follow
+        ):
+            if found.task_id.startswith(request.instance):
+                yield LogMessage(request.name, request.namespace, found.task_id, found.line)
 
     # -- deploy, update, delete, scale -----------------------------------------------------------------
 

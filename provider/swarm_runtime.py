@@ -8,8 +8,9 @@ everything leaving it is a typed dataclass or one of the provider's errors. Serv
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ import aiohttp
 import structlog
 
 from provider.errors import DockerUnavailableError, FunctionNotFoundError, RuntimeFailureError
+from provider.runtime import LogLine
 
 log = structlog.get_logger("provider.swarm")
 
@@ -52,6 +54,12 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
+class TaskLogLine:
+    task_id: str
+    line: LogLine
+
+
+@dataclass(frozen=True, slots=True)
 class SecretInfo:
     """A Swarm secret (its value cannot be read back)."""
 
@@ -82,6 +90,10 @@ class Swarm(Protocol):
     async def create_secret(self, name: str, value: bytes, labels: Mapping[str, str]) -> str: ...
 
     async def remove_secret(self, secret_id: str) -> None: ...
+
+    def service_logs(
+        self, service_id: str, *, tail: int | None, since: datetime | None, follow: bool
+    ) -> AsyncIterator[TaskLogLine]: ...
 
 
 def _error(action: str, e: aiodocker.DockerError) -> RuntimeFailureError:
@@ -192,6 +204,33 @@ class SwarmRuntime:
             if e.status != 404:
                 raise _error(f"remove the service {service_id}", e) from e
 
+    # -- logs --------------------------------------------------------------------------------------------
+
+    async def service_logs(
+        self, service_id: str, *, tail: int | None, since: datetime | None, follow: bool
+    ) -> AsyncIterator[TaskLogLine]:
+        """The service's log lines, every task's, merged by Swarm; with ``follow`` until the caller stops."""
+        options: dict[str, Any] = {
+            "details": True,
+            "stdout": True,
+            "stderr": True,
+            "timestamps": True,
+            "tail": "all" if tail is None else str(tail),
+            "since": int(since.timestamp()) if since is not None else 0,
+        }
+        try:
+            if follow:
+                async for chunk in self._docker.services.logs(service_id, follow=True, **options):  # type: ignore[union-attr]
+                    for line in _task_lines(chunk):
+                        yield line
+            else:
+                chunks = await self._docker.services.logs(service_id, **options)  # type: ignore[misc]
+                for chunk in chunks:
+                    for line in _task_lines(chunk):
+                        yield line
+        except aiodocker.DockerError as e:
+            raise _error(f"read the logs of the service {service_id}", e) from e
+
     # -- secrets -----------------------------------------------------------------------------------------
 
     async def secrets(self, label: str) -> list[SecretInfo]:
@@ -256,6 +295,22 @@ class SwarmRuntime:
             node_id=str(raw.get("NodeID", "")),
             error=str(status.get("Err", "")),
         )
+
+
+def _task_lines(chunk: str) -> list[TaskLogLine]:
+    """``<timestamp> <details> <text>`` lines (``timestamps`` and ``details`` on) as TaskLogLines; the details
+    are ``k=v,k=v`` with ``com.docker.swarm.task.id`` among them."""
+    out: list[TaskLogLine] = []
+    for raw in chunk.splitlines():
+        stamp, _, rest = raw.partition(" ")
+        try:
+            moment = datetime.fromisoformat(stamp)
+        except ValueError:
+            continue
+        details, _, text = rest.partition(" ") if rest.startswith("com.docker.swarm.") else ("", "", rest)
+        fields = dict(item.partition("=")[::2] for item in details.split(",") if "=" in item)
+        out.append(TaskLogLine(fields.get("com.docker.swarm.task.id", ""), LogLine(moment, text)))
+    return out
 
 
 def _subnets(network: Mapping[str, Any]) -> tuple[IPv4Network, ...]:

@@ -5,11 +5,14 @@ The same requests and answers as ``provider/handlers/functions.py``; only the op
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
 
 from provider.errors import InvalidRequestError
 from provider.handlers import empty, read_json
 from provider.keys import CONFIG
+from provider.logs import LogRequest
 from provider.models import (
     DEFAULT_NAMESPACE,
     FunctionDeployment,
@@ -71,6 +74,22 @@ async def scale_function(request: web.Request) -> web.Response:
     )
     await request.app[SWARM].scale(scale.namespace, scale.service, scale.replicas)
     return empty(200)
+
+
+async def function_logs(request: web.Request) -> web.StreamResponse:
+    """NDJSON, flushed per line, as the docker backend's /system/logs."""
+    log_request = LogRequest.parse(request.query)
+    lines = request.app[SWARM].logs(log_request)
+    first = await anext(lines, None)  # a missing function is a 404 before anything is streamed
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", "Connection": "Keep-Alive"})
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    if first is not None:
+        await response.write(json.dumps(first.to_json()).encode() + b"\n")
+        async for message in lines:
+            await response.write(json.dumps(message.to_json()).encode() + b"\n")
+    await response.write_eof()
+    return response
 
 
 async def list_secrets(request: web.Request) -> web.Response:

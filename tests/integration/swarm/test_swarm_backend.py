@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,6 +223,29 @@ def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmSt
     assert answers
     assert set(answers) == {200}, answers
     wait_for(lambda: len(stack.hosts(name)) == 2, 30, 0.2, "the two new tasks in the hosts file")
+
+    # logs: the service's, every task's, with the task as the instance
+    tasks = set(docker("service", "ps", "-q", "--no-trunc", f"openfaas-fn_{name}").split())
+
+    def log_lines() -> list[dict[str, str]]:
+        reply = stack.call("GET", f"/system/logs?name={name}&namespace=openfaas-fn&tail=50&follow=false")
+        assert reply.status == 200, reply.text
+        return [json.loads(line) for line in reply.text.splitlines() if line.strip()]
+
+    lines = wait_for(log_lines, 30, 0.5, "log lines")
+    assert {line["name"] for line in lines} == {name}
+    assert {line["instance"] for line in lines} <= tasks
+    # follow: the history first, then the stream stays open
+    follow = urllib.request.Request(
+        f"{stack.gateway_url}/system/logs?name={name}&tail=1&follow=true",
+        headers={"Authorization": stack.authorization},
+    )
+    with urllib.request.urlopen(follow, timeout=30) as streaming:
+        first = json.loads(streaming.readline())
+        assert (first["name"], first["instance"] in tasks) == (name, True)
+
+    # the provider's 404 for a missing function, as the gateway relays it for either backend (OpenFaaS's 501)
+    assert stack.call("GET", "/system/logs?name=nope&follow=false").status == 501
 
     # a missing secret is refused with a 400 naming it, and leaves no service behind
     other = unique_name("sw")

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,12 @@ from provider.errors import (
     SecretMissingError,
     SecretNotFoundError,
 )
+from provider.logs import LogRequest
 from provider.models import FunctionDeployment
 from provider.namespaces import NamespaceStore
+from provider.runtime import LogLine
 from provider.swarm_functions import Publisher, SwarmFunctions
-from provider.swarm_runtime import SecretInfo, Service, Task
+from provider.swarm_runtime import SecretInfo, Service, Task, TaskLogLine
 from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import service_spec
 
@@ -99,6 +102,16 @@ class MemorySwarm:
             refs = service.spec["TaskTemplate"]["ContainerSpec"]["Secrets"]
             assert all(ref["SecretID"] != secret_id for ref in refs), "Swarm refuses to remove a secret in use"
         self.secrets_by_id.pop(secret_id, None)
+
+    logs_of: dict[str, list[TaskLogLine]] = field(default_factory=dict)
+
+    async def service_logs(
+        self, service_id: str, *, tail: int | None, since: datetime | None, follow: bool
+    ) -> AsyncIterator[TaskLogLine]:
+        assert not follow
+        lines = [t for t in self.logs_of.get(service_id, []) if since is None or t.line.timestamp >= since]
+        for line in lines[-tail:] if tail else lines:
+            yield line
 
     def mounted(self, service: str) -> dict[str, bytes]:
         """What the service's tasks would find under /var/openfaas/secrets."""
@@ -254,3 +267,26 @@ async def test_a_task_that_becomes_healthy_later_is_published_then(backend: Back
     status = await deploying
     assert status.available_replicas == 1
     assert backend.published("echo") == [str(first)]
+
+
+async def test_logs_come_from_the_service_with_the_task_as_instance(backend: Backend) -> None:
+    await backend.functions.deploy(echo())
+    service = backend.swarm.services_by_name["openfaas-fn_echo"]
+    at = datetime(2026, 12, 2, tzinfo=UTC)
+    backend.swarm.logs_of[service.id] = [
+        TaskLogLine("task1", LogLine(at, "one")),
+        TaskLogLine("task2", LogLine(at, "two")),
+    ]
+    request = LogRequest.parse({"name": "echo", "instance": "task2"})
+    got = [m.to_json() async for m in backend.functions.logs(request)]
+    assert got == [
+        {
+            "name": "echo",
+            "namespace": "openfaas-fn",
+            "instance": "task2",
+            "timestamp": "2026-12-02T00:00:00Z",
+            "text": "two",
+        }
+    ]
+    with pytest.raises(FunctionNotFoundError):
+        [m async for m in backend.functions.logs(LogRequest.parse({"name": "nope"}))]
