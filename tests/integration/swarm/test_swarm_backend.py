@@ -254,6 +254,12 @@ def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmSt
     assert "nope" in refused.text
     assert f"openfaas-fn_{other}" not in stack.services()
 
+    # scale to zero, then a request: the gateway scales the service from zero and the request is served
+    assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 0}).status == 200
+    wait_for(lambda: stack.hosts(name) == [], 30, 0.2, "no task in the hosts file")
+    assert http("GET", f"{stack.gateway_url}/function/{name}", timeout=60).status == 200
+    assert stack.call("GET", f"/system/function/{name}").json()["replicas"] == 1
+
     # delete: the service and its hosts lines go
     assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
     assert stack.hosts(name) == []
