@@ -24,12 +24,14 @@ import structlog
 
 from netconf import write_hosts
 from netconf.hosts import Replica
+from provider.code_functions import ANNOTATION_CODE, ANNOTATION_DEV
 from provider.config import ProviderConfig
 from provider.docker_runtime import LABEL_CREATED, LABEL_FUNCTION, LABEL_NAMESPACE, LABEL_SPEC
 from provider.errors import (
     FunctionExistsError,
     FunctionNotFoundError,
     FunctionStartError,
+    InvalidRequestError,
 )
 from provider.logs import LogMessage, LogRequest
 from provider.models import FunctionDeployment, FunctionStatus, format_time
@@ -38,6 +40,7 @@ from provider.runtime import Probe
 from provider.swarm_runtime import Service, Swarm, Task
 from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import LABEL_NETWORK, SecretMount, service_name, service_spec, with_replicas
+from provider.volumes import ANNOTATION_PREFIX as VOLUME_ANNOTATION_PREFIX
 
 log = structlog.get_logger("provider.swarm")
 
@@ -235,6 +238,16 @@ class SwarmFunctions:
         """The checks before anything is made (400s); the secrets the deployment mounts."""
         self._namespaces.require(spec.namespace)
         spec.scale_labels(self._config.max_replicas)
+        unsupported = sorted(
+            key
+            for key in spec.annotations or {}
+            if key in (ANNOTATION_CODE, ANNOTATION_DEV) or key.startswith(VOLUME_ANNOTATION_PREFIX)
+        )
+        if unsupported:
+            raise InvalidRequestError(
+                f"function {spec.service}.{spec.namespace}: the swarm backend does not run code functions or mount "
+                f"volumes yet (annotations {', '.join(unsupported)}; docs/swarm.md)"
+            )
         return await self._secrets.mounts(spec.namespace, spec.secrets)
 
     async def _await_ready(self, key: tuple[str, str], replicas: int) -> None:

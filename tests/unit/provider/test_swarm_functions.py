@@ -20,6 +20,7 @@ from provider.errors import (
     FunctionExistsError,
     FunctionNotFoundError,
     FunctionStartError,
+    InvalidRequestError,
     SecretExistsError,
     SecretInUseError,
     SecretMissingError,
@@ -220,6 +221,18 @@ async def test_scale_update_and_delete(backend: Backend) -> None:
 async def test_a_missing_secret_is_refused_before_anything_is_made(backend: Backend) -> None:
     with pytest.raises(SecretMissingError, match="db"):
         await backend.functions.deploy(echo(secrets=["db"]))
+    assert backend.swarm.services_by_name == {}
+
+
+@pytest.mark.parametrize(
+    "annotations",
+    [{"com.pyfaasd.code": "sha256:00"}, {"com.pyfaasd.dev": "/src"}, {"com.pyfaasd.volume.data": "/data"}],
+)
+async def test_code_functions_and_volumes_are_refused_until_the_swarm_backend_has_them(
+    backend: Backend, annotations: dict[str, str]
+) -> None:
+    with pytest.raises(InvalidRequestError, match="swarm backend does not run code functions or mount volumes"):
+        await backend.functions.deploy(echo(annotations=annotations))
     assert backend.swarm.services_by_name == {}
 
 
