@@ -34,9 +34,9 @@ from provider.errors import (
     InvalidRequestError,
 )
 from provider.logs import LogMessage, LogRequest
-from provider.models import FunctionDeployment, FunctionStatus, format_time
+from provider.models import FunctionDeployment, FunctionStatus, FunctionUsage, format_time
 from provider.namespaces import NamespaceStore
-from provider.runtime import Probe
+from provider.runtime import ContainerUsage, Probe
 from provider.swarm_runtime import Service, Swarm, Task
 from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import LABEL_NETWORK, SecretMount, service_name, service_spec, with_replicas
@@ -163,6 +163,17 @@ class SwarmFunctions:
         if service is None or service.labels.get(LABEL_NETWORK) != self._config.swarm_network:
             raise FunctionNotFoundError(f"function {name}.{namespace} not found")
         return service
+
+    async def usage(self, namespace: str, name: str) -> FunctionUsage:
+        """CPU and memory the function's running tasks on this node use now (read in parallel, about a second);
+        tasks on other nodes are not counted yet (docs/swarm.md)."""
+        service = await self._service(namespace, name)
+        tasks = [t for t in await self._runtime.tasks([service.id]) if t.running and t.container_id]
+        found = await asyncio.gather(*(self._runtime.usage(t.container_id) for t in tasks), return_exceptions=True)
+        usages = [u for u in found if isinstance(u, ContainerUsage)]
+        return FunctionUsage(
+            cpu=sum(u.cpu_millis for u in usages), total_memory_bytes=sum(u.memory_bytes for u in usages)
+        )
 
     async def logs(self, request: LogRequest) -> AsyncIterator[LogMessage]:
         """The function's log lines from the service logs (Swarm merges its tasks'); ``instance`` is a task ID

@@ -18,8 +18,9 @@ import aiodocker
 import aiohttp
 import structlog
 
+from provider.docker_runtime import DockerRuntime
 from provider.errors import DockerUnavailableError, FunctionNotFoundError, RuntimeFailureError
-from provider.runtime import LogLine
+from provider.runtime import ContainerUsage, LogLine
 
 log = structlog.get_logger("provider.swarm")
 
@@ -47,6 +48,7 @@ class Task:
     ip: IPv4Address | None  # on the functions' overlay network
     node_id: str
     error: str = ""  # why Swarm could not run it (Status.Err: no such image, no suitable node, ...)
+    container_id: str = ""  # its container, on the task's node
 
     @property
     def running(self) -> bool:
@@ -94,6 +96,8 @@ class Swarm(Protocol):
     def service_logs(
         self, service_id: str, *, tail: int | None, since: datetime | None, follow: bool
     ) -> AsyncIterator[TaskLogLine]: ...
+
+    async def usage(self, container_id: str) -> ContainerUsage | None: ...
 
 
 def _error(action: str, e: aiodocker.DockerError) -> RuntimeFailureError:
@@ -204,6 +208,13 @@ class SwarmRuntime:
             if e.status != 404:
                 raise _error(f"remove the service {service_id}", e) from e
 
+    # -- usage -------------------------------------------------------------------------------------------
+
+    async def usage(self, container_id: str) -> ContainerUsage | None:
+        """A task container's CPU and memory now (as the docker backend reads them); None when the container is
+        not on this node's engine or not running."""
+        return await DockerRuntime(self._docker, "").usage(container_id)
+
     # -- logs --------------------------------------------------------------------------------------------
 
     async def service_logs(
@@ -294,6 +305,7 @@ class SwarmRuntime:
             ip=ip,
             node_id=str(raw.get("NodeID", "")),
             error=str(status.get("Err", "")),
+            container_id=str((status.get("ContainerStatus") or {}).get("ContainerID", "")),
         )
 
 

@@ -5,6 +5,7 @@ The same requests and answers as ``provider/handlers/functions.py``; only the op
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 from aiohttp import web
@@ -40,8 +41,13 @@ async def list_functions(request: web.Request) -> web.Response:
 
 
 async def function_status(request: web.Request) -> web.Response:
+    """The FunctionStatus; with ``?usage=1`` also ``usage`` (of the tasks on this node)."""
     name = check_dns_label("function name", request.match_info["name"])
-    status = await request.app[SWARM].status(_query_namespace(request), name)
+    namespace = _query_namespace(request)
+    functions = request.app[SWARM]
+    status = await functions.status(namespace, name)
+    if request.query.get("usage", "").strip().lower() in ("1", "t", "true", "yes", "on"):
+        status = dataclasses.replace(status, usage=await functions.usage(namespace, name))
     return web.json_response(status.to_json())
 
 

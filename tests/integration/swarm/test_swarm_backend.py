@@ -201,6 +201,8 @@ def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmSt
     assert stack.running_tasks(f"openfaas-fn_{name}") == 2
     status = stack.call("GET", f"/system/function/{name}").json()
     assert (status["replicas"], status["availableReplicas"]) == (2, 2)
+    usage = stack.call("GET", f"/system/function/{name}?usage=1").json()["usage"]
+    assert usage["totalMemoryBytes"] > 0  # both tasks' containers, read from this node's engine
     for _ in range(4):
         assert http("GET", f"{stack.gateway_url}/function/{name}", timeout=30).status == 200
     listed = {f["name"]: f for f in stack.call("GET", "/system/functions").json()}

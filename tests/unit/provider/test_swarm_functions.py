@@ -29,7 +29,7 @@ from provider.errors import (
 from provider.logs import LogRequest
 from provider.models import FunctionDeployment
 from provider.namespaces import NamespaceStore
-from provider.runtime import LogLine
+from provider.runtime import ContainerUsage, LogLine
 from provider.swarm_functions import Publisher, SwarmFunctions
 from provider.swarm_runtime import SecretInfo, Service, Task, TaskLogLine
 from provider.swarm_secrets import SwarmSecrets
@@ -55,7 +55,7 @@ class MemorySwarm:
                 failed = Task(f"t{n}", service.id, "rejected", "running", None, "node1", self.start_error)
                 self.tasks_of.setdefault(service.id, []).append(failed)
                 return
-            tasks.append(Task(f"t{n}", service.id, "running", "running", self.address(), "node1"))
+            tasks.append(Task(f"t{n}", service.id, "running", "running", self.address(), "node1", "", f"c{n}"))
         self.tasks_of[service.id] = tasks
 
     def address(self) -> IPv4Address:
@@ -113,6 +113,11 @@ class MemorySwarm:
         lines = [t for t in self.logs_of.get(service_id, []) if since is None or t.line.timestamp >= since]
         for line in lines[-tail:] if tail else lines:
             yield line
+
+    usage_of: dict[str, ContainerUsage] = field(default_factory=dict)
+
+    async def usage(self, container_id: str) -> ContainerUsage | None:
+        return self.usage_of.get(container_id)
 
     def mounted(self, service: str) -> dict[str, bytes]:
         """What the service's tasks would find under /var/openfaas/secrets."""
@@ -303,3 +308,11 @@ async def test_logs_come_from_the_service_with_the_task_as_instance(backend: Bac
     ]
     with pytest.raises(FunctionNotFoundError):
         [m async for m in backend.functions.logs(LogRequest.parse({"name": "nope"}))]
+
+
+async def test_usage_sums_the_running_tasks_containers(backend: Backend) -> None:
+    await backend.functions.deploy(echo(labels={"com.openfaas.scale.min": "2"}))
+    containers = [t.container_id for t in await backend.swarm.tasks(list(backend.swarm.tasks_of))]
+    backend.swarm.usage_of = {containers[0]: ContainerUsage(100.0, 1000.0), containers[1]: ContainerUsage(50.0, 24.0)}
+    usage = await backend.functions.usage("openfaas-fn", "echo")
+    assert (usage.cpu, usage.total_memory_bytes) == (150.0, 1024.0)
