@@ -28,6 +28,7 @@ from servicekit.settings import (
     parse_duration,
     parse_listen_address,
     parse_optional_path,
+    parse_text,
     whole_number,
 )
 
@@ -38,6 +39,21 @@ class PullPolicy(enum.StrEnum):
     NEVER = "never"
 
 
+class Backend(enum.StrEnum):
+    DOCKER = "docker"  # containers on this host's bridge
+    SWARM = "swarm"  # Swarm services on an attachable overlay (docs/swarm.md)
+
+
+BACKEND: Final = Setting(
+    "PYFAASD_BACKEND", "--backend", Backend.DOCKER.value, "what runs functions: docker or swarm", Choice(Backend)
+)
+SWARM_NETWORK: Final = Setting(
+    "PYFAASD_SWARM_NETWORK",
+    "--swarm-network",
+    "pyfaasd-functions",
+    "the attachable overlay network of function services (swarm backend)",
+    parse_text,
+)
 LISTEN: Final = Setting(
     "PYFAASD_PROVIDER_ADDR", "--listen", defaults.PROVIDER_ADDR, "where the provider listens", parse_listen_address
 )
@@ -191,6 +207,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SUBNET,
     FUNCTION_HOST_PORTS,
     ISOLATE_FUNCTIONS,
+    BACKEND,
+    SWARM_NETWORK,
     LISTEN,
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
@@ -222,6 +240,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
 @dataclass(frozen=True, slots=True)
 class ProviderConfig:
     net: NetConfig = field(default_factory=NetConfig)
+    backend: Backend = Backend.DOCKER
+    swarm_network: str = "pyfaasd-functions"
     host: str = defaults.PROVIDER_HOST
     port: int = defaults.PROVIDER_PORT
     header_timeout_s: float = defaults.HEADER_TIMEOUT_S
@@ -276,6 +296,8 @@ class ProviderConfig:
         host, port = LISTEN.read(env)
         return cls(
             net=NetConfig.from_env(env),
+            backend=BACKEND.read(env),
+            swarm_network=SWARM_NETWORK.read(env),
             host=host,
             port=port,
             header_timeout_s=HEADER_TIMEOUT.read(env),

@@ -204,3 +204,9 @@ class StateDirBusyError(ProviderError):
     """Another provider holds the state dir: this one stops before touching anything."""
 
     status = 409
+
+
+class NotOnOverlayError(ProviderError):
+    """The swarm backend's provider runs where it cannot reach the functions' overlay (docs/swarm.md)."""
+
+    status = 503

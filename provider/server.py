@@ -17,7 +17,7 @@ from aiohttp import web
 
 from netconf import Network
 from provider.app import create_app
-from provider.config import ProviderConfig
+from provider.config import Backend, ProviderConfig
 from provider.core import Core
 from provider.docker_runtime import DockerRuntime
 from provider.namespaces import NamespaceStore
@@ -25,6 +25,7 @@ from provider.readiness import HttpProbe
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state_lock import state_dir_lock
+from provider.swarm_server import serve_swarm
 from servicekit.auth import ensure_credentials
 from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
 
@@ -44,6 +45,9 @@ async def serve(
     on_stopping: Callable[[], object] | None = None,
 ) -> None:
     """Serve until ``stop`` is set, then finish in-flight requests and return."""
+    if config.backend is Backend.SWARM:
+        await serve_swarm(config, stop, on_ready=on_ready, on_stopping=on_stopping)
+        return
     with state_dir_lock(config.state_dir):  # before anything is touched: one provider per state dir
         config.state_dir.mkdir(parents=True, exist_ok=True)
         credentials, created = ensure_credentials(config.secrets_dir)

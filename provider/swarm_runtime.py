@@ -1,0 +1,346 @@
+"""Docker Swarm through aiodocker: services, their tasks and the overlay network (``PYFAASD_BACKEND=swarm``).
+
+The second module allowed to import aiodocker (pyproject's import contracts); like ``provider/docker_runtime.py``
+everything leaving it is a typed dataclass or one of the provider's errors. Service specs are built by
+``provider/swarm_spec.py``; this module only sends them.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import Any, Protocol
+
+import aiodocker
+import aiohttp
+import structlog
+
+from provider.docker_runtime import DockerRuntime
+from provider.errors import DockerUnavailableError, FunctionNotFoundError, RuntimeFailureError
+from provider.runtime import ContainerUsage, LogLine
+
+log = structlog.get_logger("provider.swarm")
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A function's Swarm service as the provider needs to see it."""
+
+    id: str
+    name: str
+    version: int  # the spec version an update must name
+    labels: Mapping[str, str]
+    replicas: int  # desired
+    spec: Mapping[str, Any]  # the service spec as Swarm holds it (for updates)
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task (one replica) of a service: where it should be and where it is, and its address on the overlay."""
+
+    id: str
+    service_id: str
+    state: str  # Status.State: new, pending, ..., running, complete, failed, shutdown
+    desired_state: str
+    ip: IPv4Address | None  # on the functions' overlay network
+    node_id: str
+    error: str = ""  # why Swarm could not run it (Status.Err: no such image, no suitable node, ...)
+    container_id: str = ""  # its container, on the task's node
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running" and self.desired_state == "running"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskLogLine:
+    task_id: str
+    line: LogLine
+
+
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """A Swarm secret (its value cannot be read back)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+    created: str  # RFC 3339, as Swarm reports it
+
+
+class Swarm(Protocol):
+    """What the operations need of Swarm; ``SwarmRuntime`` implements it, the unit
+    tests an in-memory one."""
+
+    async def services(self, label: str) -> list[Service]: ...
+
+    async def service(self, name: str) -> Service | None: ...
+
+    async def create_service(self, spec: Mapping[str, Any]) -> str: ...
+
+    async def update_service(self, service: Service, spec: Mapping[str, Any]) -> None: ...
+
+    async def remove_service(self, service_id: str) -> None: ...
+
+    async def tasks(self, service_ids: list[str]) -> list[Task]: ...
+
+    async def secrets(self, label: str) -> list[SecretInfo]: ...
+
+    async def create_secret(self, name: str, value: bytes, labels: Mapping[str, str]) -> str: ...
+
+    async def remove_secret(self, secret_id: str) -> None: ...
+
+    def service_logs(
+        self, service_id: str, *, tail: int | None, since: datetime | None, follow: bool
+    ) -> AsyncIterator[TaskLogLine]: ...
+
+    async def usage(self, container_id: str) -> ContainerUsage | None: ...
+
+
+def _error(action: str, e: aiodocker.DockerError) -> RuntimeFailureError:
+    message = e.message if isinstance(e.message, str) else str(e.message)
+    return RuntimeFailureError(f"swarm could not {action}: {message}")
+
+
+class SwarmRuntime:
+    def __init__(self, client: aiodocker.Docker, network: str) -> None:
+        self._docker = client
+        self._network = network
+        self._network_id = ""
+
+    @classmethod
+    async def connect(cls, network: str) -> SwarmRuntime:
+        """Reach the engine and check it is a Swarm manager (503 otherwise: nothing could be deployed)."""
+        client = aiodocker.Docker()
+        try:
+            info = await client.system.info()
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as e:
+            await client.close()
+            raise DockerUnavailableError(f"cannot reach the Docker Engine: {e}") from e
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            await client.close()
+            raise DockerUnavailableError(
+                "PYFAASD_BACKEND=swarm needs this Docker Engine to be a Swarm manager "
+                "(docker swarm init, or run the provider on a manager node)"
+            )
+        return cls(client, network)
+
+    async def close(self) -> None:
+        await self._docker.close()
+
+    @property
+    def network_id(self) -> str:
+        return self._network_id
+
+    # -- the overlay -------------------------------------------------------------------------------------
+
+    async def ensure_network(self, labels: Mapping[str, str]) -> tuple[IPv4Network, ...]:
+        """The attachable overlay the functions join (created when missing); its subnets."""
+        try:
+            found = await self._docker.networks.list(filters={"name": [self._network], "driver": ["overlay"]})
+            for net in found:
+                if net.get("Name") == self._network:
+                    self._network_id = str(net["Id"])
+                    return _subnets(net)
+            made = await self._docker.networks.create(
+                {
+                    "Name": self._network,
+                    "Driver": "overlay",
+                    "Attachable": True,
+                    "CheckDuplicate": True,
+                    "Labels": dict(labels),
+                }
+            )
+        except aiodocker.DockerError as e:
+            raise _error(f"create the overlay network {self._network}", e) from e
+        self._network_id = made.id
+        log.info("overlay_created", network=self._network, id=made.id)
+        try:
+            return _subnets(await made.show())
+        except aiodocker.DockerError as e:
+            raise _error(f"inspect the overlay network {self._network}", e) from e
+
+    # -- services ----------------------------------------------------------------------------------------
+
+    async def services(self, label: str) -> list[Service]:
+        """The services carrying ``label`` (``key=value``)."""
+        try:
+            found = await self._docker.services.list(filters={"label": [label]})
+        except aiodocker.DockerError as e:
+            raise _error("list services", e) from e
+        return [_service(s) for s in found]
+
+    async def service(self, name: str) -> Service | None:
+        try:
+            return _service(await self._docker.services.inspect(name))
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                return None
+            raise _error(f"inspect the service {name}", e) from e
+
+    async def create_service(self, spec: Mapping[str, Any]) -> str:
+        try:
+            made = await self._docker._query_json("services/create", method="POST", data=dict(spec))
+        except aiodocker.DockerError as e:
+            raise _error(f"create the service {spec.get('Name')}", e) from e
+        return str(made["ID"])
+
+    async def update_service(self, service: Service, spec: Mapping[str, Any]) -> None:
+        """Replace the service's spec (Swarm rolls the tasks as its UpdateConfig says)."""
+        try:
+            await self._docker._query_json(
+                f"services/{service.id}/update", method="POST", params={"version": service.version}, data=dict(spec)
+            )
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                raise FunctionNotFoundError(f"the service {service.name} is gone") from e
+            raise _error(f"update the service {service.name}", e) from e
+
+    async def remove_service(self, service_id: str) -> None:
+        """Remove a service (its tasks stop); a no-op when it is gone."""
+        try:
+            await self._docker.services.delete(service_id)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error(f"remove the service {service_id}", e) from e
+
+    # -- usage -------------------------------------------------------------------------------------------
+
+    async def usage(self, container_id: str) -> ContainerUsage | None:
+        """A task container's CPU and memory now (as the docker backend reads them); None when the container is
+        not on this node's engine or not running."""
+        return await DockerRuntime(self._docker, "").usage(container_id)
+
+    # -- logs --------------------------------------------------------------------------------------------
+
+    async def service_logs(
+        self, service_id: str, *, tail: int | None, since: datetime | None, follow: bool
+    ) -> AsyncIterator[TaskLogLine]:
+        """The service's log lines, every task's, merged by Swarm; with ``follow`` until the caller stops."""
+        options: dict[str, Any] = {
+            "details": True,
+            "stdout": True,
+            "stderr": True,
+            "timestamps": True,
+            "tail": "all" if tail is None else str(tail),
+            "since": int(since.timestamp()) if since is not None else 0,
+        }
+        try:
+            if follow:
+                async for chunk in self._docker.services.logs(service_id, follow=True, **options):  # type: ignore[union-attr]
+                    for line in _task_lines(chunk):
+                        yield line
+            else:
+                chunks = await self._docker.services.logs(service_id, **options)  # type: ignore[misc]
+                for chunk in chunks:
+                    for line in _task_lines(chunk):
+                        yield line
+        except aiodocker.DockerError as e:
+            raise _error(f"read the logs of the service {service_id}", e) from e
+
+    # -- secrets -----------------------------------------------------------------------------------------
+
+    async def secrets(self, label: str) -> list[SecretInfo]:
+        """The secrets carrying ``label`` (``key=value``)."""
+        try:
+            found = await self._docker.secrets.list(filters={"label": [label]})
+        except aiodocker.DockerError as e:
+            raise _error("list secrets", e) from e
+        return [
+            SecretInfo(
+                id=str(raw["ID"]),
+                name=str((raw.get("Spec") or {}).get("Name", "")),
+                labels=dict((raw.get("Spec") or {}).get("Labels") or {}),
+                created=str(raw.get("CreatedAt", "")),
+            )
+            for raw in found
+        ]
+
+    async def create_secret(self, name: str, value: bytes, labels: Mapping[str, str]) -> str:
+        try:
+            made = await self._docker.secrets.create(
+                name, base64.b64encode(value).decode(), b64=True, labels=dict(labels)
+            )
+        except aiodocker.DockerError as e:
+            raise _error(f"create the secret {name}", e) from e
+        return str(made["ID"])
+
+    async def remove_secret(self, secret_id: str) -> None:
+        """Remove a secret; a no-op when it is gone."""
+        try:
+            await self._docker.secrets.delete(secret_id)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error(f"remove the secret {secret_id}", e) from e
+
+    async def tasks(self, service_ids: list[str]) -> list[Task]:
+        """The tasks of these services, on every node (a manager sees them all)."""
+        if not service_ids:
+            return []
+        try:
+            found = await self._docker.tasks.list(filters={"service": service_ids})
+        except aiodocker.DockerError as e:
+            raise _error("list tasks", e) from e
+        return [self._task(t) for t in found]
+
+    def _task(self, raw: Mapping[str, Any]) -> Task:
+        ip: IPv4Address | None = None
+        for attachment in raw.get("NetworksAttachments") or []:
+            network = attachment.get("Network") or {}
+            if network.get("ID") != self._network_id:
+                continue
+            for address in attachment.get("Addresses") or []:
+                interface = IPv4Interface(address)
+                ip = interface.ip
+        status = raw.get("Status") or {}
+        return Task(
+            id=str(raw["ID"]),
+            service_id=str(raw.get("ServiceID", "")),
+            state=str(status.get("State", "")),
+            desired_state=str(raw.get("DesiredState", "")),
+            ip=ip,
+            node_id=str(raw.get("NodeID", "")),
+            error=str(status.get("Err", "")),
+            container_id=str((status.get("ContainerStatus") or {}).get("ContainerID", "")),
+        )
+
+
+def _task_lines(chunk: str) -> list[TaskLogLine]:
+    """``<timestamp> <details> <text>`` lines (``timestamps`` and ``details`` on) as TaskLogLines; the details
+    are ``k=v,k=v`` with ``com.docker.swarm.task.id`` among them."""
+    out: list[TaskLogLine] = []
+    for raw in chunk.splitlines():
+        stamp, _, rest = raw.partition(" ")
+        try:
+            moment = datetime.fromisoformat(stamp)
+        except ValueError:
+            continue
+        details, _, text = rest.partition(" ") if rest.startswith("com.docker.swarm.") else ("", "", rest)
+        fields = dict(item.partition("=")[::2] for item in details.split(",") if "=" in item)
+        out.append(TaskLogLine(fields.get("com.docker.swarm.task.id", ""), LogLine(moment, text)))
+    return out
+
+
+def _subnets(network: Mapping[str, Any]) -> tuple[IPv4Network, ...]:
+    configs = (network.get("IPAM") or {}).get("Config") or []
+    return tuple(
+        IPv4Network(c["Subnet"]) for c in configs if isinstance(c.get("Subnet"), str) and ":" not in c["Subnet"]
+    )
+
+
+def _service(raw: Mapping[str, Any]) -> Service:
+    spec = raw.get("Spec") or {}
+    mode = spec.get("Mode") or {}
+    replicated = mode.get("Replicated") or {}
+    return Service(
+        id=str(raw["ID"]),
+        name=str(spec.get("Name", "")),
+        version=int((raw.get("Version") or {}).get("Index", 0)),
+        labels=dict(spec.get("Labels") or {}),
+        replicas=int(replicated.get("Replicas", 0)),
+        spec=spec,
+    )

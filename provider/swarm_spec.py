@@ -1,0 +1,160 @@
+"""The Swarm service spec of a function (``PYFAASD_BACKEND=swarm``): built here and nowhere else.
+
+The same labels as a container of the docker backend (``provider/container_spec.py``) on the service and on its
+containers, the function's limits as task resources, its constraints as placement constraints, the overlay as
+the only network with ``endpoint_mode: dnsrr`` (no VIP: the kernel may have no IPVS, and the gateway picks the
+replica itself), and rolling updates that start the new task before stopping the old one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from provider.config import ProviderConfig
+from provider.container_spec import DEFAULT_HEALTHCHECK_INTERVAL, SECRETS_MOUNT
+from provider.docker_runtime import LABEL_CREATED, LABEL_FUNCTION, LABEL_GENERATION, LABEL_NAMESPACE, LABEL_SPEC
+from provider.models import FunctionDeployment
+
+# The overlay a function service belongs to: the identity of a provider instance on the swarm, so a second
+# instance (tests, a second install) never lists or removes the services of another.
+LABEL_NETWORK: Final = "com.pyfaasd.swarm-network"
+NANOS: Final = 1_000_000_000
+# Swarm counts a task as running once its healthcheck passes, and only then stops the task it replaces
+# (start-first): without one, an update would stop the old tasks before the new ones answer. The watchdog's own
+# check (of-watchdog's ``-run-healthcheck`` too): its lock file exists while the function is ready.
+HEALTHCHECK: Final = ["CMD", "fwatchdog", "--run-healthcheck"]
+TMPFS_SIZE_BYTES: Final = 64 * 2**20
+
+
+SECRET_MODE: Final = 0o440  # root and the PYFAASD_SECRETS_GID group, as the docker backend's files
+
+
+@dataclass(frozen=True, slots=True)
+class SecretMount:
+    """A Swarm secret a function mounts at ``/var/openfaas/secrets/<name>``."""
+
+    id: str
+    swarm_name: str  # versioned by content (Swarm secrets cannot change)
+    name: str  # the name the function asked for
+
+    def reference(self, gid: int) -> dict[str, Any]:
+        return {
+            "SecretID": self.id,
+            "SecretName": self.swarm_name,
+            "File": {"Name": f"{SECRETS_MOUNT}/{self.name}", "UID": "0", "GID": str(gid), "Mode": SECRET_MODE},
+        }
+
+
+def service_name(namespace: str, name: str) -> str:
+    """``<namespace>_<name>``, the way ``docker stack`` names services; ``_`` is in no DNS label, so this is
+    unambiguous."""
+    return f"{namespace}_{name}"
+
+
+def service_spec(
+    spec: FunctionDeployment,
+    config: ProviderConfig,
+    *,
+    replicas: int,
+    created: str,
+    generation: str,
+    secrets: Sequence[SecretMount] = (),
+) -> dict[str, Any]:
+    env = [f"{k}={v}" for k, v in spec.env_vars.items() if k != "fprocess"]
+    if spec.env_process:
+        env.append(f"fprocess={spec.env_process}")
+    elif "fprocess" in spec.env_vars:
+        env.append(f"fprocess={spec.env_vars['fprocess']}")
+    if "healthcheck_interval" not in spec.env_vars:
+        env.append(f"healthcheck_interval={DEFAULT_HEALTHCHECK_INTERVAL}")
+    labels = dict(spec.labels or {})
+    labels.update(
+        {
+            LABEL_NETWORK: config.swarm_network,
+            LABEL_FUNCTION: spec.service,
+            LABEL_NAMESPACE: spec.namespace,
+            LABEL_GENERATION: generation,
+            LABEL_CREATED: created,
+            LABEL_SPEC: spec.to_label(),
+        }
+    )
+    container: dict[str, Any] = {
+        "Image": spec.image,
+        "Env": env,
+        "Labels": labels,
+        "StopSignal": "SIGTERM",
+        "StopGracePeriod": int(config.stop_timeout_s * NANOS),
+        "Privileges": {"NoNewPrivileges": True},
+        "CapabilityDrop": ["ALL"],
+        "Groups": [str(config.secrets_gid)],
+        "Secrets": [secret.reference(config.secrets_gid) for secret in secrets],
+    }
+    container["Healthcheck"] = {
+        "Test": HEALTHCHECK,
+        "Interval": NANOS,
+        "Timeout": 3 * NANOS,
+        "Retries": 3,
+        "StartPeriod": int(config.ready_timeout_s * NANOS),
+    }
+    if spec.read_only_root_filesystem:
+        container["ReadOnly"] = True  # the watchdog's lock file and the function's scratch space: a tmpfs
+        container["Mounts"] = [
+            {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": TMPFS_SIZE_BYTES}}  # noqa: S108
+        ]
+    return {
+        "Name": service_name(spec.namespace, spec.service),
+        "Labels": labels,
+        "TaskTemplate": {
+            "ContainerSpec": container,
+            "Resources": _resources(spec, config),
+            "RestartPolicy": {"Condition": "any", "Delay": NANOS},
+            "Placement": {"Constraints": list(spec.constraints)},
+            "Networks": [{"Target": config.swarm_network, "Aliases": [spec.service]}],
+            "LogDriver": {"Name": "json-file", "Options": {"max-size": "10m", "max-file": "3"}},
+        },
+        "Mode": {"Replicated": {"Replicas": replicas}},
+        "UpdateConfig": {"Parallelism": 1, "Order": "start-first", "FailureAction": "rollback"},
+        "RollbackConfig": {"Parallelism": 1, "Order": "start-first"},
+        "EndpointSpec": {"Mode": "dnsrr"},
+    }
+
+
+def with_replicas(spec: Mapping[str, Any], replicas: int) -> dict[str, Any]:
+    """A service spec as Swarm holds it with another replica count (the rest unchanged: no task is rolled)."""
+    out = dict(spec)
+    out["Mode"] = {"Replicated": {"Replicas": replicas}}
+    return out
+
+
+def with_secret(spec: Mapping[str, Any], old_id: str, new: SecretMount, gid: int) -> dict[str, Any]:
+    """A service spec as Swarm holds it with the secret ``old_id`` replaced by ``new`` (a rolling update)."""
+    template = dict(spec["TaskTemplate"])
+    container = dict(template["ContainerSpec"])
+    container["Secrets"] = [
+        new.reference(gid) if ref.get("SecretID") == old_id else ref for ref in container.get("Secrets") or []
+    ]
+    template["ContainerSpec"] = container
+    return {**spec, "TaskTemplate": template}
+
+
+def _resources(spec: FunctionDeployment, config: ProviderConfig) -> dict[str, Any]:
+    limits: dict[str, int] = {}
+    memory = spec.limits.memory_bytes("limits") if spec.limits is not None else None
+    if memory is None:
+        memory = config.default_memory_bytes
+    if memory is not None:
+        limits["MemoryBytes"] = memory
+    cpus = spec.limits.nano_cpus("limits") if spec.limits is not None else None
+    if cpus is None:
+        cpus = config.default_nano_cpus
+    if cpus is not None:
+        limits["NanoCPUs"] = cpus
+    limits["Pids"] = config.pids_limit
+    reservations: dict[str, int] = {}
+    if spec.requests is not None:
+        reserved = spec.requests.memory_bytes("requests")
+        if reserved is not None:
+            reservations["MemoryBytes"] = reserved
+    return {"Limits": limits, "Reservations": reservations}

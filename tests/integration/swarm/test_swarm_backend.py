@@ -1,0 +1,316 @@
+"""PYFAASD_BACKEND=swarm end to end on a single-node swarm this test makes (and leaves).
+
+The provider and the gateway run as host processes inside the network namespace of an "anchor" container
+attached to the overlay (nsenter), the way docs/swarm.md describes: from there they reach the tasks' overlay
+addresses; the test reaches the gateway through the anchor's published port. ``docker swarm init`` changes the
+engine for everyone on the machine, so the swarm lives only while this module runs (under the Docker lock of
+.ci/run) and is left in a ``finally``; an engine that is already in a swarm is not touched (the test skips).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from netconf import read_hosts
+from tests.docker_support import require_image, unique_name
+from tests.helpers import ROOT, docker_available, free_port
+from tests.provider_harness import Reply, http, wait_for
+
+pytestmark = [pytest.mark.docker, pytest.mark.netns]
+
+ECHO = "pyfaasd/fn-echo-http:latest"
+NETWORK_LABEL = "com.pyfaasd.swarm-network"
+GATEWAY_PORT = 8080
+PROVIDER_PORT = 8081
+
+
+def docker(*args: str, check: bool = True) -> str:
+    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=120)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Iterator[None]:
+    if os.geteuid() != 0 or shutil.which("nsenter") is None:
+        pytest.skip("needs root and nsenter (the services run in the overlay's network namespace)")
+    if not docker_available():
+        pytest.skip("needs a running Docker Engine")
+    require_image(ECHO)
+    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
+    if state != "inactive":
+        pytest.skip(f"this engine is already in a swarm ({state}); the test only uses a swarm it makes itself")
+    had_gwbridge = "docker_gwbridge" in docker("network", "ls", "--format", "{{.Name}}").split()
+    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    try:
+        yield
+    finally:
+        docker("swarm", "leave", "--force", check=False)
+        if not had_gwbridge:  # swarm init made it and leaving keeps it
+            docker("network", "rm", "docker_gwbridge", check=False)
+
+
+@dataclass
+class SwarmStack:
+    network: str
+    state_dir: Path
+    gateway_url: str
+    processes: list[subprocess.Popen[bytes]]
+
+    @property
+    def authorization(self) -> str:
+        secrets_dir = self.state_dir / "secrets"
+        user = (secrets_dir / "basic-auth-user").read_text().strip()
+        password = (secrets_dir / "basic-auth-password").read_text().strip()
+        return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    def call(self, method: str, path: str, payload: object = None) -> Reply:
+        headers = {"Authorization": self.authorization}
+        body = None
+        if payload is not None:
+            body = json.dumps(payload).encode()
+            headers["Content-Type"] = "application/json"
+        return http(method, f"{self.gateway_url}{path}", body, headers, timeout=60)
+
+    def hosts(self, name: str) -> list[str]:
+        return [str(ip) for ip in read_hosts(self.state_dir / "hosts").lookup(f"{name}.openfaas-fn")]
+
+    def services(self) -> list[str]:
+        out = docker("service", "ls", "--filter", f"label={NETWORK_LABEL}={self.network}", "--format", "{{.Name}}")
+        return [line for line in out.splitlines() if line]
+
+    def running_tasks(self, service: str) -> int:
+        out = docker("service", "ps", service, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
+        return sum(1 for line in out.splitlines() if line.startswith("Running"))
+
+
+@pytest.fixture
+def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
+    network = unique_name("pft-overlay")
+    docker("network", "create", "--driver", "overlay", "--attachable", "--label", f"{NETWORK_LABEL}={network}", network)
+    anchor = unique_name("pft-anchor")
+    processes: list[subprocess.Popen[bytes]] = []
+    made = SwarmStack(network, tmp_path / "state", "", processes)
+    try:
+        docker(
+            "run", "-d", "--name", anchor, "--network", network, "-p", f"127.0.0.1::{GATEWAY_PORT}",
+            "--entrypoint", "sleep", ECHO, "infinity",
+        )  # fmt: skip
+        pid = docker("inspect", "--format", "{{.State.Pid}}", anchor)
+        port = docker("port", anchor, f"{GATEWAY_PORT}/tcp").splitlines()[0].rsplit(":", 1)[1]
+        made.gateway_url = f"http://127.0.0.1:{port}"
+        env = {
+            **os.environ,
+            "PYFAASD_STATE_DIR": str(made.state_dir),
+            "PYFAASD_LOG_LEVEL": "debug",
+            "PYFAASD_BACKEND": "swarm",
+            "PYFAASD_SWARM_NETWORK": network,
+            "PYFAASD_PROVIDER_ADDR": f"127.0.0.1:{PROVIDER_PORT}",
+            "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{PROVIDER_PORT}",
+            "PYFAASD_GATEWAY_ADDR": f"0.0.0.0:{GATEWAY_PORT}",
+            "PYFAASD_AUTOSCALE": "false",
+        }
+        enter = ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable]
+        for module in ("provider", "gateway"):
+            log = (tmp_path / f"{module}.log").open("ab")
+            processes.append(
+                subprocess.Popen([*enter, "-m", module], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+            )
+            log.close()
+            if module == "provider":
+                wait_for(lambda: (made.state_dir / "secrets" / "basic-auth-password").exists(), 30, what="credentials")
+
+        def gateway_up() -> bool:
+            for proc in processes:
+                if proc.poll() is not None:
+                    raise AssertionError(f"{proc.args!r} exited: {logs(tmp_path)}")
+            try:
+                return made.call("GET", "/system/info").status == 200
+            except OSError:
+                return False
+
+        wait_for(gateway_up, 30, 0.2, "the gateway and the provider to answer")
+        yield made
+    finally:
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for service in made.services():
+            docker("service", "rm", service, check=False)
+        for secret in docker("secret", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
+            docker("secret", "rm", secret, check=False)
+        docker("rm", "-f", anchor, check=False)
+        # the overlay goes once the tasks' containers are gone
+        deadline = time.monotonic() + 30
+        while docker("network", "rm", network, check=False) != network and time.monotonic() < deadline:
+            time.sleep(0.5)
+        print(logs(tmp_path))
+
+
+def logs(tmp_path: Path) -> str:
+    return "\n".join(
+        f"== {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
+        for p in sorted(tmp_path.glob("*.log"))
+    )
+
+
+def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmStack) -> None:
+    info = stack.call("GET", "/system/info")
+    assert info.json()["provider"]["orchestration"] == "swarm"
+
+    name = unique_name("sw")
+    spec = {"service": name, "image": ECHO, "labels": {"app": name}, "constraints": ["node.role == manager"]}
+    assert stack.call("PUT", "/system/functions", spec).status == 404  # faas-cli: PUT, then POST
+    deployed = stack.call("POST", "/system/functions", spec)
+    assert deployed.status == 202, deployed.text
+
+    # a Swarm service with the function's labels, dnsrr, the constraint, on the overlay; a healthy task published
+    service = json.loads(docker("service", "inspect", f"openfaas-fn_{name}"))[0]["Spec"]
+    assert service["Labels"]["com.pyfaasd.function"] == name
+    assert service["Labels"]["app"] == name
+    assert service["EndpointSpec"]["Mode"] == "dnsrr"
+    assert service["TaskTemplate"]["Placement"]["Constraints"] == ["node.role == manager"]
+    assert len(stack.hosts(name)) == 1
+
+    reply = http("POST", f"{stack.gateway_url}/function/{name}.openfaas-fn/p?x=1", b"over the overlay", timeout=30)
+    assert reply.status == 200, reply.text
+    echoed = reply.json()
+    assert (echoed["method"], echoed["path"], echoed["body"]) == ("POST", "/p?x=1", "over the overlay")
+
+    # scale: replicas are tasks; both are published and serve
+    assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2}).status == 200
+    wait_for(lambda: len(stack.hosts(name)) == 2, 30, 0.2, "two tasks in the hosts file")
+    assert stack.running_tasks(f"openfaas-fn_{name}") == 2
+    status = stack.call("GET", f"/system/function/{name}").json()
+    assert (status["replicas"], status["availableReplicas"]) == (2, 2)
+    usage = stack.call("GET", f"/system/function/{name}?usage=1").json()["usage"]
+    assert usage["totalMemoryBytes"] > 0  # both tasks' containers, read from this node's engine
+    for _ in range(4):
+        assert http("GET", f"{stack.gateway_url}/function/{name}", timeout=30).status == 200
+    listed = {f["name"]: f for f in stack.call("GET", "/system/functions").json()}
+    assert listed[name]["labels"]["app"] == name
+
+    # a rolling update (new tasks healthy before the old ones stop) keeps the function answering throughout
+    updated = stack.call("PUT", "/system/functions", {**spec, "envVars": {"K": "v2"}})
+    assert updated.status == 202, updated.text
+    assert stack.call("GET", f"/system/function/{name}").json()["envVars"] == {"K": "v2"}
+
+    def update_state() -> str:
+        found = json.loads(docker("service", "inspect", f"openfaas-fn_{name}"))[0]
+        return str(found.get("UpdateStatus", {}).get("State", ""))
+
+    answers: list[int] = []
+    deadline = time.monotonic() + 90
+    while update_state() != "completed":
+        assert time.monotonic() < deadline, "the rolling update did not complete within 90s"
+        answers.append(http("GET", f"{stack.gateway_url}/function/{name}", timeout=30).status)
+    assert answers
+    assert set(answers) == {200}, answers
+    wait_for(lambda: len(stack.hosts(name)) == 2, 30, 0.2, "the two new tasks in the hosts file")
+
+    # logs: the service's, every task's, with the task as the instance
+    tasks = set(docker("service", "ps", "-q", "--no-trunc", f"openfaas-fn_{name}").split())
+
+    def log_lines() -> list[dict[str, str]]:
+        reply = stack.call("GET", f"/system/logs?name={name}&namespace=openfaas-fn&tail=50&follow=false")
+        assert reply.status == 200, reply.text
+        return [json.loads(line) for line in reply.text.splitlines() if line.strip()]
+
+    lines = wait_for(log_lines, 30, 0.5, "log lines")
+    assert {line["name"] for line in lines} == {name}
+    assert {line["instance"] for line in lines} <= tasks
+    # follow: the history first, then the stream stays open
+    follow = urllib.request.Request(
+        f"{stack.gateway_url}/system/logs?name={name}&tail=1&follow=true",
+        headers={"Authorization": stack.authorization},
+    )
+    with urllib.request.urlopen(follow, timeout=30) as streaming:
+        first = json.loads(streaming.readline())
+        assert (first["name"], first["instance"] in tasks) == (name, True)
+
+    # the provider's 404 for a missing function, as the gateway relays it for either backend (OpenFaaS's 501)
+    assert stack.call("GET", "/system/logs?name=nope&follow=false").status == 501
+
+    # a missing secret is refused with a 400 naming it, and leaves no service behind
+    other = unique_name("sw")
+    refused = stack.call("POST", "/system/functions", {"service": other, "image": ECHO, "secrets": ["nope"]})
+    assert refused.status == 400
+    assert "nope" in refused.text
+    assert f"openfaas-fn_{other}" not in stack.services()
+
+    # scale to zero, then a request: the gateway scales the service from zero and the request is served
+    assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 0}).status == 200
+    wait_for(lambda: stack.hosts(name) == [], 30, 0.2, "no task in the hosts file")
+    assert http("GET", f"{stack.gateway_url}/function/{name}", timeout=60).status == 200
+    assert stack.call("GET", f"/system/function/{name}").json()["replicas"] == 1
+
+    # delete: the service and its hosts lines go
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+    assert stack.hosts(name) == []
+    assert f"openfaas-fn_{name}" not in stack.services()
+    assert stack.call("GET", f"/system/function/{name}").status == 404
+
+
+def test_secrets_are_swarm_secrets_mounted_where_functions_read_them(stack: SwarmStack) -> None:
+    secret = unique_name("db")
+    assert stack.call("POST", "/system/secrets", {"name": secret, "value": "one"}).status == 201
+    assert stack.call("POST", "/system/secrets", {"name": secret, "value": "one"}).status == 409
+    assert {"name": secret, "namespace": "openfaas-fn"} in stack.call("GET", "/system/secrets").json()
+
+    name = unique_name("sw")
+    deployed = stack.call("POST", "/system/functions", {"service": name, "image": ECHO, "secrets": [secret]})
+    assert deployed.status == 202, deployed.text
+
+    def mounted() -> str:
+        ids = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name=openfaas-fn_{name}").split()
+        if len(ids) != 1:
+            return ""  # the old task still stopping, or the new one not there yet
+        return docker("exec", ids[0], "cat", f"/var/openfaas/secrets/{secret}", check=False)
+
+    assert mounted() == "one"  # readable by the function's own (non-root) user
+
+    # an update makes a new Swarm secret and rolls the function onto it
+    assert stack.call("PUT", "/system/secrets", {"name": secret, "value": "two"}).status == 200
+    wait_for(lambda: mounted() == "two", 60, 0.5, "the function to be rolled onto the new value")
+    swarm_secrets = docker("secret", "ls", "--filter", f"label=com.pyfaasd.secret={secret}", "--format", "{{.Name}}")
+    assert len(swarm_secrets.split()) == 1  # the old value is removed
+
+    in_use = stack.call("DELETE", "/system/secrets", {"name": secret})
+    assert in_use.status == 409
+    assert name in in_use.text
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+    assert stack.call("DELETE", "/system/secrets", {"name": secret}).status == 200
+    assert docker("secret", "ls", "--filter", f"label=com.pyfaasd.secret={secret}", "-q") == ""
+
+
+def test_a_provider_not_attached_to_the_overlay_refuses_to_start(stack: SwarmStack, tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYFAASD_STATE_DIR": str(tmp_path / "host-state"),
+        "PYFAASD_BACKEND": "swarm",
+        "PYFAASD_SWARM_NETWORK": stack.network,
+        "PYFAASD_PROVIDER_ADDR": f"127.0.0.1:{free_port()}",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "provider"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"not attached to the overlay network {stack.network}" in done.stdout + done.stderr

@@ -1,0 +1,89 @@
+"""The Swarm service spec of a function (provider/swarm_spec.py) and the backend setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from provider.config import Backend, ProviderConfig
+from provider.models import FunctionDeployment
+from provider.swarm_secrets import swarm_secret_name
+from provider.swarm_spec import LABEL_NETWORK, SecretMount, service_name, service_spec, with_replicas, with_secret
+from servicekit.settings import SettingError
+
+CONFIG = ProviderConfig(swarm_network="fnnet", pids_limit=256, stop_timeout_s=5.0)
+
+
+def spec_of(**body: object) -> FunctionDeployment:
+    return FunctionDeployment.parse({"service": "echo", "image": "pyfaasd/fn-echo-http", **body})
+
+
+def test_a_function_is_a_replicated_dnsrr_service_on_the_overlay_with_its_labels() -> None:
+    spec = spec_of(labels={"app": "x"}, envProcess="cat", envVars={"K": "v"}, constraints=["node.role == worker"])
+    out = service_spec(spec, CONFIG, replicas=3, created="2026-12-02T00:00:00Z", generation="g1")
+    assert out["Name"] == "openfaas-fn_echo" == service_name("openfaas-fn", "echo")
+    assert out["Mode"] == {"Replicated": {"Replicas": 3}}
+    assert out["EndpointSpec"] == {"Mode": "dnsrr"}
+    assert out["UpdateConfig"]["Order"] == "start-first"
+    template = out["TaskTemplate"]
+    assert template["Networks"] == [{"Target": "fnnet", "Aliases": ["echo"]}]
+    assert template["Placement"] == {"Constraints": ["node.role == worker"]}
+    labels = out["Labels"]
+    assert labels["app"] == "x"
+    assert labels[LABEL_NETWORK] == "fnnet"
+    assert labels["com.pyfaasd.function"] == "echo"
+    assert labels["com.pyfaasd.namespace"] == "openfaas-fn"
+    assert FunctionDeployment.from_label(labels["com.pyfaasd.spec"]) == spec
+    container = template["ContainerSpec"]
+    assert container["Labels"] == labels
+    assert "fprocess=cat" in container["Env"]
+    assert "K=v" in container["Env"]
+    assert container["StopGracePeriod"] == 5_000_000_000
+    assert template["Resources"]["Limits"] == {"Pids": 256}
+
+
+def test_limits_and_requests_become_task_resources() -> None:
+    spec = spec_of(limits={"memory": "128Mi", "cpu": "500m"}, requests={"memory": "64Mi"}, readOnlyRootFilesystem=True)
+    out = service_spec(spec, CONFIG, replicas=1, created="c", generation="g")
+    resources = out["TaskTemplate"]["Resources"]
+    assert resources["Limits"] == {"MemoryBytes": 128 * 2**20, "NanoCPUs": 500_000_000, "Pids": 256}
+    assert resources["Reservations"] == {"MemoryBytes": 64 * 2**20}
+    assert out["TaskTemplate"]["ContainerSpec"]["ReadOnly"] is True
+
+
+def test_with_replicas_changes_only_the_count() -> None:
+    out = service_spec(spec_of(), CONFIG, replicas=1, created="c", generation="g")
+    scaled = with_replicas(out, 0)
+    assert scaled["Mode"] == {"Replicated": {"Replicas": 0}}
+    assert {k: v for k, v in scaled.items() if k != "Mode"} == {k: v for k, v in out.items() if k != "Mode"}
+
+
+def test_the_backend_setting() -> None:
+    assert ProviderConfig.from_env({}).backend is Backend.DOCKER
+    config = ProviderConfig.from_env({"PYFAASD_BACKEND": "Swarm", "PYFAASD_SWARM_NETWORK": "n1"})
+    assert (config.backend, config.swarm_network) == (Backend.SWARM, "n1")
+    with pytest.raises(SettingError, match="PYFAASD_BACKEND"):
+        ProviderConfig.from_env({"PYFAASD_BACKEND": "kubernetes"})
+
+
+def test_secrets_are_mounted_where_functions_read_them_for_the_secrets_group() -> None:
+    mount = SecretMount("id1", "openfaas-fn_db_0123456789abcdef", "db")
+    out = service_spec(spec_of(secrets=["db"]), CONFIG, replicas=1, created="c", generation="g", secrets=[mount])
+    container = out["TaskTemplate"]["ContainerSpec"]
+    assert container["Groups"] == [str(CONFIG.secrets_gid)]
+    assert container["Secrets"] == [
+        {
+            "SecretID": "id1",
+            "SecretName": "openfaas-fn_db_0123456789abcdef",
+            "File": {"Name": "/var/openfaas/secrets/db", "UID": "0", "GID": str(CONFIG.secrets_gid), "Mode": 0o440},
+        }
+    ]
+    moved = with_secret(out, "id1", SecretMount("id2", "openfaas-fn_db_fedcba9876543210", "db"), CONFIG.secrets_gid)
+    assert [ref["SecretID"] for ref in moved["TaskTemplate"]["ContainerSpec"]["Secrets"]] == ["id2"]
+    assert out["TaskTemplate"]["ContainerSpec"]["Secrets"][0]["SecretID"] == "id1"  # the original is unchanged
+
+
+def test_swarm_secret_names_fit_swarms_limit_and_change_with_the_value() -> None:
+    long = swarm_secret_name("n" * 63, "s" * 63, b"v")
+    assert len(long) <= 64
+    assert swarm_secret_name("ns", "db", b"one") != swarm_secret_name("ns", "db", b"two")
+    assert swarm_secret_name("ns", "db", b"one").startswith("ns_db_")
