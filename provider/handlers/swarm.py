@@ -25,6 +25,7 @@ from provider.models import (
 )
 from provider.swarm_functions import SwarmFunctions
 from provider.swarm_secrets import SwarmSecrets
+from servicekit import json_text
 from servicekit.version import __version__, commit_sha
 
 SWARM = web.AppKey("swarm", SwarmFunctions)
@@ -37,7 +38,7 @@ def _query_namespace(request: web.Request) -> str:
 
 async def list_functions(request: web.Request) -> web.Response:
     statuses = await request.app[SWARM].list_functions(_query_namespace(request))
-    return web.json_response([s.to_json() for s in statuses])
+    return web.json_response([s.to_json() for s in statuses], dumps=json_text.dumps)
 
 
 async def function_status(request: web.Request) -> web.Response:
@@ -48,7 +49,7 @@ async def function_status(request: web.Request) -> web.Response:
     status = await functions.status(namespace, name)
     if request.query.get("usage", "").strip().lower() in ("1", "t", "true", "yes", "on"):
         status = dataclasses.replace(status, usage=await functions.usage(namespace, name))
-    return web.json_response(status.to_json())
+    return web.json_response(status.to_json(), dumps=json_text.dumps)
 
 
 async def deploy_function(request: web.Request) -> web.Response:
@@ -101,7 +102,7 @@ async def function_logs(request: web.Request) -> web.StreamResponse:
 async def list_secrets(request: web.Request) -> web.Response:
     namespace = _query_namespace(request)
     names = await request.app[SWARM_SECRETS].names(namespace)
-    return web.json_response([{"name": n, "namespace": namespace} for n in names])
+    return web.json_response([{"name": n, "namespace": namespace} for n in names], dumps=json_text.dumps)
 
 
 async def create_secret(request: web.Request) -> web.Response:
@@ -132,7 +133,8 @@ async def info(request: web.Request) -> web.Response:
             "provider": "pyfaasd",
             "version": {"sha": commit_sha(), "release": __version__},
             "orchestration": "swarm",
-        }
+        },
+        dumps=json_text.dumps,
     )
 
 
