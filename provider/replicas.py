@@ -114,12 +114,12 @@ class Replicas:
         if waking:
             # From zero with an idle pooled container for it: claiming that beats starting the parked container,
             # which is removed once the new replicas serve.
-            current = [r for r in current if r not in waking]
             stopped = []
         used = {r.container.replica for r in current}
+        current = [r for r in current if r not in waking]
         wanted = replicas - (len(current) - len(stopped))
         restart = stopped[:wanted]
-        fresh = [i for i in range(replicas + len(current)) if i not in used][: wanted - len(restart)]
+        fresh = [i for i in range(replicas + len(used)) if i not in used][: wanted - len(restart)]
         results = await asyncio.gather(
             *(self.bring_up(fn, r) for r in restart),
             self.create(fn, fresh),
