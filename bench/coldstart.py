@@ -102,13 +102,7 @@ POOL_SIZE = 2
 
 def idle_pool(provider: ProviderProcess) -> list[str]:
     """The running pool containers no function has claimed."""
-    found = []
-    for container in provider.containers(running_only=True):
-        labels = dict(part.split("=", 1) for part in container["Labels"].split(",") if "=" in part)
-        slot = labels.get("com.pyfaasd.pool.slot")
-        if slot and not (provider.state_dir / "pool" / slot / "claim.json").exists():
-            found.append(container["ID"])
-    return found
+    return [c["ID"] for c in provider.containers(running_only=True, idle_pool=True) if provider.is_idle_pool(c)]
 
 
 def wait_for_pool(provider: ProviderProcess, timeout: float = 30.0) -> None:

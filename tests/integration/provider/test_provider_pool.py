@@ -75,14 +75,8 @@ def pooled_provider(provider_prerequisites: None, tmp_path: Any) -> Iterator[Pro
 
 
 def idle_pool(provider: ProviderProcess) -> set[str]:
-    """IDs of the running pool containers no function has claimed (their slot has no claim record)."""
-    found = set()
-    for container in provider.containers(running_only=True):
-        labels = dict(part.split("=", 1) for part in container["Labels"].split(",") if "=" in part)
-        slot = labels.get("com.pyfaasd.pool.slot")
-        if slot and not (provider.state_dir / "pool" / slot / "claim.json").exists():
-            found.add(container["ID"])
-    return found
+    """IDs of the running pool containers no function has claimed."""
+    return {c["ID"] for c in provider.containers(running_only=True, idle_pool=True) if provider.is_idle_pool(c)}
 
 
 def full_pool(provider: ProviderProcess) -> set[str]:
@@ -242,7 +236,7 @@ def test_recovery_after_sigkill_keeps_pool_made_replicas_and_the_pool(
         assert full_pool(provider) == pool  # the idle ones adopted
         # Nothing orphaned: every container of this provider is the replica or an idle pool container, and every
         # slot directory belongs to one of them.
-        assert {c["ID"] for c in provider.containers()} == pool | {replica}
+        assert {c["ID"] for c in provider.containers(idle_pool=True)} == pool | {replica}
         slots = {p.name for p in (provider.state_dir / "pool").iterdir()}
         assert len(slots) == POOL_SIZE + 1
 
