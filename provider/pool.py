@@ -101,6 +101,7 @@ class WarmPool:
                 member.running
                 and member.runtime in self._idle
                 and self.slots.path(member.slot).is_dir()
+                and not self.slots.touched(member.slot)
                 and len(self._idle[member.runtime]) < self._config.pool_size
             )
             if usable and await self._attach(member):

@@ -73,6 +73,12 @@ class PoolSlots:
         """The labels a claimed slot's container stands for; None while unclaimed."""
         return self._claims.get(slot)
 
+    def touched(self, slot: str) -> bool:
+        """Whether a claim of the slot ever began (a record, even unreadable, or a load file): such a container
+        must never be taken as idle."""
+        base = self.root / slot
+        return (base / CLAIM_FILE).exists() or (base / "control" / LOAD_FILE).exists()
+
     def loaded(self, slot: str) -> bool:
         """Whether the function was handed over (its load file written): a claim without one was interrupted."""
         return (self.root / slot / "control" / LOAD_FILE).is_file()

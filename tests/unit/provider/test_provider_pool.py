@@ -151,3 +151,12 @@ async def test_an_idle_container_is_adopted_with_its_address_after_a_restart(poo
     await pooled.restart()
     assert await full(pooled) == pool
     assert {cid: pooled.network.allocations[cid] for cid in pool} == addresses
+
+
+async def test_a_container_whose_claim_record_is_unreadable_is_never_taken_as_idle(pooled: World) -> None:
+    replica = await deploy_code(pooled, "damaged")
+    slot = pooled.slots.path(replica.labels[LABEL_POOL_SLOT])
+    (slot / "claim.json").write_text("{")  # damaged on disk: the restarted provider cannot read it
+    await pooled.restart()
+    assert replica.id not in pooled.runtime.containers  # removed, not adopted into the pool
+    assert replica.id not in await full(pooled)
