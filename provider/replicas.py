@@ -191,7 +191,9 @@ class Replicas:
         cid = replica.container.id
         with self._state.managing(cid):
             try:
-                info = await self._runtime.start(cid)
+                # A container just claimed from the pool runs already (inspected right after the claim).
+                claimed = replica.container.pool_slot and replica.container.running and not replica.ready
+                info = replica.container if claimed else await self._runtime.start(cid)
             except VolumeMountError as e:
                 raise self._volumes.explain_mount_error(str(e)) from None
             replica.container = info
