@@ -152,6 +152,7 @@ class DockerRuntime:
             raise _error(f"rename a container to {name}", e) from e
 
     async def update_resources(self, container_id: str, resources: Mapping[str, int]) -> None:
+        # aiodocker has no call for POST /containers/{id}/update; its own request helper sends it.
         try:
             await self._docker._query_json(f"containers/{container_id}/update", method="POST", data=dict(resources))
         except aiodocker.DockerError as e:
