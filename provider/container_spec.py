@@ -95,8 +95,7 @@ def container_config(
         reservation = spec.requests.memory_bytes("requests")
         if reservation is not None:
             host["MemoryReservation"] = reservation
-    writable = (spec.annotations or {}).get(ANNOTATION_WRITABLE_ROOT, "").strip().lower() == "true"
-    read_only = spec.read_only_root_filesystem or (config.default_read_only_root and not writable)
+    read_only = root_read_only(spec, config)
     if read_only and not spec.read_only_root_filesystem:
         applied.append("read-only-root")
     if applied:
@@ -112,6 +111,12 @@ def container_config(
         "StopTimeout": int(config.stop_timeout_s),
         "HostConfig": host,
     }
+
+
+def root_read_only(spec: FunctionDeployment, config: ProviderConfig) -> bool:
+    """Whether a replica's root file system is read-only: asked for, or the operator's default not opted out of."""
+    writable = (spec.annotations or {}).get(ANNOTATION_WRITABLE_ROOT, "").strip().lower() == "true"
+    return spec.read_only_root_filesystem or (config.default_read_only_root and not writable)
 
 
 def _hardened_host(config: ProviderConfig, binds: Sequence[str]) -> dict[str, Any]:

@@ -78,6 +78,11 @@ class WarmPool:
     def enabled(self) -> bool:
         return self._config.pool_size > 0 and bool(self._config.pool_runtimes)
 
+    @property
+    def read_only(self) -> bool:
+        """Whether the pool's containers have a read-only root (only functions alike may claim them)."""
+        return self._config.default_read_only_root
+
     def member_ids(self) -> list[str]:
         return [m.id for members in self._idle.values() for m in members]
 
@@ -214,7 +219,7 @@ class WarmPool:
         On a failure after the claim began, the container is removed (never given back) and the error raised.
         """
         host = config["HostConfig"]
-        if not self.enabled or bool(host.get("ReadonlyRootfs")) != self._config.default_read_only_root:
+        if not self.enabled or bool(host.get("ReadonlyRootfs")) != self.read_only:
             return None
         image = await self._runtime.image(str(config["Image"]))
         if image is None:

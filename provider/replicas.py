@@ -17,7 +17,7 @@ import structlog
 from netconf import NetconfError, NetnsNotFoundError, write_hosts
 from provider.code_functions import ANNOTATION_DEV, CodeFunctions, Mount, code_digest
 from provider.config import ProviderConfig, PullPolicy
-from provider.container_spec import ReplicaSpec, container_config
+from provider.container_spec import ReplicaSpec, container_config, root_read_only
 from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, VolumeMountError, network_error
 from provider.images import ImagePuller
 from provider.models import FunctionDeployment
@@ -182,7 +182,7 @@ class Replicas:
 
     async def _pooled(self, spec: FunctionDeployment) -> bool:
         """Whether a new replica of ``spec`` would come out of the pool now."""
-        if not _poolable(spec) or volume_mounts(spec):
+        if not _poolable(spec) or volume_mounts(spec) or root_read_only(spec, self._config) != self._pool.read_only:
             return False
         return await self._pool.available_for(spec.image)
 

@@ -160,3 +160,12 @@ async def test_a_container_whose_claim_record_is_unreadable_is_never_taken_as_id
     await pooled.restart()
     assert replica.id not in pooled.runtime.containers  # removed, not adopted into the pool
     assert replica.id not in await full(pooled)
+
+
+async def test_a_function_the_pool_cannot_serve_wakes_its_parked_container(pooled: World) -> None:
+    parked = await deploy_code(pooled, "rz", readOnlyRootFilesystem=True)
+    await pooled.orchestrator.scale("openfaas-fn", "rz", 0)
+    pool = await full(pooled)
+    await pooled.orchestrator.scale("openfaas-fn", "rz", 1)
+    assert parked.running  # started again, not replaced
+    assert {c.id for c in idle(pooled)} == pool
