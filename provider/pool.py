@@ -49,6 +49,7 @@ from provider.tasks import Background
 log = structlog.get_logger("provider.pool")
 
 NAME_PREFIX = "pyfaasd-pool-"
+LABEL_POOL_READY = "com.pyfaasd.runtime.pool"  # on a runtime image whose watchdog waits for the hand-over
 
 
 @dataclass(slots=True)
@@ -150,6 +151,9 @@ class WarmPool:
             image = await self._runtime.image(ref)
             if image is None:
                 log.warning("pool_runtime_missing", runtime=ref)
+                return
+            if image.labels.get(LABEL_POOL_READY) != "1":
+                log.warning("pool_runtime_unsupported", runtime=ref, missing_label=f"{LABEL_POOL_READY}=1")
                 return
             results = await asyncio.gather(*(self._make(ref) for _ in range(wanted)), return_exceptions=True)
         finally:

@@ -3,6 +3,7 @@ function per container, waking from zero, and recovery of claims, idle container
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from provider.code_functions import ANNOTATION_CODE, LABEL_RUNTIME
 from provider.docker_runtime import LABEL_POOL_SLOT
 from provider.models import FunctionDeployment
+from provider.pool import LABEL_POOL_READY
 from tests.unit.provider.fakes import POOL_RUNTIME, FakeContainer, World, until
 
 HANDLER = b"def handle(event, context):\n    return 'hi'\n"
@@ -22,7 +24,7 @@ async def pooled(tmp_path: Path) -> AsyncIterator[World]:
     """A started provider keeping two idle containers of the runtime ``POOL_RUNTIME``, with a stored bundle."""
     world = World(tmp_path, pool_size=2)
     world.runtime.images[POOL_RUNTIME] = "sha256:rtpy"
-    world.runtime.image_labels[POOL_RUNTIME] = {LABEL_RUNTIME: "python3.11"}
+    world.runtime.image_labels[POOL_RUNTIME] = {LABEL_RUNTIME: "python3.11", LABEL_POOL_READY: "1"}
     await world.start()
     await full(world)
     try:
@@ -169,3 +171,18 @@ async def test_a_function_the_pool_cannot_serve_wakes_its_parked_container(poole
     await pooled.orchestrator.scale("openfaas-fn", "rz", 1)
     assert parked.running  # started again, not replaced
     assert {c.id for c in idle(pooled)} == pool
+
+
+async def test_a_runtime_whose_watchdog_cannot_wait_gets_no_pool(tmp_path: Path) -> None:
+    world = World(tmp_path, pool_size=2)
+    world.runtime.images[POOL_RUNTIME] = "sha256:old"
+    world.runtime.image_labels[POOL_RUNTIME] = {LABEL_RUNTIME: "python3.11"}  # built before the pool
+    await world.start()
+    try:
+        refills = [t for t in asyncio.all_tasks() if t.get_name().startswith("pool refill")]
+        assert refills  # it did try
+        await asyncio.gather(*refills)
+        assert world.core.pool.idle() == {POOL_RUNTIME: 0}
+        assert world.runtime.containers == {}
+    finally:
+        await world.core.close()
