@@ -107,7 +107,7 @@ def idle_pool(provider: ProviderProcess) -> list[str]:
 
 def wait_for_pool(provider: ProviderProcess, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while len(idle_pool(provider)) < POOL_SIZE:
+    while not provider.idle_pool(POOL_SIZE):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the pool did not fill within {timeout}s:\n{provider.log_tail()}")
         time.sleep(0.05)

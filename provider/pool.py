@@ -155,13 +155,15 @@ class WarmPool:
             if image.labels.get(LABEL_POOL_READY) != "1":
                 log.warning("pool_runtime_unsupported", runtime=ref, missing_label=f"{LABEL_POOL_READY}=1")
                 return
-            results = await asyncio.gather(*(self._make(ref) for _ in range(wanted)), return_exceptions=True)
+
+            async def one() -> None:  # each container is claimable as soon as it is up
+                self._idle[ref].append(await self._make(ref))
+
+            results = await asyncio.gather(*(one() for _ in range(wanted)), return_exceptions=True)
         finally:
             self._making[ref] -= wanted
         for result in results:
-            if isinstance(result, Member):
-                self._idle[ref].append(result)
-            elif isinstance(result, BaseException):
+            if isinstance(result, BaseException):
                 log.error("pool_member_failed", runtime=ref, error=str(result))
         log.info("pool_filled", runtime=ref, idle=len(self._idle[ref]))
 

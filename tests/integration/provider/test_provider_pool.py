@@ -80,11 +80,7 @@ def idle_pool(provider: ProviderProcess) -> set[str]:
 
 
 def full_pool(provider: ProviderProcess) -> set[str]:
-    def full() -> set[str] | None:
-        ids = idle_pool(provider)
-        return ids if len(ids) == POOL_SIZE else None
-
-    found: set[str] = wait_for(full, what="a full pool")
+    found: set[str] = wait_for(lambda: provider.idle_pool(POOL_SIZE), what="a full pool")
     return found
 
 
