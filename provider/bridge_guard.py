@@ -1,12 +1,12 @@
 """Watching the bridge under running functions: noticed within a second when deleted or broken, then rebuilt.
 
-Someone runs ``ip link del pyfaasd0`` (or a network manager takes it down): the veths of the running replicas
-lose their master, the route to the subnet goes, and every call to a function would hang. The guard checks the
-bridge with one netlink dump every ``Timings.bridge_check_s``; when it is broken it says why (``problem()``, so
-``/healthz`` answers 503), rebuilds it with ``ensure_bridge`` (bridge, MAC, address, forwarding, iptables rules)
-and attaches every replica again: the same address, its veth put back on the bridge, the neighbour entries
-restored (attach is idempotent). A replica whose container ended meanwhile is left to the event reactions.
-A failed repair is retried at the next check for as long as the provider runs.
+Someone runs ``ip link del pyfaasd0`` (or a network manager takes it down): the veths of the running replicas lose
+their master, the route to the subnet goes, and every call to a function would hang. The guard checks the bridge
+with one netlink dump every ``Timings.bridge_check_s``; when it is broken it says why (``problem()``, so
+``/healthz`` answers 503), rebuilds it with ``ensure_bridge`` (bridge, MAC, address, forwarding, iptables rules) and
+attaches every replica (and every idle warm-pool container) again: the same address, its veth put back on the
+bridge, the neighbour entries restored (attach is idempotent). A replica whose container ended meanwhile is left to
+the event reactions. A failed repair is retried at the next check for as long as the provider runs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import time
 import structlog
 
 from netconf import NetconfError, NetnsNotFoundError
+from provider.pool import WarmPool
 from provider.runtime import Network
 from provider.state import State, Timings
 
@@ -24,10 +25,11 @@ log = structlog.get_logger("provider")
 
 
 class BridgeGuard:
-    def __init__(self, state: State, network: Network, timings: Timings) -> None:
+    def __init__(self, state: State, network: Network, timings: Timings, pool: WarmPool) -> None:
         self._state = state
         self._network = network
         self._timings = timings
+        self._pool = pool
         self._problem: str | None = None
         self.repairs = 0
 
@@ -62,6 +64,7 @@ class BridgeGuard:
             log.error("bridge_repair_failed", problem=problem, error=str(e))
             return
         attached, gone = await self._reattach()
+        pooled = await self._pool.reattach()  # idle warm-pool containers are on the bridge too
         self.repairs += 1
         self._problem = None
         log.info(
@@ -69,6 +72,7 @@ class BridgeGuard:
             problem=problem,
             replicas_attached=attached,
             replicas_gone=gone,
+            pool_attached=pooled,
             duration_s=round(time.monotonic() - started, 3),
         )
 

@@ -201,6 +201,31 @@ PIP_TIMEOUT: Final = Setting(
     "PYFAASD_PIP_TIMEOUT", None, "10m", "longest a requirements install may take", settings.parse_positive_duration
 )
 
+
+def parse_runtimes(name: str, value: str) -> tuple[str, ...]:
+    """Comma-separated image references; empty: none."""
+    found = tuple(part.strip() for part in value.split(",") if part.strip())
+    for ref in found:
+        if any(c.isspace() for c in ref):
+            raise settings.SettingError(f"{name}: {ref!r} is not an image reference")
+    return found
+
+
+POOL_SIZE: Final = Setting(
+    "PYFAASD_POOL_SIZE",
+    None,
+    "2",
+    "started, idle containers kept per pool runtime for code functions (0: no pool)",
+    whole_number(0, 64),
+)
+POOL_RUNTIMES: Final = Setting(
+    "PYFAASD_POOL_RUNTIMES",
+    None,
+    "pyfaasd/runtime-python:latest",
+    "runtime images the warm pool keeps containers of (comma-separated)",
+    parse_runtimes,
+)
+
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     STATE_DIR,
     BRIDGE,
@@ -231,6 +256,8 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     DEFAULT_MEMORY,
     DEFAULT_CPU,
     DEFAULT_READ_ONLY_ROOT,
+    POOL_SIZE,
+    POOL_RUNTIMES,
     REGISTRIES,
     PULL_TIMEOUT,
     LOG_LEVEL,
@@ -261,6 +288,8 @@ class ProviderConfig:
     default_memory_bytes: int | None = None  # applied to a function that sets no memory limit
     default_nano_cpus: int | None = None
     default_read_only_root: bool = False
+    pool_size: int = 2  # provider/pool.py
+    pool_runtimes: tuple[str, ...] = ("pyfaasd/runtime-python:latest",)
     registries: Path = Path("/etc/pyfaasd/registries.yaml")  # mirrors; a missing file means none
     pull_timeout_s: float = 600.0
     log_level: str = "info"
@@ -289,6 +318,10 @@ class ProviderConfig:
     @property
     def deps_dir(self) -> Path:
         return self.state_dir / "deps"
+
+    @property
+    def pool_dir(self) -> Path:
+        return self.state_dir / "pool"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Self:
@@ -323,6 +356,8 @@ class ProviderConfig:
             default_memory_bytes=DEFAULT_MEMORY.read(env),
             default_nano_cpus=DEFAULT_CPU.read(env),
             default_read_only_root=DEFAULT_READ_ONLY_ROOT.read(env),
+            pool_size=POOL_SIZE.read(env),
+            pool_runtimes=POOL_RUNTIMES.read(env),
             registries=REGISTRIES.read(env),
             pull_timeout_s=PULL_TIMEOUT.read(env),
             log_level=LOG_LEVEL.read(env),

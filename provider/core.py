@@ -20,6 +20,8 @@ from provider.events import EventFollower, Reactions
 from provider.images import ImagePuller
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
+from provider.pool import WarmPool
+from provider.pool_slots import PoolSlots
 from provider.replicas import Replicas
 from provider.runtime import Network, Probe, Runtime
 from provider.scale_store import ScaleStore
@@ -41,6 +43,7 @@ class Core:
     volumes: VolumeStore
     images: ImagePuller
     bridge: BridgeGuard
+    pool: WarmPool
     events: asyncio.Task[None] | None = None
     bridge_watch: asyncio.Task[None] | None = None
     recovered: asyncio.Event = field(default_factory=asyncio.Event)  # set once start() has re-read Docker
@@ -56,7 +59,10 @@ class Core:
         namespaces: NamespaceStore,
         scale_store: ScaleStore,
         timings: Timings | None = None,
+        slots: PoolSlots | None = None,
     ) -> Core:
+        """``slots``: the pool's slots, the same the runtime reads claims from (a new one over the state dir if
+        not given)."""
         timings = timings or Timings()
         state = State()
         background = Background()
@@ -67,24 +73,39 @@ class Core:
         )
         volumes = VolumeStore(runtime, config.net.bridge, config.volume_host_roots)
         images = ImagePuller(runtime, config.registries, config.docker_config, config.pull_timeout_s)
+        pool = WarmPool(config, runtime, network, slots or PoolSlots(config.pool_dir), background)
         replicas = Replicas(
-            config, state, runtime, network, probe, secrets, scale_store, background, timings, code, volumes, images
+            config,
+            state,
+            runtime,
+            network,
+            probe,
+            secrets,
+            scale_store,
+            background,
+            timings,
+            code,
+            volumes,
+            images,
+            pool,
         )
         reactions = Reactions(state, replicas, runtime, scale_store, background, timings)
         orchestrator = Orchestrator(
             config, state, replicas, runtime, secrets, namespaces, scale_store, code, volumes, images
         )
         follower = EventFollower(runtime, reactions, timings)
-        bridge = BridgeGuard(state, network, timings)
-        return cls(state, replicas, reactions, orchestrator, follower, background, code, volumes, images, bridge)
+        bridge = BridgeGuard(state, network, timings, pool)
+        return cls(state, replicas, reactions, orchestrator, follower, background, code, volumes, images, bridge, pool)
 
     async def start(self) -> None:
-        """Follow Docker's events, then recover the functions found in Docker."""
+        """Follow Docker's events, then recover the pool and the functions found in Docker; refill the pool."""
         self.code.store.remove_leftovers()
         self.code.dependencies.remove_leftovers()
         self.events = asyncio.create_task(self.follower.run(), name="docker events")
+        await self.pool.recover()  # first: interrupted claims go, idle containers keep their addresses
         await self.reactions.recover()
         self.recovered.set()
+        self.pool.refill_later()
         self.bridge_watch = asyncio.create_task(self.bridge.run(), name="bridge watch")
 
     def problem(self) -> str | None:

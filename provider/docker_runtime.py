@@ -18,7 +18,15 @@ import aiohttp
 import structlog
 
 from provider.errors import DockerUnavailableError, ImageUnavailableError, RuntimeFailureError, VolumeMountError
-from provider.runtime import Container, ContainerEvent, ContainerUsage, ImageInfo, LogLine, VolumeInfo
+from provider.runtime import (
+    Container,
+    ContainerEvent,
+    ContainerUsage,
+    ImageInfo,
+    LogLine,
+    PoolContainer,
+    VolumeInfo,
+)
 
 log = structlog.get_logger("provider.docker")
 
@@ -31,6 +39,17 @@ LABEL_GENERATION = "com.pyfaasd.generation"  # changes with every deploy/update
 # The bridge a container belongs to: the identity of a provider instance, so a second instance (tests, a
 # second install) never adopts or restarts the containers of another.
 LABEL_BRIDGE = "com.pyfaasd.bridge"
+# A container of the warm pool (provider/pool.py): the runtime reference it was made for, and its slot directory.
+# Once a function claims it, the slot's claim record holds the labels above, laid over the container's own.
+LABEL_POOL = "com.pyfaasd.pool"
+LABEL_POOL_SLOT = "com.pyfaasd.pool.slot"
+
+Claims = Callable[[str], Mapping[str, str] | None]
+
+
+def _no_claims(slot: str) -> Mapping[str, str] | None:
+    del slot
+    return None
 
 
 def _error(action: str, e: aiodocker.DockerError) -> Exception:
@@ -39,14 +58,16 @@ def _error(action: str, e: aiodocker.DockerError) -> Exception:
 
 
 class DockerRuntime:
-    def __init__(self, client: aiodocker.Docker, bridge: str) -> None:
+    def __init__(self, client: aiodocker.Docker, bridge: str, claims: Claims = _no_claims) -> None:
         self._docker = client
         self._instance_filter = f"{LABEL_BRIDGE}={bridge}"
+        self._claims = claims
 
     @classmethod
-    async def connect(cls, bridge: str) -> DockerRuntime:
+    async def connect(cls, bridge: str, claims: Claims = _no_claims) -> DockerRuntime:
+        """``claims``: the labels a claimed pool container stands for, by slot (``PoolSlots.labels_of``)."""
         client = aiodocker.Docker()
-        runtime = cls(client, bridge)
+        runtime = cls(client, bridge, claims)
         try:
             await client.version()
         except (aiodocker.DockerError, aiohttp.ClientError, OSError) as e:
@@ -69,14 +90,73 @@ class DockerRuntime:
             labels += [f"{LABEL_NAMESPACE}={key[0]}", f"{LABEL_FUNCTION}={key[1]}"]
         try:
             found = await self._docker.containers.list(all=True, filters={"label": labels})
+            pooled = await self._docker.containers.list(
+                all=True, filters={"label": [LABEL_POOL_SLOT, self._instance_filter]}
+            )
         except aiodocker.DockerError as e:
             raise _error("list containers", e) from e
         containers = []
-        for summary in found:
+        for summary in found + pooled:
             info = await self.inspect(summary.id)
-            if info is not None:
+            if info is not None and (key is None or info.key == key):
                 containers.append(info)
         return containers
+
+    async def list_pool(self) -> list[PoolContainer]:
+        try:
+            found = await self._docker.containers.list(
+                all=True, filters={"label": [LABEL_POOL_SLOT, self._instance_filter]}
+            )
+        except aiodocker.DockerError as e:
+            raise _error("list containers", e) from e
+        members = []
+        for summary in found:
+            member = await self.inspect_pool(summary.id)
+            if member is not None:
+                members.append(member)
+        return members
+
+    async def inspect_pool(self, container_id: str) -> PoolContainer | None:
+        try:
+            data = await self._docker.containers.container(container_id).show()
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                return None
+            raise _error("inspect a container", e) from e
+        labels = data.get("Config", {}).get("Labels") or {}
+        slot = labels.get(LABEL_POOL_SLOT)
+        if slot is None or self._claims(slot) is not None:
+            return None
+        state = data.get("State", {})
+        return PoolContainer(
+            id=data["Id"],
+            name=str(data.get("Name", "")).lstrip("/"),
+            slot=slot,
+            runtime=labels.get(LABEL_POOL, ""),
+            image_id=str(data.get("Image", "")),
+            running=bool(state.get("Running")) and not state.get("Restarting"),
+            pid=int(state.get("Pid") or 0),
+        )
+
+    async def start_pool(self, container_id: str) -> PoolContainer:
+        await self._start(container_id)
+        member = await self.inspect_pool(container_id)
+        if member is None:
+            raise RuntimeFailureError(f"pool container {container_id[:12]} disappeared while starting")
+        return member
+
+    async def rename(self, container_id: str, name: str) -> None:
+        try:
+            await self._docker.containers.container(container_id).rename(name)
+        except aiodocker.DockerError as e:
+            raise _error(f"rename a container to {name}", e) from e
+
+    async def update_resources(self, container_id: str, resources: Mapping[str, int]) -> None:
+        # aiodocker has no call for POST /containers/{id}/update; its own request helper sends it.
+        try:
+            await self._docker._query_json(f"containers/{container_id}/update", method="POST", data=dict(resources))
+        except aiodocker.DockerError as e:
+            raise _error("change a container's limits", e) from e
 
     async def inspect(self, container_id: str) -> Container | None:
         try:
@@ -85,7 +165,7 @@ class DockerRuntime:
             if e.status == 404:
                 return None
             raise _error("inspect a container", e) from e
-        return _container(data)
+        return _container(data, self._claims)
 
     async def usage(self, container_id: str) -> ContainerUsage | None:
         """From one ``stats`` answer (``stream=0``: the engine samples twice, about a second apart)."""
@@ -106,7 +186,7 @@ class DockerRuntime:
             raise _error(f"create container {name}", e) from e
         return container.id
 
-    async def start(self, container_id: str) -> Container:
+    async def _start(self, container_id: str) -> None:
         try:
             await self._docker.containers.container(container_id).start()
         except aiodocker.DockerError as e:
@@ -115,6 +195,9 @@ class DockerRuntime:
                 raise VolumeMountError(message) from e
             if e.status != 304:  # already started
                 raise _error("start a container", e) from e
+
+    async def start(self, container_id: str) -> Container:
+        await self._start(container_id)
         info = await self.inspect(container_id)
         if info is None:
             raise RuntimeFailureError(f"container {container_id[:12]} disappeared while starting")
@@ -274,12 +357,14 @@ class DockerRuntime:
         aiodocker's public event API: a subscriber of ``docker.events`` fed by ``events.run``, which runs in a
         task of ours so that its failure (Docker unreachable, a broken stream) is raised here, not lost.
         """
-        filters = {"type": ["container"], "label": [LABEL_FUNCTION, self._instance_filter]}
+        # Every container of this instance: function containers and pool ones (whose function, once claimed,
+        # is in the claim record, not in a label). Others (the pip installer) have no function and are ignored.
+        filters = {"type": ["container"], "label": [self._instance_filter]}
         subscriber = self._docker.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
         feed = asyncio.create_task(self._docker.events.run(filters=filters), name="docker events feed")
         try:
             while (event := await subscriber.get()) is not None:
-                yield _event(event)
+                yield _event(event, self._claims)
             await feed  # the stream ended: raise what ended it, if anything did
         except aiodocker.DockerError as e:
             raise _error("follow events", e) from e
@@ -288,9 +373,9 @@ class DockerRuntime:
             await asyncio.gather(feed, return_exceptions=True)
 
 
-def _event(event: Mapping[str, Any]) -> ContainerEvent:
+def _event(event: Mapping[str, Any], claims: Claims = _no_claims) -> ContainerEvent:
     actor = event.get("Actor") or {}
-    attributes = actor.get("Attributes") or {}
+    attributes = _claimed(actor.get("Attributes") or {}, claims) or {}
     code = attributes.get("exitCode")
     return ContainerEvent(
         action=str(event.get("Action", "")).split(":", 1)[0],
@@ -301,9 +386,18 @@ def _event(event: Mapping[str, Any]) -> ContainerEvent:
     )
 
 
-def _container(data: Mapping[str, Any]) -> Container | None:
-    labels = data.get("Config", {}).get("Labels") or {}
-    if LABEL_FUNCTION not in labels:
+def _claimed(labels: Mapping[str, str], claims: Claims) -> Mapping[str, str] | None:
+    """A container's labels, a pool container's with its claim record laid over; None for an unclaimed one."""
+    slot = labels.get(LABEL_POOL_SLOT)
+    if slot is None:
+        return labels
+    record = claims(slot)
+    return None if record is None else {**labels, **record}
+
+
+def _container(data: Mapping[str, Any], claims: Claims = _no_claims) -> Container | None:
+    labels = _claimed(data.get("Config", {}).get("Labels") or {}, claims)
+    if labels is None or LABEL_FUNCTION not in labels:
         return None
     state = data.get("State", {})
     try:
@@ -325,6 +419,7 @@ def _container(data: Mapping[str, Any]) -> Container | None:
         oom_killed=bool(state.get("OOMKilled")),
         created=str(data.get("Created", "")),
         image_id=str(data.get("Image", "")),
+        pool_slot=labels.get(LABEL_POOL_SLOT, ""),
     )
 
 

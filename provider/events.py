@@ -142,6 +142,8 @@ class Reactions:
 
     def handle(self, event: ContainerEvent) -> None:
         """React to one event; the reactions run as background tasks, each under its function's lock."""
+        if not event.function:  # an idle pool container or the pip installer: no replica of anything
+            return
         fn = self._state.find(event.key)
         if event.action == "oom":
             log.warning(

@@ -16,12 +16,13 @@ import structlog
 
 from netconf import NetconfError, NetnsNotFoundError, write_hosts
 from netconf.routes import write_routes
-from provider.code_functions import CodeFunctions, Mount
+from provider.code_functions import ANNOTATION_DEV, CodeFunctions, Mount, code_digest
 from provider.config import ProviderConfig, PullPolicy
-from provider.container_spec import ReplicaSpec, container_config
+from provider.container_spec import ReplicaSpec, container_config, root_read_only
 from provider.errors import FunctionStartError, ImageUnavailableError, ProviderError, VolumeMountError, network_error
 from provider.images import ImagePuller
 from provider.models import FunctionDeployment
+from provider.pool import WarmPool
 from provider.readiness import NotReadyError, wait_ready
 from provider.routes import published_routes
 from provider.runtime import Container, ImageInfo, Network, Probe, Runtime
@@ -29,12 +30,18 @@ from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import FunctionState, ReplicaState, State, Timings
 from provider.tasks import Background
-from provider.volumes import VolumeStore
+from provider.volumes import VolumeStore, volume_mounts
 
 log = structlog.get_logger("provider")
 
 EXIT_POLL_S = 0.05
 DEFAULT_METRICS_PORT = 8081  # the watchdog's (of-watchdog's) metrics_port
+
+
+def _poolable(spec: FunctionDeployment) -> bool:
+    """A code function from a stored bundle (not ``pyfaasd dev``'s live directory): the pool can deliver its code."""
+    annotations = spec.annotations or {}
+    return ANNOTATION_DEV not in annotations and code_digest(spec) is not None
 
 
 def metrics_port_of(spec: FunctionDeployment) -> int | None:
@@ -64,8 +71,10 @@ class Replicas:
         code: CodeFunctions,
         volumes: VolumeStore,
         images: ImagePuller,
+        pool: WarmPool,
     ) -> None:
         self._config = config
+        self._pool = pool
         self._images = images
         self._code = code
         self._volumes = volumes
@@ -95,7 +104,7 @@ class Replicas:
 
     async def create_parked(self, fn: FunctionState) -> ReplicaState:
         """A created but stopped container: how a function scaled to zero keeps existing in Docker."""
-        return await self._create_container(fn, 0)
+        return await self._create_container(fn, 0, pooled=False)
 
     async def grow(self, fn: FunctionState, replicas: int, current: list[ReplicaState]) -> None:
         """Start stopped replicas and create new ones until ``replicas`` run.
@@ -103,10 +112,16 @@ class Replicas:
         On a failure the function keeps what did start, and its desired count becomes what is ready.
         """
         stopped = [r for r in current if not (r.container.running or r.ready)]
+        waking = [] if len(stopped) < len(current) or not await self._pooled(fn.spec) else stopped
+        if waking:
+            # From zero with an idle pooled container for it: claiming that beats starting the parked container,
+            # which is removed once the new replicas serve.
+            stopped = []
         used = {r.container.replica for r in current}
+        current = [r for r in current if r not in waking]
         wanted = replicas - (len(current) - len(stopped))
         restart = stopped[:wanted]
-        fresh = [i for i in range(replicas + len(current)) if i not in used][: wanted - len(restart)]
+        fresh = [i for i in range(replicas + len(used)) if i not in used][: wanted - len(restart)]
         results = await asyncio.gather(
             *(self.bring_up(fn, r) for r in restart),
             self.create(fn, fresh),
@@ -120,6 +135,10 @@ class Replicas:
                 fn.replicas[replica.container.id] = replica
         self.publish()
         errors = [r for r in results if isinstance(r, BaseException)]
+        if waking and not errors:
+            for replica in waking:
+                fn.replicas.pop(replica.container.id, None)
+            self._background.spawn(self.remove([r.container for r in waking], grace=False), "remove parked")
         if errors:
             fn.desired = sum(1 for r in fn.replicas.values() if r.ready)
             self._scale_store.set(fn.spec.namespace, fn.spec.service, fn.desired)
@@ -145,25 +164,38 @@ class Replicas:
             raise
         return replica
 
-    async def _create_container(self, fn: FunctionState, index: int) -> ReplicaState:
+    async def _create_container(self, fn: FunctionState, index: int, *, pooled: bool = True) -> ReplicaState:
+        """A replica's container: out of the warm pool when the function can take one, else created."""
         spec = ReplicaSpec(spec=fn.spec, replica=index, generation=fn.generation, created=fn.created_at)
         paths = {name: self._secrets.path(fn.spec.namespace, name) for name in fn.spec.secrets}
-        mounts = await self._code.mounts(fn.spec)
+        code = await self._code.mounts(fn.spec)
         volumes, _made = await self._volumes.for_function(fn.spec)
-        mounts += [Mount(source, target, read_only) for source, target, read_only in volumes]
+        mounts = code + [Mount(source, target, read_only) for source, target, read_only in volumes]
         config = container_config(spec, self._config, paths, mounts)
-        container_id = await self._runtime.create(spec.container_name, config)
+        container_id = None
+        if pooled and not volumes and _poolable(fn.spec):
+            container_id = await self._pool.claim(spec.container_name, config, code, paths)
+        if container_id is None:
+            container_id = await self._runtime.create(spec.container_name, config)
         info = await self._runtime.inspect(container_id)
         if info is None:
             raise FunctionStartError(f"container {spec.container_name} disappeared right after it was created")
         return ReplicaState(container=info)
+
+    async def _pooled(self, spec: FunctionDeployment) -> bool:
+        """Whether a new replica of ``spec`` would come out of the pool now."""
+        if not _poolable(spec) or volume_mounts(spec) or root_read_only(spec, self._config) != self._pool.read_only:
+            return False
+        return await self._pool.available_for(spec.image)
 
     async def bring_up(self, fn: FunctionState, replica: ReplicaState) -> None:
         """Start (if needed), attach to the bridge and wait until healthy; marks the replica ready."""
         cid = replica.container.id
         with self._state.managing(cid):
             try:
-                info = await self._runtime.start(cid)
+                # A container just claimed from the pool runs already (inspected right after the claim).
+                claimed = replica.container.pool_slot and replica.container.running and not replica.ready
+                info = replica.container if claimed else await self._runtime.start(cid)
             except VolumeMountError as e:
                 raise self._volumes.explain_mount_error(str(e)) from None
             replica.container = info
@@ -324,6 +356,8 @@ class Replicas:
                 elif container.running:
                     await self._runtime.stop(container.id, min(self._config.stop_timeout_s, 2.0))
                 await self._runtime.remove(container.id)
+                if container.pool_slot:
+                    self._pool.release(container.pool_slot)
                 ip = await self._network.lookup(container.id)
                 if ip is not None:
                     await self._network.detach(ip)
@@ -336,7 +370,7 @@ class Replicas:
     async def free_addresses_except(self, container_ids: Iterable[str]) -> None:
         """Free the addresses of containers that no longer exist (all but ``container_ids``)."""
         try:
-            await self._network.reconcile(container_ids)
+            await self._network.reconcile([*container_ids, *self._pool.member_ids()])
         except NetconfError as e:
             raise network_error(e, self._config.net.subnet) from e
 

@@ -36,6 +36,7 @@ class Container:
     oom_killed: bool
     created: str  # the runtime's own creation time (RFC 3339)
     image_id: str = ""  # the image it was created from, by ID (a tag may have moved since)
+    pool_slot: str = ""  # a replica made from a pooled container: its slot under <state>/pool
 
     @property
     def key(self) -> tuple[str, str]:
@@ -45,6 +46,19 @@ class Container:
         """Why a stopped container stopped, as the end of a sentence."""
         why = "it was killed for using more memory than its limit" if self.oom_killed else f"status {self.exit_code}"
         return f"its container exited ({why})"
+
+
+@dataclass(frozen=True, slots=True)
+class PoolContainer:
+    """A container of the warm pool (``provider/pool.py``) that no function has claimed."""
+
+    id: str
+    name: str
+    slot: str  # its directory under <state>/pool
+    runtime: str  # the runtime image reference it was made for
+    image_id: str
+    running: bool
+    pid: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +130,24 @@ class Runtime(Protocol):
 
     async def usage(self, container_id: str) -> ContainerUsage | None:
         """CPU and memory the container uses now (over about a second); None when it is not running."""
+        ...
+
+    async def list_pool(self) -> list[PoolContainer]:
+        """This instance's pool containers no function has claimed (a claimed one is a function container)."""
+        ...
+
+    async def inspect_pool(self, container_id: str) -> PoolContainer | None:
+        """None when it does not exist or a function has claimed it."""
+        ...
+
+    async def start_pool(self, container_id: str) -> PoolContainer:
+        """Start a pool container; it as it is right after."""
+        ...
+
+    async def rename(self, container_id: str, name: str) -> None: ...
+
+    async def update_resources(self, container_id: str, resources: Mapping[str, int]) -> None:
+        """Change a container's limits in place (``Memory``, ``MemorySwap``, ``NanoCpus``, ``MemoryReservation``)."""
         ...
 
     async def image(self, image: str) -> ImageInfo | None:

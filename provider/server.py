@@ -21,6 +21,7 @@ from provider.config import Backend, ProviderConfig
 from provider.core import Core
 from provider.docker_runtime import DockerRuntime
 from provider.namespaces import NamespaceStore
+from provider.pool_slots import PoolSlots
 from provider.readiness import HttpProbe
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
@@ -53,7 +54,8 @@ async def serve(
         credentials, created = ensure_credentials(config.secrets_dir)
         if created:
             log.info("credentials_created", directory=str(config.secrets_dir), user=credentials.user)
-        runtime = await DockerRuntime.connect(config.net.bridge)
+        slots = PoolSlots(config.pool_dir)
+        runtime = await DockerRuntime.connect(config.net.bridge, slots.labels_of)
         try:
             network = Network(config.net)
             namespace_store = NamespaceStore(config.state_dir / "namespaces")
@@ -67,6 +69,7 @@ async def serve(
                 secret_store,
                 namespace_store,
                 ScaleStore(config.state_dir / "replicas"),
+                slots=slots,
             )
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGHUP, core.images.reload)  # registries.yaml, read again

@@ -232,8 +232,11 @@ class VolumeStore:
         """
         mounts: list[tuple[str, str, bool]] = []
         made: list[str] = []
+        wanted = volume_mounts(spec)
+        if not wanted:  # most functions: no need to list Docker's volumes on every replica's creation
+            return mounts, made
         existing = {v.name for v in await self.all()}
-        for mount in volume_mounts(spec):
+        for mount in wanted:
             name = mount.volume
             if name == AUTO:
                 name = auto_volume_name(spec)

@@ -434,7 +434,7 @@ def plan_uninstall(options: UninstallOptions, host: HostState) -> Plan:
         notes.append(f"kept {options.state_dir} (functions' data and credentials); --purge removes it")
     notes.append(
         "function containers are left to Docker; remove them with: "
-        "docker ps -aq --filter label=com.pyfaasd.function | xargs -r docker rm -f"
+        "docker ps -aq --filter label=com.pyfaasd.bridge | xargs -r docker rm -f"
     )
     notes.append("the bridge and its iptables rules stay until: python -m netconf down")
     return Plan(tuple(actions), tuple(notes))

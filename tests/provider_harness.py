@@ -8,6 +8,7 @@ Everything it makes is removed in :meth:`ProviderProcess.cleanup`: the container
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -152,7 +153,34 @@ class ProviderProcess:
     def hosts(self, name: str, namespace: str = "openfaas-fn") -> list[str]:
         return [str(ip) for ip in read_hosts(self.state_dir / "hosts").lookup(f"{name}.{namespace}")]
 
-    def containers(self, *, running_only: bool = False) -> list[dict[str, str]]:
+    def containers(self, *, running_only: bool = False, idle_pool: bool = False) -> list[dict[str, str]]:
+        """This provider's containers as ``docker ps`` shows them: its function replicas (pool-made ones too), and
+        with ``idle_pool`` also the warm pool's unclaimed containers."""
+        found = self._containers(running_only=running_only)
+        return found if idle_pool else [c for c in found if not self.is_idle_pool(c)]
+
+    def is_idle_pool(self, container: dict[str, str]) -> bool:
+        """A warm pool container no function has claimed (its slot has no claim record)."""
+        labels = dict(part.split("=", 1) for part in container["Labels"].split(",") if "=" in part)
+        slot = labels.get("com.pyfaasd.pool.slot")
+        return bool(slot) and not (self.state_dir / "pool" / str(slot) / "claim.json").exists()
+
+    def idle_pool(self, size: int) -> set[str]:
+        """The IDs of the warm pool's idle containers once it is full (``size``) as the provider sees it: Docker
+        shows them running and unclaimed, and the provider's last word on the pool, after any claim, is that it is
+        full (``pool_filled``, logged once the containers are attached); empty until then."""
+        found = {c["ID"] for c in self.containers(running_only=True, idle_pool=True) if self.is_idle_pool(c)}
+        if len(found) != size:
+            return set()
+        events = []
+        for line in self.log_tail(100_000).splitlines():
+            if '"pool_filled"' in line or '"pool_claimed"' in line:
+                with contextlib.suppress(ValueError):
+                    events.append(json.loads(line))
+        last = events[-1] if events else {}
+        return found if last.get("event") == "pool_filled" and last.get("idle") == size else set()
+
+    def _containers(self, *, running_only: bool = False) -> list[dict[str, str]]:
         args = [
             "docker",
             "ps",
@@ -179,7 +207,7 @@ class ProviderProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
-        ids = [c["ID"] for c in self.containers()]
+        ids = [c["ID"] for c in self.containers(idle_pool=True)]
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, check=False)
         subprocess.run(

@@ -17,6 +17,7 @@ from servicekit.settings import SettingError
 from servicekit.version import __version__
 from watchdog.config import WatchdogConfig
 from watchdog.errors import StartupError
+from watchdog.pool import ENV_LOAD, LoadError, take_function
 
 EXIT_CONFIG = 2
 
@@ -26,6 +27,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args in (["--version"], ["-version"]):
         print(f"fwatchdog {__version__}")
         return 0
+    if ENV_LOAD in os.environ and not args:
+        try:
+            take_function(os.environ)  # a pooled container: wait for the provider to give it a function
+        except LoadError as exc:
+            print(f"fwatchdog: cannot load the pooled function: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
     try:
         config = WatchdogConfig.from_env(os.environ)
     except SettingError as exc:

@@ -35,6 +35,8 @@ from provider.docker_runtime import (
     LABEL_FUNCTION,
     LABEL_GENERATION,
     LABEL_NAMESPACE,
+    LABEL_POOL,
+    LABEL_POOL_SLOT,
     LABEL_REPLICA,
     LABEL_SPEC,
 )
@@ -42,13 +44,23 @@ from provider.errors import ImageUnavailableError, RuntimeFailureError, VolumeMo
 from provider.models import FunctionDeployment, FunctionStatus
 from provider.namespaces import NamespaceStore
 from provider.orchestrator import Orchestrator
-from provider.runtime import Container, ContainerEvent, ContainerUsage, ImageInfo, LogLine, VolumeInfo
+from provider.pool_slots import PoolSlots
+from provider.runtime import (
+    Container,
+    ContainerEvent,
+    ContainerUsage,
+    ImageInfo,
+    LogLine,
+    PoolContainer,
+    VolumeInfo,
+)
 from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state import Timings
 from servicekit.auth import Credentials
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+RESOURCE_KEYS = ("Memory", "MemorySwap", "NanoCpus", "MemoryReservation")
 
 
 @dataclass
@@ -73,6 +85,9 @@ class FakeContainer:
     created: str
     image_id: str = ""
     binds: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    resources: dict[str, int] = field(default_factory=dict)  # the limits it has now (created with, or updated)
+    claims: Callable[[str], Mapping[str, str] | None] | None = None  # a pool container's claim records
     running: bool = False
     pid: int = 0
     exit_code: int = 0
@@ -82,25 +97,51 @@ class FakeContainer:
     stale: list[Container] = field(default_factory=list)  # what the next inspects show, if Docker lags behind
 
     @property
+    def effective(self) -> Mapping[str, str]:
+        """Its labels, a claimed pool container's with the claim record laid over (as DockerRuntime does)."""
+        slot = self.labels.get(LABEL_POOL_SLOT)
+        record = self.claims(slot) if slot is not None and self.claims is not None else None
+        return {**self.labels, **record} if record is not None else self.labels
+
+    @property
+    def pooled(self) -> bool:
+        """An unclaimed pool container."""
+        return LABEL_FUNCTION not in self.effective
+
+    @property
     def key(self) -> tuple[str, str]:
-        return (self.labels.get(LABEL_NAMESPACE, ""), self.labels.get(LABEL_FUNCTION, ""))
+        labels = self.effective
+        return (labels.get(LABEL_NAMESPACE, ""), labels.get(LABEL_FUNCTION, ""))
+
+    def pool_view(self) -> PoolContainer:
+        return PoolContainer(
+            id=self.id,
+            name=self.name,
+            slot=self.labels.get(LABEL_POOL_SLOT, ""),
+            runtime=self.labels.get(LABEL_POOL, ""),
+            image_id=self.image_id,
+            running=self.running,
+            pid=self.pid,
+        )
 
     def view(self) -> Container:
+        labels = self.effective
         return Container(
             id=self.id,
             name=self.name,
-            function=self.labels[LABEL_FUNCTION],
-            namespace=self.labels.get(LABEL_NAMESPACE, ""),
-            replica=int(self.labels.get(LABEL_REPLICA, "0")),
-            generation=self.labels.get(LABEL_GENERATION, ""),
-            spec=self.labels.get(LABEL_SPEC, "{}"),
-            created_label=self.labels.get(LABEL_CREATED, ""),
+            function=labels[LABEL_FUNCTION],
+            namespace=labels.get(LABEL_NAMESPACE, ""),
+            replica=int(labels.get(LABEL_REPLICA, "0")),
+            generation=labels.get(LABEL_GENERATION, ""),
+            spec=labels.get(LABEL_SPEC, "{}"),
+            created_label=labels.get(LABEL_CREATED, ""),
             running=self.running,
             pid=self.pid,
             exit_code=self.exit_code,
             oom_killed=self.oom_killed,
             created=self.created,
             image_id=self.image_id,
+            pool_slot=self.labels.get(LABEL_POOL_SLOT, ""),
         )
 
 
@@ -125,6 +166,7 @@ class FakeRuntime:
         self.behaviours: dict[str, Behaviour] = {}
         self.cpu_millis = 0.0  # what every running container uses, as stats would say
         self.actions: list[tuple[str, str]] = []  # (what, container name) of every call that changes something
+        self.claims: Callable[[str], Mapping[str, str] | None] = lambda slot: None  # PoolSlots.labels_of
         self._streams: list[Stream] = []
         self._pids = itertools.count(1000)
         self._clock = itertools.count(1)
@@ -136,13 +178,13 @@ class FakeRuntime:
         return [
             c.view()
             for c in self.containers.values()
-            if c.labels.get(LABEL_BRIDGE) == self.bridge and (key is None or c.key == key)
+            if c.labels.get(LABEL_BRIDGE) == self.bridge and not c.pooled and (key is None or c.key == key)
         ]
 
     async def inspect(self, container_id: str) -> Container | None:
         await asyncio.sleep(0)
         found = self.containers.get(container_id)
-        if found is None:
+        if found is None or found.pooled:
             return None
         return found.stale.pop() if found.stale else found.view()
 
@@ -159,10 +201,48 @@ class FakeRuntime:
             created=created.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
             image_id=self.images.get(config["Image"], ""),
             binds=tuple(config.get("HostConfig", {}).get("Binds", ())),
+            env=tuple(config.get("Env", ())),
+            resources={k: v for k, v in config.get("HostConfig", {}).items() if k in RESOURCE_KEYS},
+            claims=lambda slot: self.claims(slot),
         )
         self.containers[container.id] = container
         self.actions.append(("create", name))
         return container.id
+
+    async def list_pool(self) -> list[PoolContainer]:
+        await asyncio.sleep(0)
+        return [
+            c.pool_view()
+            for c in self.containers.values()
+            if c.labels.get(LABEL_BRIDGE) == self.bridge and LABEL_POOL_SLOT in c.labels and c.pooled
+        ]
+
+    async def inspect_pool(self, container_id: str) -> PoolContainer | None:
+        await asyncio.sleep(0)
+        found = self.containers.get(container_id)
+        return found.pool_view() if found is not None and found.pooled and LABEL_POOL_SLOT in found.labels else None
+
+    async def start_pool(self, container_id: str) -> PoolContainer:
+        await asyncio.sleep(0)
+        container = self._get(container_id)
+        self.actions.append(("start", container.name))
+        if not container.running:
+            self._run(container)
+        return container.pool_view()
+
+    async def rename(self, container_id: str, name: str) -> None:
+        await asyncio.sleep(0)
+        container = self._get(container_id)
+        if any(c.name == name for c in self.containers.values() if c is not container):
+            raise RuntimeFailureError(f"docker could not rename a container to {name}: the name is in use")
+        self.actions.append(("rename", f"{container.name} -> {name}"))
+        container.name = name
+
+    async def update_resources(self, container_id: str, resources: Mapping[str, int]) -> None:
+        await asyncio.sleep(0)
+        container = self._get(container_id)
+        self.actions.append(("update", container.name))
+        container.resources.update(resources)
 
     async def start(self, container_id: str) -> Container:
         await asyncio.sleep(0)
@@ -498,6 +578,9 @@ FAST = Timings(
 )
 
 
+POOL_RUNTIME = "rt:py"  # the runtime the pool of a World keeps containers of (when pool_size > 0)
+
+
 class World:
     """A provider's orchestration over the fakes, with the stores in a temporary state dir.
 
@@ -511,6 +594,7 @@ class World:
         timings: Timings = FAST,
         volume_host_roots: tuple[Path, ...] = (),
         drain_timeout_s: float = 60.0,
+        pool_size: int = 0,
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.config = ProviderConfig(
@@ -519,8 +603,12 @@ class World:
             stop_timeout_s=1.0,
             volume_host_roots=volume_host_roots,
             drain_timeout_s=drain_timeout_s,
+            pool_size=pool_size,
+            pool_runtimes=(POOL_RUNTIME,),
         )
         self.runtime = FakeRuntime(self.config.net.bridge)
+        self.slots = PoolSlots(self.config.pool_dir)
+        self.runtime.claims = self.slots.labels_of
         self.network = FakeNetwork(self.runtime, self.config.net.subnet)
         self.probe = FakeProbe(self.runtime, self.network)
         self.namespaces = NamespaceStore(state_dir / "namespaces")
@@ -539,6 +627,7 @@ class World:
             self.namespaces,
             self.scale_store,
             self.timings,
+            self.slots,
         )
 
     def app(self, credentials: Credentials) -> web.Application:
@@ -555,6 +644,8 @@ class World:
 
     async def restart(self) -> None:
         await self.core.close()
+        self.slots = PoolSlots(self.config.pool_dir)  # a new provider reads the claim records from disk
+        self.runtime.claims = self.slots.labels_of
         self.core = self._build()
         await self.start()
 
