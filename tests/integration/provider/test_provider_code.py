@@ -257,4 +257,4 @@ def test_requirements_installed_ahead_stream_pips_output(provider: ProviderProce
     assert any("Successfully installed pyfaasd-demo-dep-1.0" in item.get("line", "") for item in items), items
     assert items[-1] == {"status": "installed"}
     again = provider.call("POST", f"/system/code/{digest}/dependencies", {"image": RUNTIME})
-    assert again.text.splitlines() == ['{"status": "cached"}']
+    assert again.text.splitlines() == ['{"status":"cached"}']

@@ -329,7 +329,11 @@ def real_host_with_link(opts, link=None) -> HostState:
 
 def test_uninstall_removes_the_command_link_but_not_a_file(opts, tmp_path):
     link = tmp_path / "pyfaasd"
-    link.symlink_to(opts.executable)
+    # A link to a `pyfaasd` (what install makes); not to EXECUTABLE, which is /usr/bin/env in a clone under /tmp.
+    script = tmp_path / "venv" / "bin" / "pyfaasd"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    link.symlink_to(script)
     options = install.UninstallOptions(opts.state_dir, opts.unit_dir, command_link=link)
     assert install.uninstall(options, host=real_host_with_link(opts, link), runner=Recorder(), out=lambda _: None) == 0
     assert not link.is_symlink()
