@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -62,6 +63,17 @@ def code_prune(target: Target, out: Out, err: Out) -> int:
     return 0
 
 
+def _is_deprecation_notice(line: str) -> bool:
+    """The legacy builder's notice (DOCKER_BUILDKIT=0 is on purpose: no BuildKit daemon, no network)."""
+    text = line.strip()
+    return text.startswith("DEPRECATED: The legacy builder") or text in (
+        "BuildKit is currently disabled; enable it by removing the DOCKER_BUILDKIT=0",
+        "environment-variable.",
+        "Install the buildx component to build images with BuildKit:",
+        "https://docs.docker.com/go/buildx/",
+    )
+
+
 def runtime_ls(target: Target, out: Out, err: Out) -> int:
     reply = send("GET", f"{target.gateway}/system/runtimes", target.credentials)
     if reply.status != 200:
@@ -70,8 +82,28 @@ def runtime_ls(target: Target, out: Out, err: Out) -> int:
     return 0
 
 
-def runtime_build(name: str, directory: Path, tag: str | None, mode: str, out: Out, err: Out) -> int:
-    """``docker build`` of ``directory`` with the runtime labels; the exit status."""
+_STEP: Final = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_BAR_WIDTH: Final = 24
+
+
+def build_progress(line: str) -> str | None:
+    """A one-line progress bar for a ``docker build`` step line (``Step 3/9 : RUN ...``), else None."""
+    step = _STEP.match(line)
+    if step is None:
+        return None
+    done, total, what = int(step[1]), int(step[2]), step[3]
+    filled = _BAR_WIDTH * done // max(total, 1)
+    return f"[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] step {done}/{total}: {what[:60]}"
+
+
+def runtime_build(
+    name: str, directory: Path, tag: str | None, mode: str, out: Out, err: Out, *, tty: bool | None = None
+) -> int:
+    """``docker build`` of ``directory`` with the runtime labels; the exit status.
+
+    On a terminal the build shows as one progress bar over its steps (the whole output is printed if it fails);
+    otherwise docker's lines pass through, less the legacy builder's deprecation notice."""
+    tty = sys.stdout.isatty() if tty is None else tty
     if not _RUNTIME_NAME.fullmatch(name):
         err(f"pyfaasd runtime build: {name!r} is not a runtime name (lower-case letters, digits, '.', '_', '-')")
         return 2
@@ -86,9 +118,35 @@ def runtime_build(name: str, directory: Path, tag: str | None, mode: str, out: O
     command = [docker, "build", "--label", f"{LABEL_RUNTIME}={name}", "--label", f"{LABEL_RUNTIME_MODE}={mode}"]
     command += ["--tag", image, str(directory)]
     out(f"Building runtime {name} as {image} from {directory}.")
-    result = subprocess.run(command, env={**os.environ, "DOCKER_BUILDKIT": "0"}, check=False)
-    if result.returncode != 0:
-        err(f"pyfaasd runtime build: docker build failed (exit status {result.returncode})")
+    proc = subprocess.Popen(
+        command,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    with proc.stdout:
+        for raw in proc.stdout:
+            line = raw.rstrip("\n")
+            if _is_deprecation_notice(line):
+                continue
+            seen.append(line)
+            bar = build_progress(line)
+            if not tty:
+                out(line)
+            elif bar is not None:
+                print(f"\r\033[K{bar}", end="", flush=True)
+    code = proc.wait()
+    if tty:
+        print(flush=True)
+    if code != 0:
+        if tty:
+            for line in seen[-40:]:
+                err(line)
+        err(f"pyfaasd runtime build: docker build failed (exit status {code})")
         return 1
     out(f"Runtime {name}: {image}. Deploy code onto it with: pyfaasd deploy PATH --name NAME --runtime {name}")
     return 0
