@@ -116,7 +116,8 @@ def runtime_build(
         return 1
     image = tag or f"pyfaasd/runtime-{name}:latest"
     command = [docker, "build", "--label", f"{LABEL_RUNTIME}={name}", "--label", f"{LABEL_RUNTIME_MODE}={mode}"]
-    command += ["--tag", image, str(directory)]
+    # --force-rm: the legacy builder keeps the container of a failed step otherwise, one per failed build.
+    command += ["--force-rm", "--tag", image, str(directory)]
     out(f"Building runtime {name} as {image} from {directory}.")
     proc = subprocess.Popen(
         command,

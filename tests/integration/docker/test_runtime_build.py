@@ -51,6 +51,13 @@ def test_a_failed_build_on_a_terminal_shows_docker_s_lines(docker_ready: None, t
     require_image(BASE)
     (tmp_path / "Dockerfile").write_text(f"FROM {BASE}\nRUN echo broken-step && false\n")
     err: list[str] = []
+    before = containers()
     assert runtime_build("testrt", tmp_path, "pyfaasd/test-never:latest", "python", print, err.append, tty=True) == 1
     assert any("broken-step" in line for line in err)
     assert err[-1].startswith("pyfaasd runtime build: docker build failed")
+    assert containers() == before  # the failed step's container is not left behind
+
+
+def containers() -> set[str]:
+    out = subprocess.run(["docker", "ps", "-aq", "--no-trunc"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
