@@ -259,6 +259,12 @@ class Replicas:
             await asyncio.sleep(EXIT_POLL_S)
 
     async def _not_ready(self, fn: FunctionState, container_id: str, reason: str) -> FunctionStartError:
+        if reason.endswith("(status 137)"):
+            # SIGKILL: Docker may record the exit before the OOM event lands, so look once more to name an OOM kill.
+            await asyncio.sleep(min(self._timings.exit_report_wait_s, 0.5))
+            info = await self._runtime.inspect(container_id)
+            if info is not None and info.oom_killed:
+                reason = info.exit_message()
         tail = await self._log_tail(container_id)
         name = f"{fn.spec.service}.{fn.spec.namespace}"
         return FunctionStartError(f"function {name} did not become ready: {reason}{tail}")
