@@ -291,21 +291,21 @@ class FunctionProxy:
                 )
             except TimeoutError:
                 raise UpstreamTimeoutError(f"function {key} did not answer within {self._timeout:g}s") from None
-            except UpstreamUnreachableError:
+            except (UpstreamUnreachableError, ConnectionRefusedError) as exc:
+                # Nothing was sent either way, so another replica is tried once.
+                unreachable = isinstance(exc, UpstreamUnreachableError)
                 self._resolver.mark_refused(ip)
                 if attempt == 1 and len(replicas) > 1:
-                    log.warning("replica_unreachable", replica=ip)
+                    if unreachable:
+                        log.warning("replica_unreachable", replica=ip)
+                    else:
+                        log.info("replica_refused", replica=ip)
                     ip = self._resolver.pick(key, replicas, avoid=ip)
                     continue
-                raise ReplicaUnreachableError(
-                    f"function {key} is unreachable: no connection within {config.connect_timeout_s:g}s"
-                ) from None
-            except ConnectionRefusedError:
-                self._resolver.mark_refused(ip)
-                if attempt == 1 and len(replicas) > 1:
-                    log.info("replica_refused", replica=ip)
-                    ip = self._resolver.pick(key, replicas, avoid=ip)
-                    continue
+                if unreachable:
+                    raise ReplicaUnreachableError(
+                        f"function {key} is unreachable: no connection within {config.connect_timeout_s:g}s"
+                    ) from None
                 raise UpstreamConnectError(f"cannot connect to function {key}: connection refused") from None
             except OSError as exc:
                 reason = exc.strerror or str(exc) or exc.__class__.__name__

@@ -17,18 +17,16 @@ idempotent and never opens a window without rules. ``remove_rules`` deletes the 
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
+from netconf.command import execute
 from netconf.errors import IptablesError
 
 IPTABLES = "iptables"
 # Seconds iptables waits for the xtables lock held by another process (Docker, firewalld) before failing.
 LOCK_WAIT_S = 10
-COMMAND_TIMEOUT_S = 30.0
 CHAIN_PREFIX = "PYFAASD"
 
 
@@ -151,24 +149,6 @@ async def _run(args: Sequence[str]) -> str:
 
 
 async def _exec(args: Sequence[str]) -> tuple[int, str, str]:
-    argv = [IPTABLES, "-w", str(LOCK_WAIT_S), *args]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-    except FileNotFoundError as e:
-        raise IptablesError(
-            f"{IPTABLES} is not installed (or not on PATH): netconf needs it for the bridge rules"
-        ) from e
-    except PermissionError as e:
-        raise IptablesError(f"cannot run {IPTABLES}: {e.strerror}") from e
-    try:
-        async with asyncio.timeout(COMMAND_TIMEOUT_S):
-            out, err = await proc.communicate()
-    except TimeoutError as e:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise IptablesError(f"{' '.join(argv)} did not finish within {COMMAND_TIMEOUT_S:.0f} s") from e
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    return await execute(
+        [IPTABLES, "-w", str(LOCK_WAIT_S), *args], IptablesError, "netconf needs it for the bridge rules"
+    )

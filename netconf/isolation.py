@@ -26,14 +26,11 @@ interface's kind; it needs the ``nft`` command (Debian's ``nftables``).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
+from netconf.command import execute
 from netconf.config import NetConfig
 from netconf.errors import NftablesError
 
 NFT = "nft"
-COMMAND_TIMEOUT_S = 30.0
 TABLE_PREFIX = "pyfaasd-"
 
 
@@ -99,28 +96,9 @@ async def _run(args: list[str], stdin: str) -> str:
 
 
 async def _exec(args: list[str], stdin: str | None = None) -> tuple[int, str, str]:
-    argv = [NFT, *args]
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except FileNotFoundError as e:
-        raise NftablesError(
-            f"{NFT} is not installed (or not on PATH): netconf needs it to keep functions off host ports and "
-            "other bridges (apt-get install nftables)"
-        ) from e
-    except PermissionError as e:
-        raise NftablesError(f"cannot run {NFT}: {e.strerror}") from e
-    try:
-        async with asyncio.timeout(COMMAND_TIMEOUT_S):
-            out, err = await proc.communicate(stdin.encode() if stdin is not None else None)
-    except TimeoutError as e:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise NftablesError(f"{' '.join(argv)} did not finish within {COMMAND_TIMEOUT_S:.0f} s") from e
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
+    return await execute(
+        [NFT, *args],
+        NftablesError,
+        "netconf needs it to keep functions off host ports and other bridges (apt-get install nftables)",
+        stdin,
+    )
