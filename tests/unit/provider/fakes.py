@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import tempfile
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -161,6 +163,7 @@ class FakeRuntime:
         self.image_labels: dict[str, dict[str, str]] = {}
         self.volume_store: dict[str, VolumeInfo] = {}
         self.volume_root = Path(tempfile.mkdtemp(prefix="fake-volumes-"))
+        weakref.finalize(self, shutil.rmtree, self.volume_root, True)  # each unit test made one and left it in /tmp
         self.mount_errors: dict[str, str] = {}  # a volume whose mount fails at container start -> Docker's message
         self.one_shot: Callable[[dict[str, Any]], tuple[int, list[str]]] = lambda config: (0, [])
         self.behaviours: dict[str, Behaviour] = {}
