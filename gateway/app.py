@@ -57,7 +57,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.platform import ProviderPlatform
 from gateway.pools import Pools
 from gateway.provider import ProviderClient
-from gateway.proxy import FunctionProxy
+from gateway.proxy import PREFIX, FunctionProxy
 from gateway.resolver import Resolver
 from gateway.routes import Routes, host_name
 from gateway.scaler import Scaler
@@ -67,6 +67,8 @@ from gateway.system import SystemProxy, version_info
 from gateway.ui import UiPages
 from servicekit.access_log import AccessLog
 from servicekit.auth import Credentials, load_credentials
+from servicekit.client_side import ClientRequest
+from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, Router
 from servicekit.metrics import CONTENT_TYPE
 from servicekit.relay import RelayError
 
@@ -84,23 +86,63 @@ def error_response(error: GatewayError) -> web.Response:
     return response
 
 
+def failure_response(request: ClientRequest, exc: GatewayError | RelayError) -> web.Response:
+    """A handler's failure as the client sees it, logged once (refusals other than 401 and 404 at info)."""
+    error = exc if isinstance(exc, GatewayError) else from_relay(exc)
+    status = error.status
+    if status >= 500:
+        log.warning("request_failed", method=request.method, path=request.path, status=status, error=str(error))
+    elif status != 401 and status != 404:
+        log.info("request_refused", method=request.method, path=request.path, status=status, error=str(error))
+    return error_response(error)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except (GatewayError, RelayError) as exc:
-        error = exc if isinstance(exc, GatewayError) else from_relay(exc)
-        status = error.status
-        if status >= 500:
-            log.warning("request_failed", method=request.method, path=request.path, status=status, error=str(error))
-        elif status != 401 and status != 404:
-            log.info("request_refused", method=request.method, path=request.path, status=status, error=str(error))
-        return error_response(error)
+        return failure_response(request, exc)
     except web.HTTPException:
         raise
     except Exception:
         log.exception("request_crashed", method=request.method, path=request.path)
         return error_response(GatewayError("internal gateway error"))
+
+
+def lean_routes(app: web.Application) -> Router:
+    """The requests servicekit.lean_server answers itself: ``/function/`` and a routed domain's (every other one,
+    and a websocket upgrade, goes to the aiohttp app). The same proxy and the same error answers as the app's."""
+    proxy = app[PROXY]
+    routes = app[ROUTES]
+    config = app[CONFIG]
+
+    async def function_call(request: LeanRequest, reply: LeanReply) -> None:
+        try:
+            await proxy.call(request, reply)
+        except (GatewayError, RelayError) as exc:
+            reply.send(failure_response(request, exc))
+
+    def route(request: LeanRequest) -> LeanHandler | None:
+        host = request.header(b"host")
+        if host is not None:
+            function = routes.domain(host.decode("latin-1"))
+            if function is not None:
+                if config.http_redirect and not request.secure:
+                    return None  # the 308 is the app's
+
+                async def domain_call(request: LeanRequest, reply: LeanReply) -> None:
+                    try:
+                        await proxy.call_route(request, reply, function, request.raw_path, "")
+                    except (GatewayError, RelayError) as exc:
+                        reply.send(failure_response(request, exc))
+
+                return domain_call
+        if request.raw_path.startswith(PREFIX):
+            return function_call
+        return None
+
+    return route
 
 
 def create_app(

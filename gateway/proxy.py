@@ -51,6 +51,7 @@ from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from netconf.hosts import DEFAULT_NAMESPACE
 from servicekit.access_log import AccessLog
+from servicekit.client_side import AiohttpReply, ClientRequest, Reply
 from servicekit.headers import HOP_BY_HOP
 from servicekit.relay import RelayError, body_length, proxy, read_body
 from servicekit.request_head import REQUEST_DROP, RequestHead
@@ -134,7 +135,7 @@ def split_name(segment: str) -> tuple[str, str]:
     return name, namespace
 
 
-def is_websocket(request: web.Request) -> bool:
+def is_websocket(request: ClientRequest) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
@@ -163,25 +164,38 @@ class FunctionProxy:
             await self._ws_session.close()
 
     async def invoke(self, request: web.Request) -> web.StreamResponse:
-        """``/function/<name>[.<namespace>][/<path>]``."""
+        """``/function/<name>[.<namespace>][/<path>]`` (the aiohttp route)."""
+        reply = AiohttpReply(request)
+        await self.call(request, reply)
+        return reply.result()
+
+    async def call(self, request: ClientRequest, reply: Reply) -> None:
+        """``/function/<name>[.<namespace>][/<path>]``, answered to ``reply`` (the lean server's route too)."""
         segment, target = split_function_path(request.raw_path)
         prefix = PREFIX_BYTES + segment.encode("utf-8", "surrogateescape")
-        return await self._invoke(request, segment, None, target, prefix)
+        await self._invoke(request, reply, segment, None, target, prefix)
 
     async def invoke_route(self, request: web.Request, function: str, target: str, prefix: str) -> web.StreamResponse:
+        """A request on a function's own domain or path prefix (the aiohttp route)."""
+        reply = AiohttpReply(request)
+        await self.call_route(request, reply, function, target, prefix)
+        return reply.result()
+
+    async def call_route(self, request: ClientRequest, reply: Reply, function: str, target: str, prefix: str) -> None:
         """A request on a function's own domain or path prefix (gateway/routes.py): ``function`` is
         ``name.namespace``, ``target`` the path (and query) it sees, ``prefix`` the one stripped (or "")."""
         name, _, namespace = function.rpartition(".")
-        return await self._invoke(request, function, (name, namespace), target, prefix.encode())
+        await self._invoke(request, reply, function, (name, namespace), target, prefix.encode())
 
     async def _invoke(
         self,
-        request: web.Request,
+        request: ClientRequest,
+        reply: Reply,
         segment: str,
         known: tuple[str, str] | None,
         target: str,
         prefix: bytes,
-    ) -> web.StreamResponse:
+    ) -> None:
         started = time.perf_counter()
         call_id = request.headers.get("X-Call-Id") or new_call_id()
         start_ns = str(time.time_ns())
@@ -204,12 +218,12 @@ class FunctionProxy:
                     raise
             counted = True
             self._metrics.request_started(key)
-            if is_websocket(request):
-                response = await self._websocket(request, key, replicas, prefix, target, call_id, start_ns)
+            if isinstance(reply, AiohttpReply) and is_websocket(request):
+                assert isinstance(request, web.Request)  # upgrades are aiohttp's (servicekit.lean_server)
+                reply.response = await self._websocket(request, key, replicas, prefix, target, call_id, start_ns)
             else:
-                response = await self._forward(request, key, replicas, prefix, target, call_id, start_ns, echo)
-            status = response.status
-            return response
+                await self._forward(request, reply, key, replicas, prefix, target, call_id, start_ns, echo)
+            status = reply.status
         except (GatewayError, RelayError) as exc:
             error = exc if isinstance(exc, GatewayError) else from_relay(exc)
             status = error.status
@@ -228,7 +242,7 @@ class FunctionProxy:
 
     def _head(
         self,
-        request: web.Request,
+        request: ClientRequest,
         ip: str,
         prefix: bytes,
         target: str,
@@ -260,7 +274,8 @@ class FunctionProxy:
 
     async def _forward(
         self,
-        request: web.Request,
+        request: ClientRequest,
+        reply: Reply,
         key: str,
         replicas: tuple[str, ...],
         prefix: bytes,
@@ -268,7 +283,7 @@ class FunctionProxy:
         call_id: str,
         start_ns: str,
         echo: tuple[tuple[str, str], ...],
-    ) -> web.StreamResponse:
+    ) -> None:
         config = self._config
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
@@ -280,6 +295,7 @@ class FunctionProxy:
             try:
                 return await proxy(
                     request,
+                    reply,
                     self._pools.get(ip),
                     head,
                     body,

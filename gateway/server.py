@@ -25,7 +25,7 @@ import structlog
 import uvloop
 from aiohttp import web
 
-from gateway.app import INTERNAL, INTERNAL_NAME, create_app
+from gateway.app import INTERNAL, INTERNAL_NAME, create_app, lean_routes
 from gateway.config import GatewayConfig
 from gateway.keys import METRICS
 from gateway.metrics import GatewayMetrics
@@ -33,6 +33,7 @@ from gateway.tls import Certificates
 from servicekit import notify, open_files
 from servicekit.auth import Credentials, load_credentials
 from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite, refusal_response
+from servicekit.lean_server import LeanServer
 from servicekit.shutdown import Shutdown
 from servicekit.workers import fork_workers, send_signal, supervise
 
@@ -56,6 +57,7 @@ async def serve(
     # One process decides for the whole gateway: the only one, or worker 0 (the metrics it reads are shared).
     app = create_app(config, credentials=credentials, metrics=metrics, worker=worker, autoscale=worker in (None, 0))
     guard = client_guard(config, app[METRICS])
+    lean = lean_server(config, app, guard)
     certificates = Certificates(config.tls_cert, config.tls_key, config.tls_dir) if config.tls else None
     loop = asyncio.get_running_loop()
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=config.write_timeout_s)
@@ -63,7 +65,7 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, _reload, certificates)
     try:
         site = LimitedSite(
-            runner, config.host, config.port, guard, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG
+            runner, config.host, config.port, guard, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG, lean=lean
         )
         await site.start()
         if certificates is not None:
@@ -75,6 +77,7 @@ async def serve(
                 reuse_port=config.workers > 1,
                 backlog=LISTEN_BACKLOG,
                 ssl_context=certificates.context,
+                lean=lean,
             )
             await secure.start()
             log.info("listening_tls", address=f"{config.tls_host}:{config.tls_port}", domains=certificates.domains)
@@ -101,6 +104,20 @@ def _reload(certificates: Certificates | None) -> None:
         log.info("reload_requested", tls="off")
         return
     certificates.reload()
+
+
+def lean_server(config: GatewayConfig, app: web.Application, guard: ClientGuard) -> LeanServer:
+    """The hot paths' server in front of the app (servicekit.lean_server), under the same client limits; it
+    drains with the app: on shutdown, before the app's own connections are waited for."""
+    lean = LeanServer(
+        lean_routes(app), header_timeout_s=guard.limits.header_timeout_s, idle_timeout_s=guard.limits.idle_timeout_s
+    )
+
+    async def drain(_app: web.Application) -> None:
+        await lean.shutdown(config.write_timeout_s)
+
+    app.on_shutdown.append(drain)
+    return lean
 
 
 def client_guard(config: GatewayConfig, metrics: GatewayMetrics) -> ClientGuard:

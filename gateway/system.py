@@ -26,7 +26,8 @@ from gateway.provider import USER_AGENT, ProviderClient
 from netconf.hosts import DEFAULT_NAMESPACE
 from servicekit import json_text
 from servicekit.auth import REJECTION, Credentials, check_authorization
-from servicekit.relay import body_length, exchange, read_body, read_whole, relay, whole_response
+from servicekit.client_side import AiohttpReply, whole_response
+from servicekit.relay import body_length, exchange, read_body, read_whole, relay
 from servicekit.request_head import REQUEST_DROP, RequestHead
 from servicekit.upstream import ResponseHead, UpstreamConnection
 from servicekit.version import __version__, commit_sha
@@ -108,9 +109,17 @@ class SystemProxy:
         if head.status in (404, 501):
             connection.close()
             raise LogsNotSupportedError(f"the provider has no logs for this request ({head.status})")
-        return await relay(
-            request, self._provider.pool, connection, head, body_deadline=None, write_timeout=self._write_timeout
+        reply = AiohttpReply(request)
+        await relay(
+            request,
+            reply,
+            self._provider.pool,
+            connection,
+            head,
+            body_deadline=None,
+            write_timeout=self._write_timeout,
         )
+        return reply.result()
 
     async def list_functions(self, request: web.Request) -> web.StreamResponse:
         answer = await self._provider_json(request)
@@ -157,9 +166,17 @@ class SystemProxy:
     async def _relay(
         self, request: web.Request, connection: UpstreamConnection, head: ResponseHead, deadline: float
     ) -> web.StreamResponse:
-        return await relay(
-            request, self._provider.pool, connection, head, body_deadline=deadline, write_timeout=self._write_timeout
+        reply = AiohttpReply(request)
+        await relay(
+            request,
+            reply,
+            self._provider.pool,
+            connection,
+            head,
+            body_deadline=deadline,
+            write_timeout=self._write_timeout,
         )
+        return reply.result()
 
     async def _read(self, connection: UpstreamConnection, head: ResponseHead, deadline: float) -> bytes:
         try:

@@ -40,6 +40,8 @@ from typing import Any, Protocol, cast
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from servicekit.lean_server import LeanConnection, LeanServer
+
 REFUSAL_LINGER_S = 1.0
 REFUSALS_LINGERING_MAX = 1024
 _HANDLER_ATTRIBUTES = ("_waiter", "_request_count")
@@ -107,8 +109,12 @@ class ClientGuard:
         self.header_timeouts = 0
         self.lingering = 0  # refused connections still reading the client's last bytes
 
-    def protocol_factory(self, server: web.Server) -> Callable[[], asyncio.BaseProtocol]:
+    def protocol_factory(
+        self, server: web.Server, lean: LeanServer | None = None
+    ) -> Callable[[], asyncio.BaseProtocol]:
         """A protocol factory for ``loop.create_server``: aiohttp's handler under these limits, or a refusal.
+        With ``lean``, a connection starts on servicekit.lean_server, which hands it to that handler when a
+        request is not one of its hot paths.
 
         Connections are counted when accepted, not when their ``connection_made`` runs (the loop may accept a
         whole backlog before it calls any), so the cap holds under a burst.
@@ -124,6 +130,11 @@ class ClientGuard:
                 return _Refusal(self)
             self.open += 1
             self.events.connection_opened()
+            if lean is not None:
+                return LeanConnection(lean, aiohttp_handler, self._closed, self._head_timed_out)
+            return _LimitedHandler(self, server, loop=loop, **kwargs)
+
+        def aiohttp_handler() -> asyncio.Protocol:
             return _LimitedHandler(self, server, loop=loop, **kwargs)
 
         return make
@@ -131,6 +142,10 @@ class ClientGuard:
     def _closed(self) -> None:
         self.open -= 1
         self.events.connection_closed()
+
+    def _head_timed_out(self) -> None:
+        self.header_timeouts += 1
+        self.events.header_timed_out()
 
 
 class _LimitedHandler(RequestHandler):
@@ -174,8 +189,7 @@ class _LimitedHandler(RequestHandler):
     def _head_overdue(self) -> None:
         self._head_timer = None
         if self._request_count == self._heads_at_start and self.transport is not None:
-            self._guard.header_timeouts += 1
-            self._guard.events.header_timed_out()
+            self._guard._head_timed_out()
             self.force_close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -224,7 +238,7 @@ class _Refusal(asyncio.Protocol):
 class LimitedSite(web.BaseSite):
     """``aiohttp.web.TCPSite`` whose connections are under a :class:`ClientGuard`."""
 
-    __slots__ = ("_bound_port", "_guard", "_host", "_port", "_reuse_address", "_reuse_port", "_ssl")
+    __slots__ = ("_bound_port", "_guard", "_host", "_lean", "_port", "_reuse_address", "_reuse_port", "_ssl")
 
     def __init__(
         self,
@@ -237,8 +251,10 @@ class LimitedSite(web.BaseSite):
         reuse_address: bool | None = None,
         reuse_port: bool | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        lean: LeanServer | None = None,
     ) -> None:
         super().__init__(runner, backlog=backlog)
+        self._lean = lean  # the hot paths' server in front of aiohttp (servicekit.lean_server), if any
         self._ssl = ssl_context  # HTTPS when set
         self._guard = guard
         self._host = host
@@ -261,7 +277,7 @@ class LimitedSite(web.BaseSite):
         handlers = self._runner.server
         assert handlers is not None
         listening = await asyncio.get_running_loop().create_server(
-            self._guard.protocol_factory(handlers),
+            self._guard.protocol_factory(handlers, self._lean),
             self._host,
             self._port,
             backlog=self._backlog,

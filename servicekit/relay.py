@@ -15,14 +15,11 @@ caller can pick another replica or say whose deadline it was.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from typing import Final
 
 import structlog
-from aiohttp import web
-from multidict import CIMultiDict
 
-from servicekit.headers import DURATION, HOP_BY_HOP, duration_header
+from servicekit.client_side import ClientRequest, Headers, Reply
 from servicekit.upstream import (
     ResponseHead,
     UpstreamClosedError,
@@ -38,8 +35,6 @@ BUFFERED_RESPONSE_MAX: Final = 256 * 1024
 WRITE_JOIN_MAX: Final = 64 * 1024  # below this the request head and body go out in one write
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 STREAMING_TYPES: Final = ("text/event-stream", "application/x-ndjson")
-
-Headers = Iterable[tuple[str, str]]
 
 
 class RelayError(Exception):
@@ -66,55 +61,13 @@ class AnswerTimeoutError(RelayError):
     """The upstream did not send its whole answer by the body deadline."""
 
 
-def copy_response_headers(head: ResponseHead, target: CIMultiDict[str], *, drop_length: bool) -> None:
-    """Add the upstream's headers to ``target`` minus hop-by-hop ones (and those its ``Connection`` names)."""
-    extra: list[str] = []
-    for name, value in head.headers:
-        lower = name.lower()
-        if lower in HOP_BY_HOP:
-            if lower == "connection":
-                extra += (t.strip() for t in value.split(","))
-            continue
-        if drop_length and lower == "content-length":
-            continue
-        target.add(name, value)
-    for name in extra:
-        if name.lower() not in ("close", "keep-alive", ""):
-            target.popall(name, None)
-
-
-def _add_headers(target: CIMultiDict[str], extra_headers: Headers, started: float | None) -> None:
-    for name, value in extra_headers:
-        target[name] = value
-    if started is not None:
-        target[DURATION] = duration_header(started)
-
-
 def is_whole(method: str, head: ResponseHead) -> bool:
     """Whether the response is read whole and sent in one write (small, sized, and not to a HEAD)."""
     length = head.content_length
     return method != "HEAD" and (not head.has_body or (length is not None and length <= BUFFERED_RESPONSE_MAX))
 
 
-def whole_response(
-    head: ResponseHead,
-    data: bytes,
-    extra_headers: Headers = (),
-    *,
-    started: float | None = None,
-) -> web.Response:
-    """The client's answer from a response read whole; ``started`` (a perf_counter reading) adds
-    ``X-Duration-Seconds``."""
-    response = web.Response(status=head.status, reason=head.reason or None)
-    headers = response.headers
-    copy_response_headers(head, headers, drop_length=True)
-    _add_headers(headers, extra_headers, started)
-    if head.has_body:
-        response.body = data
-    return response
-
-
-def is_streaming_request(request: web.BaseRequest) -> bool:
+def is_streaming_request(request: ClientRequest) -> bool:
     accept = request.headers.get("Accept", "")
     return bool(accept) and any(t in accept for t in STREAMING_TYPES)
 
@@ -135,7 +88,7 @@ def _too_slow(read_timeout: float | None) -> BodyTimeoutError:
 
 
 async def read_body(
-    request: web.BaseRequest, max_body: int, read_timeout: float | None, *, whole: bool = False
+    request: ClientRequest, max_body: int, read_timeout: float | None, *, whole: bool = False
 ) -> bytes | None:
     """The whole request body when it is small and its length known (or ``whole``), else None (stream it).
 
@@ -164,13 +117,13 @@ async def read_body(
         raise _too_slow(read_timeout) from None
 
 
-def body_length(request: web.BaseRequest, body: bytes | None) -> int | None:
+def body_length(request: ClientRequest, body: bytes | None) -> int | None:
     """The length the request head announces for what :func:`read_body` returned: None is chunked."""
     return len(body) if body is not None else request.content_length
 
 
 async def send_streamed_body(
-    request: web.BaseRequest,
+    request: ClientRequest,
     connection: UpstreamConnection,
     chunked: bool,
     max_body: int,
@@ -195,7 +148,7 @@ async def exchange(
     pool: UpstreamPool,
     head: bytes,
     body: bytes | None,
-    request: web.BaseRequest | None,
+    request: ClientRequest | None,
     *,
     max_body: int = 0,
     read_timeout: float | None = 60.0,
@@ -262,7 +215,8 @@ async def read_whole(pool: UpstreamPool, connection: UpstreamConnection, head: R
 
 
 async def proxy(
-    request: web.BaseRequest,
+    request: ClientRequest,
+    reply: Reply,
     pool: UpstreamPool,
     head: bytes,
     body: bytes | None,
@@ -273,8 +227,8 @@ async def proxy(
     write_timeout: float | None,
     extra_headers: Headers = (),
     started: float | None = None,
-) -> web.StreamResponse:
-    """:func:`exchange` then :func:`relay`: the whole round trip of a client's request.
+) -> None:
+    """:func:`exchange` then :func:`relay`: the whole round trip of a client's request, answered to ``reply``.
 
     ``body`` is what :func:`read_body` returned (None: stream it), and ``head`` announces :func:`body_length`.
     ``deadline`` (a loop time, None for none) bounds the answer; past it before the response head, or before a
@@ -293,9 +247,11 @@ async def proxy(
         )
         if is_whole(request.method, response_head):
             data = await read_whole(pool, connection, response_head)
-            return whole_response(response_head, data, extra_headers, started=started)
-    return await _stream(
+            reply.whole(response_head, data, extra_headers, started)
+            return
+    await _stream(
         request,
+        reply,
         pool,
         connection,
         response_head,
@@ -306,13 +262,14 @@ async def proxy(
     )
 
 
-def is_streaming(request: web.BaseRequest, head: ResponseHead) -> bool:
+def is_streaming(request: ClientRequest, head: ResponseHead) -> bool:
     """Server-sent events and NDJSON, asked for or answered: passed through with no deadline on the body."""
     return is_streaming_response(head) or is_streaming_request(request)
 
 
 async def relay(
-    request: web.BaseRequest,
+    request: ClientRequest,
+    reply: Reply,
     pool: UpstreamPool,
     connection: UpstreamConnection,
     head: ResponseHead,
@@ -320,8 +277,8 @@ async def relay(
     *,
     body_deadline: float | None = None,
     write_timeout: float | None = 60.0,
-) -> web.StreamResponse:
-    """Answer the client with the upstream's response: whole when small and sized, else streamed.
+) -> None:
+    """Answer the client (``reply``) with the upstream's response: whole when small and sized, else streamed.
 
     ``body_deadline`` (a loop time) is when the upstream must have sent the whole body; it does not apply to
     server-sent events and NDJSON. ``write_timeout`` bounds each stalled write to the client (None: no bound).
@@ -332,14 +289,16 @@ async def relay(
                 data = await read_whole(pool, connection, head)
         except TimeoutError:
             raise AnswerTimeoutError("the upstream did not send its answer in time") from None
-        return whole_response(head, data, extra_headers)
+        reply.whole(head, data, extra_headers, None)
+        return
     if is_streaming(request, head):
         body_deadline = None
-    return await _stream(request, pool, connection, head, extra_headers, body_deadline, write_timeout, None)
+    await _stream(request, reply, pool, connection, head, extra_headers, body_deadline, write_timeout, None)
 
 
 async def _stream(
-    request: web.BaseRequest,
+    request: ClientRequest,
+    reply: Reply,
     pool: UpstreamPool,
     connection: UpstreamConnection,
     head: ResponseHead,
@@ -347,11 +306,7 @@ async def _stream(
     body_deadline: float | None,
     write_timeout: float | None,
     started: float | None,
-) -> web.StreamResponse:
-    response = web.StreamResponse(status=head.status, reason=head.reason or None)
-    headers = response.headers
-    copy_response_headers(head, headers, drop_length=False)
-    _add_headers(headers, extra_headers, started)
+) -> None:
     loop = asyncio.get_running_loop()
 
     def writing() -> float | None:
@@ -362,23 +317,21 @@ async def _stream(
 
     try:
         async with asyncio.timeout_at(writing()) as timer:
-            await response.prepare(request)
+            await reply.start(head, extra_headers, started)
             timer.reschedule(body_deadline)
             async for chunk in connection.body(head):
                 timer.reschedule(writing())
-                await response.write(chunk)
+                await reply.write(chunk)
                 timer.reschedule(body_deadline)
             timer.reschedule(writing())
-            await response.write_eof()
+            await reply.end()
     except (OSError, UpstreamProtocolError, TimeoutError) as exc:
         # Too late for a status: cut the connection so the client sees an incomplete body, not a short one.
         connection.close()
         log.warning("response_aborted", error=repr(exc))
-        if request.transport is not None:
-            request.transport.close()
-        return response
+        reply.abort()
+        return
     except BaseException:
         connection.close()
         raise
     pool.release(connection, head)
-    return response

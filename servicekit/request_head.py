@@ -2,7 +2,7 @@
 
 One builder for every request the services send on servicekit.upstream's client: the watchdog's http mode, the
 gateway's function proxy and ``/system`` pass-through, and its own calls to the provider. A client's headers are
-copied from aiohttp's raw (bytes) headers, minus a drop set and the names its ``Connection`` header lists; the
+copied from the raw (bytes) headers, minus a drop set and the names its ``Connection`` header lists; the
 caller adds its own before or after them, and :meth:`RequestHead.finish` adds the body's framing.
 """
 
@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from aiohttp import web
-
+from servicekit.client_side import ClientRequest
 from servicekit.headers import HOP_BY_HOP
 
 HOP_BY_HOP_BYTES: Final = frozenset(h.encode() for h in HOP_BY_HOP)
@@ -21,7 +20,7 @@ REQUEST_DROP: Final = HOP_BY_HOP_BYTES | {b"host", b"content-length", b"expect"}
 _NOTHING: Final[frozenset[bytes]] = frozenset()
 
 
-def connection_tokens(request: web.BaseRequest) -> frozenset[bytes]:
+def connection_tokens(request: ClientRequest) -> frozenset[bytes]:
     """Extra header names the client's ``Connection`` header marks as hop-by-hop (usually none)."""
     value = request.headers.get("Connection")
     if not value:
@@ -52,7 +51,7 @@ class RequestHead:
         self.parts.append(name + b": " + value + b"\r\n")
 
     def copy(
-        self, request: web.BaseRequest, drop: frozenset[bytes], watch: frozenset[bytes] = _NOTHING
+        self, request: ClientRequest, drop: frozenset[bytes], watch: frozenset[bytes] = _NOTHING
     ) -> dict[bytes, bytes]:
         """Add the client's headers minus ``drop`` and those its ``Connection`` header names.
 

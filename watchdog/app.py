@@ -16,7 +16,9 @@ import structlog
 from aiohttp import web
 
 from servicekit.access_log import AccessLog
+from servicekit.client_side import AiohttpReply, ClientRequest, Reply
 from servicekit.headers import DURATION, INTERNAL, duration_header
+from servicekit.lean_server import LeanHandler, LeanRequest, Router
 from servicekit.settings import SettingError, parse_duration
 from watchdog.config import WatchdogConfig
 from watchdog.errors import InvocationError
@@ -66,15 +68,86 @@ def error_response(status: int, message: str, started: float | None) -> web.Resp
     return web.Response(status=status, text=message + "\n", headers=headers)
 
 
-def create_app(watchdog: Watchdog) -> web.Application:
+class FunctionCalls:
+    """Every request that is not the watchdog's own: the concurrency limit, the executor, errors to statuses,
+    metrics and the access line. :meth:`call` answers through any server's reply (servicekit.client_side)."""
+
+    def __init__(self, watchdog: Watchdog) -> None:
+        self._watchdog = watchdog
+        self._limit_body = (
+            f"Concurrent request limit exceeded. Max concurrent requests: {watchdog.config.max_inflight}\n"
+        )
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """The aiohttp route."""
+        reply = AiohttpReply(request)
+        await self.call(request, reply)
+        return reply.result()
+
+    async def call(self, request: ClientRequest, reply: Reply) -> None:
+        watchdog = self._watchdog
+        config = watchdog.config
+        limiter = watchdog.limiter
+        if not limiter.try_acquire():
+            reply.send(
+                web.Response(
+                    status=429, text=self._limit_body, content_type="text/plain", headers={INTERNAL: LIMITER_NAME}
+                )
+            )
+            return
+        recorder = watchdog.recorder
+        started = time.perf_counter()
+        call_id = request.headers.get("X-Call-Id", "")
+        status = 500
+        recorder.started()
+        bound = structlog.contextvars.bind_contextvars(request_id=call_id) if call_id else None
+        try:
+            try:
+                timeout = request_timeout(config, request.headers.get(_GO_DURATION_TIMEOUT_HEADER))
+                response = await watchdog.executor.invoke(request, timeout, reply)
+                if response is not None:
+                    assert isinstance(reply, AiohttpReply)  # executors that return aiohttp's response run there only
+                    reply.response = response
+            except InvocationError as exc:
+                reply.send(error_response(exc.status, str(exc), started))
+                log.warning("invocation_failed", status=exc.status, error=str(exc))
+            except Exception:
+                log.exception("invocation_crashed")
+                reply.send(error_response(500, "internal watchdog error", started))
+            status = reply.status
+        finally:
+            elapsed = time.perf_counter() - started
+            limiter.release()
+            recorder.finished(request.method, status, elapsed)
+            access_log = watchdog.access_log
+            if access_log is not None:
+                fields = (("call_id", call_id or "none"),) if config.log_callid else ()
+                access_log.request(request.method, request.path, status, elapsed, fields)
+            if bound is not None:
+                structlog.contextvars.reset_contextvars(**bound)
+
+
+def lean_routes(watchdog: Watchdog, calls: FunctionCalls) -> Router | None:
+    """The requests servicekit.lean_server answers itself: the function's, in the modes whose executor answers
+    through any reply (http, python); ``/_/`` and the other modes stay with the aiohttp app. None: no lean server."""
+    if not watchdog.executor.lean:
+        return None
+
+    def route(request: LeanRequest) -> LeanHandler | None:
+        return None if request.raw_path.startswith("/_/") else calls.call
+
+    return route
+
+
+def create_app(watchdog: Watchdog, calls: FunctionCalls | None = None) -> web.Application:
+    """The aiohttp app: ``/_/health``, ``/_/ready`` and every function call (``calls``, made here by default)."""
+    if calls is None:
+        calls = FunctionCalls(watchdog)
     config = watchdog.config
     flags = watchdog.readiness.flags
     limiter = watchdog.limiter
-    recorder = watchdog.recorder
     executor = watchdog.executor
     access_log = watchdog.access_log
-    log_callid = config.log_callid
-    limit_body = f"Concurrent request limit exceeded. Max concurrent requests: {config.max_inflight}\n"
 
     async def health(request: web.Request) -> web.Response:
         if flags.healthy:
@@ -88,44 +161,13 @@ def create_app(watchdog: Watchdog) -> web.Application:
             return web.Response(status=429)
         if config.ready_path:
             probe = request.clone(rel_url=config.ready_path)
+            reply = AiohttpReply(probe)
             try:
-                return await executor.invoke(probe, request_timeout(config, None))
+                response = await executor.invoke(probe, request_timeout(config, None), reply)
             except InvocationError as exc:
                 return error_response(exc.status, str(exc), None)
+            return response if response is not None else reply.result()
         return web.Response()
-
-    async def invoke(request: web.Request) -> web.StreamResponse:
-        if not limiter.try_acquire():
-            return web.Response(
-                status=429, text=limit_body, content_type="text/plain", headers={INTERNAL: LIMITER_NAME}
-            )
-        started = time.perf_counter()
-        call_id = request.headers.get("X-Call-Id", "")
-        status = 500
-        recorder.started()
-        bound = structlog.contextvars.bind_contextvars(request_id=call_id) if call_id else None
-        try:
-            try:
-                response = await executor.invoke(
-                    request, request_timeout(config, request.headers.get(_GO_DURATION_TIMEOUT_HEADER))
-                )
-            except InvocationError as exc:
-                response = error_response(exc.status, str(exc), started)
-                log.warning("invocation_failed", status=exc.status, error=str(exc))
-            except Exception:
-                log.exception("invocation_crashed")
-                response = error_response(500, "internal watchdog error", started)
-            status = response.status
-            return response
-        finally:
-            elapsed = time.perf_counter() - started
-            limiter.release()
-            recorder.finished(request.method, status, elapsed)
-            if access_log is not None:
-                fields = (("call_id", call_id or "none"),) if log_callid else ()
-                access_log.request(request.method, request.path, status, elapsed, fields)
-            if bound is not None:
-                structlog.contextvars.reset_contextvars(**bound)
 
     app = web.Application(client_max_size=0)
     if access_log is not None:
@@ -136,7 +178,7 @@ def create_app(watchdog: Watchdog) -> web.Application:
         app.on_cleanup.append(flush_access_log)
     app.router.add_get("/_/health", health)
     app.router.add_get("/_/ready", ready)
-    app.router.add_route("*", "/{path:.*}", invoke)
+    app.router.add_route("*", "/{path:.*}", calls.handle)
     return app
 
 

@@ -21,9 +21,10 @@ from aiohttp import web
 from servicekit import defaults, open_files
 from servicekit.access_log import AccessLog
 from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
+from servicekit.lean_server import LeanServer
 from servicekit.shutdown import Shutdown
 from servicekit.workers import fork_workers, supervise
-from watchdog.app import Watchdog, create_app, create_metrics_app
+from watchdog.app import FunctionCalls, Watchdog, create_app, create_metrics_app, lean_routes
 from watchdog.config import WatchdogConfig
 from watchdog.executor import Executor, Supervisor, build_executor, build_supervisor
 from watchdog.metrics import FunctionMetrics
@@ -100,21 +101,43 @@ async def _start_worker(
     await executor.start()
     access_log = AccessLog(json_lines=_renders_json(config)) if config.log_requests else None
     watchdog = Watchdog(config, executor, readiness, limiter, metrics.recorder(index), access_log)
+    calls = FunctionCalls(watchdog)
+    app = create_app(watchdog, calls)
     runner = web.AppRunner(
-        create_app(watchdog),
+        app,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=config.write_timeout_s,
     )
-    await runner.setup()
     # The gateway's client limits at their defaults (of-watchdog has no such settings): other functions can reach
     # this port too. The gateway's pool drops idle connections after 60 s, before this 75 s idle timeout.
     limits = ClientLimits(defaults.HEADER_TIMEOUT_S, defaults.IDLE_TIMEOUT_S, open_files.connection_budget())
     guard = ClientGuard(limits)
-    site = LimitedSite(runner, LISTEN_HOST, config.port, guard, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG)
+    lean = _lean_server(watchdog, calls, limits, app)
+    await runner.setup()
+    site = LimitedSite(
+        runner, LISTEN_HOST, config.port, guard, reuse_port=config.workers > 1, backlog=LISTEN_BACKLOG, lean=lean
+    )
     await site.start()
     log.info("listening", address=f"{LISTEN_HOST}:{config.port}")
     return runner, executor
+
+
+def _lean_server(
+    watchdog: Watchdog, calls: FunctionCalls, limits: ClientLimits, app: web.Application
+) -> LeanServer | None:
+    """The function calls' server in front of the app (servicekit.lean_server), in the modes it serves; it drains
+    with the app (on shutdown, before the app's own requests are waited for)."""
+    route = lean_routes(watchdog, calls)
+    if route is None:
+        return None
+    lean = LeanServer(route, header_timeout_s=limits.header_timeout_s, idle_timeout_s=limits.idle_timeout_s)
+
+    async def drain(_app: web.Application) -> None:
+        await lean.shutdown(watchdog.config.write_timeout_s)
+
+    app.on_shutdown.append(drain)
+    return lean
 
 
 def _renders_json(config: WatchdogConfig) -> bool:

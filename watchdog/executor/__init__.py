@@ -11,16 +11,24 @@ from typing import Protocol
 
 from aiohttp import web
 
+from servicekit.client_side import ClientRequest, Reply
 from watchdog.config import Mode, WatchdogConfig
 from watchdog.readiness import Readiness
 
 
 class Executor(Protocol):
+    @property
+    def lean(self) -> bool:
+        """Whether it answers every call through ``reply`` (any server's request), so servicekit.lean_server may
+        serve its calls; the others use aiohttp's request and response objects and return the response."""
+        ...
+
     async def start(self) -> None:
         """Acquire per-worker resources (client sessions, thread pools)."""
 
-    async def invoke(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
-        """Serve one request; raise an InvocationError subclass for a failure the caller should see."""
+    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> web.StreamResponse | None:
+        """Serve one request: answer through ``reply`` (and return None) or return aiohttp's response; raise an
+        InvocationError subclass for a failure the caller should see, before anything was answered."""
 
     async def close(self) -> None:
         """Release what start() acquired."""

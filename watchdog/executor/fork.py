@@ -18,6 +18,7 @@ import time
 import structlog
 from aiohttp import web
 
+from servicekit.client_side import ClientRequest, Reply
 from servicekit.headers import DURATION, duration_header
 from watchdog.config import Mode, WatchdogConfig
 from watchdog.errors import FunctionError, FunctionTimeoutError
@@ -63,7 +64,10 @@ class ForkExecutor:
     async def close(self) -> None:
         return None
 
-    async def invoke(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
+    lean = False  # aiohttp's objects: its calls are never the lean server's
+
+    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> web.StreamResponse:
+        assert isinstance(request, web.Request)
         started = time.perf_counter()
         try:
             proc = await spawn(

@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
+from servicekit.client_side import AiohttpReply, ClientRequest, Reply
 from servicekit.headers import forwardable
 from servicekit.relay import RelayError, body_length, proxy, read_body
 from servicekit.request_head import REQUEST_DROP, RequestHead
@@ -45,7 +46,7 @@ RESTART_DELAY_MAX_S = 10.0
 STABLE_AFTER_S = 30.0
 
 
-def is_websocket(request: web.Request) -> bool:
+def is_websocket(request: ClientRequest) -> bool:
     return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
@@ -151,17 +152,23 @@ class HttpExecutor:
         if self._ws_session is not None:
             await self._ws_session.close()
 
-    async def invoke(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
+    lean = True
+
+    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> None:
         if not self._flags.ready:
             raise FunctionNotReadyError("the function process is not ready")
         started = time.perf_counter()
-        if is_websocket(request):
-            return await self._websocket(request, URL(self._config.upstream_url + request.raw_path, encoded=True))
+        if isinstance(reply, AiohttpReply) and is_websocket(request):
+            assert isinstance(request, web.Request)  # upgrades are aiohttp's (servicekit.lean_server)
+            url = URL(self._config.upstream_url + request.raw_path, encoded=True)
+            reply.response = await self._websocket(request, url)
+            return
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         try:
             body = await read_body(request, self._max_body, self._read_timeout, whole=self._config.buffer_http)
-            return await proxy(
+            await proxy(
                 request,
+                reply,
                 self._pool,
                 self._head(request, body_length(request, body)),
                 body,
@@ -182,7 +189,7 @@ class HttpExecutor:
         except OSError as exc:
             raise UpstreamError(f"the function process failed: {exc}") from None
 
-    def _head(self, request: web.Request, length: int | None) -> bytes:
+    def _head(self, request: ClientRequest, length: int | None) -> bytes:
         head = RequestHead(request.method, self._base_path + request.raw_path)
         if b"host" not in head.copy(request, _DROP, _WATCH):
             head.parts.append(self._host_line)  # the hot path appends its one line itself, as the gateway's does

@@ -41,6 +41,7 @@ import structlog
 from aiohttp import web
 from multidict import CIMultiDictProxy, MultiMapping
 
+from servicekit.client_side import ClientRequest, Reply
 from servicekit.headers import DURATION, duration_header
 from watchdog.config import WatchdogConfig
 from watchdog.errors import BadRequestError, FunctionError, FunctionTimeoutError, StartupError
@@ -217,7 +218,9 @@ class PythonExecutor:
                 continue
             log.info("handler_reloaded", path=str(directory), style=self._handler.style)
 
-    async def invoke(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
+    lean = True
+
+    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> None:
         started = time.perf_counter()
         body = await request.read()
         if self._handler.style == "event":
@@ -233,7 +236,7 @@ class PythonExecutor:
             result = await self._call(timeout_s, **kwargs)
             response = web.Response(body=_json(result), content_type=JSON)
         response.headers[DURATION] = duration_header(started)
-        return response
+        reply.send(response)
 
     async def _call(self, timeout_s: float | None, *args: Any, **kwargs: Any) -> Any:
         function = self._handler.function

@@ -16,11 +16,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from gateway.app import create_app
+from gateway.app import create_app, lean_routes
 from gateway.config import GatewayConfig
 from netconf.hosts import Replica, write_hosts
 from servicekit.auth import Credentials
 from tests.helpers import free_port
+from tests.lean_support import SERVERS, LeanTestServer
 
 USER = "admin"
 PASSWORD = "s3cret-pw"
@@ -265,9 +266,9 @@ class Stack:
 StartStack = Callable[..., Awaitable[Stack]]
 
 
-@pytest.fixture
+@pytest.fixture(params=SERVERS)
 async def start_stack(
-    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path
+    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path
 ) -> AsyncIterator[StartStack]:
     """Start replicas (``replicas`` = loopback IPs, all on one function port), the fake provider and a gateway."""
 
@@ -299,7 +300,9 @@ async def start_stack(
             }
         )
         app = create_app(config, credentials=CREDENTIALS, autoscale=autoscale)
-        client = await aiohttp_client(app)
+        # As gateway/server.py serves it (``lean``: the lean server in front of the app), and the app alone.
+        server = LeanTestServer(app, lean_routes(app)) if request.param == "lean" else TestServer(app)
+        client: TestClient[web.Request, None] = await aiohttp_client(server)
         clients.append(client)
         return Stack(client, app, config, fake, control, hosts, function_port)
 

@@ -14,9 +14,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
+from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, LeanServer
+from tests.lean_support import SERVERS
 from tests.slow_clients import HEAD, closed, connection, on_time, response, still_open, trickle
 
 
@@ -71,13 +74,37 @@ def app() -> web.Application:
     return application
 
 
+def lean_route(request: LeanRequest) -> LeanHandler | None:
+    """The same three routes on the lean server (servicekit.lean_server), as the services put it in front."""
+
+    async def ok(request: LeanRequest, reply: LeanReply) -> None:
+        reply.send(web.Response(text="ok"))
+
+    async def sleep(request: LeanRequest, reply: LeanReply) -> None:
+        await asyncio.sleep(float(request.query["s"]))
+        reply.send(web.Response(text="slept"))
+
+    async def echo(request: LeanRequest, reply: LeanReply) -> None:
+        reply.send(web.Response(text=str(len(await request.read()))))
+
+    handlers: dict[str, LeanHandler] = {"/": ok, "/sleep": sleep, "/echo": echo}
+    return handlers.get(request.path)
+
+
+@pytest.fixture(params=SERVERS)
+def kind(request: pytest.FixtureRequest) -> str:
+    """Every limit holds on aiohttp's connections and on the lean server's."""
+    return str(request.param)
+
+
 @asynccontextmanager
-async def serving(header_s: float = 1.0, idle_s: float = 1.0, cap: int = 10_000) -> AsyncIterator[Served]:
+async def serving(kind: str, header_s: float = 1.0, idle_s: float = 1.0, cap: int = 10_000) -> AsyncIterator[Served]:
     runner = web.AppRunner(app(), access_log=None, handle_signals=False)
     await runner.setup()
     counts = Counts()
     guard = ClientGuard(ClientLimits(header_s, idle_s, cap), counts)
-    site = LimitedSite(runner, "127.0.0.1", 0, guard, backlog=1024)
+    lean = LeanServer(lean_route, header_timeout_s=header_s, idle_timeout_s=idle_s) if kind == "lean" else None
+    site = LimitedSite(runner, "127.0.0.1", 0, guard, backlog=1024, lean=lean)
     await site.start()
     try:
         yield Served(site.port, guard, counts)
@@ -85,8 +112,8 @@ async def serving(header_s: float = 1.0, idle_s: float = 1.0, cap: int = 10_000)
         await runner.cleanup()
 
 
-async def test_a_slowloris_head_is_closed_after_the_header_timeout() -> None:
-    async with serving(header_s=1.0, idle_s=30.0) as served, connection(served.port) as (reader, writer):
+async def test_a_slowloris_head_is_closed_after_the_header_timeout(kind: str) -> None:
+    async with serving(kind, header_s=1.0, idle_s=30.0) as served, connection(served.port) as (reader, writer):
         started = time.monotonic()
         sender = asyncio.create_task(trickle(writer, HEAD))
         assert await still_open(reader, 0.7)
@@ -96,8 +123,8 @@ async def test_a_slowloris_head_is_closed_after_the_header_timeout() -> None:
         assert served.counts.header_timeouts == served.guard.header_timeouts == 1
 
 
-async def test_the_header_timeout_applies_again_to_the_next_head_on_a_keep_alive_connection() -> None:
-    async with serving(header_s=1.0, idle_s=30.0) as served, connection(served.port) as (reader, writer):
+async def test_the_header_timeout_applies_again_to_the_next_head_on_a_keep_alive_connection(kind: str) -> None:
+    async with serving(kind, header_s=1.0, idle_s=30.0) as served, connection(served.port) as (reader, writer):
         writer.write(HEAD)
         assert (await response(reader)).startswith(b"HTTP/1.1 200")
         await asyncio.sleep(1.5)  # idle for longer than the header timeout: not a head yet, so not closed
@@ -109,8 +136,8 @@ async def test_the_header_timeout_applies_again_to_the_next_head_on_a_keep_alive
         assert served.counts.header_timeouts == 1
 
 
-async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout() -> None:
-    async with serving(header_s=0.5, idle_s=1.5) as served, connection(served.port) as (reader, _):
+async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(kind: str) -> None:
+    async with serving(kind, header_s=0.5, idle_s=1.5) as served, connection(served.port) as (reader, _):
         started = time.monotonic()
         assert await still_open(reader, 1.0)  # the header timeout does not apply: no head has started
         assert await closed(reader) == b""
@@ -118,8 +145,8 @@ async def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(
         assert served.counts.header_timeouts == 0
 
 
-async def test_a_keep_alive_connection_idle_after_a_response_is_closed_after_the_idle_timeout() -> None:
-    async with serving(header_s=0.5, idle_s=1.5) as served, connection(served.port) as (reader, writer):
+async def test_a_keep_alive_connection_idle_after_a_response_is_closed_after_the_idle_timeout(kind: str) -> None:
+    async with serving(kind, header_s=0.5, idle_s=1.5) as served, connection(served.port) as (reader, writer):
         await asyncio.sleep(1.0)  # most of the idle timeout used before the request: the clock restarts after it
         writer.write(HEAD)
         assert (await response(reader)).endswith(b"ok")
@@ -129,10 +156,10 @@ async def test_a_keep_alive_connection_idle_after_a_response_is_closed_after_the
         assert on_time(time.monotonic() - answered, 1.5)
 
 
-async def test_a_slow_body_and_a_slow_handler_are_not_cut_by_the_header_timeout() -> None:
+async def test_a_slow_body_and_a_slow_handler_are_not_cut_by_the_header_timeout(kind: str) -> None:
     body = b"x" * 12
     head = f"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-    async with serving(header_s=0.5, idle_s=30.0) as served, connection(served.port) as (reader, writer):
+    async with serving(kind, header_s=0.5, idle_s=30.0) as served, connection(served.port) as (reader, writer):
         writer.write(head)
         await trickle(writer, body, every_s=0.1)  # 1.2 s of body: the body's pace is the read timeout's business
         assert (await response(reader)).endswith(b"\r\n\r\n12")
@@ -141,8 +168,8 @@ async def test_a_slow_body_and_a_slow_handler_are_not_cut_by_the_header_timeout(
         assert served.counts.header_timeouts == 0
 
 
-async def test_requests_pass_while_hundreds_of_idle_and_slow_clients_are_connected() -> None:
-    async with serving(header_s=2.0, idle_s=30.0) as served, contextlib.AsyncExitStack() as stack:
+async def test_requests_pass_while_hundreds_of_idle_and_slow_clients_are_connected(kind: str) -> None:
+    async with serving(kind, header_s=2.0, idle_s=30.0) as served, contextlib.AsyncExitStack() as stack:
         idle = [await stack.enter_async_context(connection(served.port)) for _ in range(300)]
         slow = [await stack.enter_async_context(connection(served.port)) for _ in range(250)]
         senders = [asyncio.create_task(trickle(writer, HEAD)) for _, writer in slow]
@@ -163,8 +190,8 @@ async def test_requests_pass_while_hundreds_of_idle_and_slow_clients_are_connect
             sender.cancel()
 
 
-async def test_a_connection_over_the_cap_gets_503_and_is_counted() -> None:
-    async with serving(idle_s=30.0, cap=3) as served, contextlib.AsyncExitStack() as stack:
+async def test_a_connection_over_the_cap_gets_503_and_is_counted(kind: str) -> None:
+    async with serving(kind, idle_s=30.0, cap=3) as served, contextlib.AsyncExitStack() as stack:
         held = [await stack.enter_async_context(connection(served.port)) for _ in range(3)]
         async with connection(served.port) as (reader, writer):
             writer.write(HEAD)

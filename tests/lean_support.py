@@ -1,0 +1,59 @@
+"""A test server that listens as the services do: servicekit.lean_server in front of the aiohttp app.
+
+``aiohttp_client(app)`` tests the app alone; a suite parametrized over both (``server`` = ``aiohttp`` | ``lean``)
+checks every behaviour it pins on the hot paths' server too, over real sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from yarl import URL
+
+from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
+from servicekit.lean_server import LeanServer, Router
+
+SERVERS = ("aiohttp", "lean")
+
+
+class LeanTestServer(TestServer):
+    """``aiohttp.test_utils.TestServer`` whose listener is a LimitedSite with a lean server routed by ``route``."""
+
+    def __init__(
+        self,
+        app: web.Application,
+        route: Router,
+        *,
+        limits: ClientLimits | None = None,
+        drain_timeout_s: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(app, **kwargs)
+        self.limits = limits or ClientLimits(header_timeout_s=10.0, idle_timeout_s=75.0, max_connections=1000)
+        self.lean = LeanServer(
+            route, header_timeout_s=self.limits.header_timeout_s, idle_timeout_s=self.limits.idle_timeout_s
+        )
+        self._drain_timeout_s = drain_timeout_s
+
+    async def start_server(self, loop: Any = None, **kwargs: Any) -> None:
+        if self.runner:
+            return
+        lean = self.lean
+
+        async def drain(_app: web.Application) -> None:
+            await lean.shutdown(self._drain_timeout_s)
+
+        self.app.on_shutdown.append(drain)
+        self.runner = await self._make_runner(handler_cancellation=True, **kwargs)
+        await self.runner.setup()
+        site = LimitedSite(self.runner, "127.0.0.1", 0, ClientGuard(self.limits), lean=lean)
+        await site.start()
+        self.host, self.port = "127.0.0.1", site.port
+        self.scheme = "http"
+        self._root = URL(f"http://127.0.0.1:{self.port}")
+
+
+ServerFactory = Callable[[web.Application], TestServer]
