@@ -10,38 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 
 import aiohttp
 import uvloop
 from aiohttp import web
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from servicekit.headers import HOP_BY_HOP
+
+# Never copied across a proxy: the connection's own headers, and those aiohttp writes itself.
+DROPPED = HOP_BY_HOP | {"host", "content-length"}
 
 
 async def serve(port: int, upstream: str) -> None:
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), auto_decompress=False)
 
     async def forward(request: web.Request) -> web.Response:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in DROPPED}
         body = await request.read()
         async with session.request(
             request.method, upstream + request.rel_url.raw_path_qs, headers=headers, data=body
         ) as reply:
             payload = await reply.read()
-            out = {k: v for k, v in reply.headers.items() if k.lower() not in HOP_BY_HOP}
+            out = {k: v for k, v in reply.headers.items() if k.lower() not in DROPPED}
             return web.Response(status=reply.status, headers=out, body=payload)
 
     app = web.Application()
