@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -52,6 +51,7 @@ from bench.support import (
     gateway_state,
     go_peer_state,
     interleaved,
+    machine,
     measure,
     nginx,
     process,
@@ -80,6 +80,7 @@ def main() -> int:
     args = parser.parse_args()
     ensure_tools()
     network = enter_private_network()
+    at_start = machine()
     go_peer, go_report = go_peer_state("gateway", "gateway", GO_GATEWAY_PORTS)
     results: dict[str, dict[str, dict[str, float]]] = {}
     memory: dict[str, dict[str, float]] = {}
@@ -146,7 +147,7 @@ def main() -> int:
         )
     report = {
         "benchmark": "gateway",
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_avg": os.getloadavg()},
+        "machine": {**at_start, "load_avg_at_end": machine()["load_avg"]},
         "network": network,
         "wrk": {"threads": 1, "duration_s": args.duration, "body_bytes": len(BODY), "peer_rounds": args.rounds},
         "go_peer": {"gateway": go_report},

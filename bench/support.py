@@ -66,6 +66,16 @@ def enter_private_network() -> str:
     os.execvpe("unshare", argv, {**os.environ, NETNS_MARK: "1"})  # noqa: S606  (no return; no shell wanted)
 
 
+def machine() -> dict[str, object]:
+    """What the report says about the machine: cores, Python, and the load average now (the machine is shared:
+    a bench records it at its start and its end)."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

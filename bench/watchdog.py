@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -46,6 +45,7 @@ from bench.support import (
     free_port,
     go_peer_state,
     interleaved,
+    machine,
     measure,
     nginx,
     process,
@@ -99,6 +99,7 @@ def main() -> int:
     args = parser.parse_args()
     ensure_tools()
     network = enter_private_network()
+    at_start = machine()
     go_peer, go_report = go_peer_state("of-watchdog", "fwatchdog", GO_OF_WATCHDOG_PORTS)
     results: dict[str, dict[str, dict[str, float]]] = {}
     memory: dict[str, dict[str, float]] = {}
@@ -173,7 +174,7 @@ def main() -> int:
         )
     report = {
         "benchmark": "watchdog",
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0], "load_avg": os.getloadavg()},
+        "machine": {**at_start, "load_avg_at_end": machine()["load_avg"]},
         "network": network,
         "wrk": {"threads": 1, "duration_s": args.duration, "body_bytes": len(BODY), "peer_rounds": args.rounds},
         "go_peer": {"of-watchdog": go_report},
