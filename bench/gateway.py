@@ -32,19 +32,17 @@ import json
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.support import (
-    BODY,
     FUNCTION,
     Comparison,
     GoPeer,
     Running,
     Target,
-    aiohttp_proxy,
     ensure_tools,
     enter_private_network,
     gateway,
@@ -54,8 +52,10 @@ from bench.support import (
     machine,
     measure,
     nginx,
+    peer_ratios,
+    peer_report,
     process,
-    tree_rss_mib,
+    take_turns,
     wait_port,
 )
 from netconf.routes import Route, RouteKind, write_routes
@@ -82,8 +82,6 @@ def main() -> int:
     network = enter_private_network()
     at_start = machine()
     go_peer, go_report = go_peer_state("gateway", "gateway", GO_GATEWAY_PORTS)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    memory: dict[str, dict[str, float]] = {}
     path = f"/function/{FUNCTION}"
     with tempfile.TemporaryDirectory(prefix="pyfaasd-bench-") as tmp:
         workdir = Path(tmp)
@@ -91,21 +89,10 @@ def main() -> int:
         key = f"{FUNCTION}.openfaas-fn"
         write_routes(workdir / "routes", [Route(RouteKind.DOMAIN, DOMAIN, key), Route(RouteKind.PATH, "/bench", key)])
         with nginx(workdir) as upstream:
-            with ExitStack() as stack:
-                peers = {
-                    "nginx": upstream,
-                    "gateway": stack.enter_context(gateway(workdir, upstream.port)),
-                    "nginx_proxy": stack.enter_context(nginx(workdir, upstream.port, name="nginx-proxy")),
-                    "aiohttp_proxy": stack.enter_context(aiohttp_proxy(upstream.port)),
-                }
-                if go_peer is not None:
-                    peers["go_gateway"] = stack.enter_context(go_gateway(go_peer, upstream.port))
-                results.update(
-                    interleaved(
-                        {name: Target(each.port, path) for name, each in peers.items()}, args.duration, args.rounds
-                    )
-                )
-                memory = {name: tree_rss_mib(each.pid) for name, each in peers.items() if name != "nginx"}
+            proxies = {"gateway": gateway(workdir, upstream.port)}
+            if go_peer is not None:
+                proxies["go_gateway"] = go_gateway(go_peer, upstream.port)
+            results, memory = take_turns(workdir, upstream, proxies, path, args.rounds, args.duration)
             with gateway(workdir, upstream.port, PYFAASD_GATEWAY_WORKERS="1") as served:
                 results["gateway_workers1"] = measure(Target(served.port, path), args.duration)
             with gateway(workdir, upstream.port) as served:
@@ -126,35 +113,25 @@ def main() -> int:
         "gateway_vs_nginx_rps": compare.rps_ratio("gateway", "nginx"),
         "gateway_workers1_vs_nginx_rps": compare.rps_ratio("gateway_workers1", "nginx"),
         "gateway_workers2_vs_nginx_rps": compare.rps_ratio("gateway_workers2", "nginx"),
-        "gateway_vs_nginx_proxy_rps": compare.rps_ratio("gateway", "nginx_proxy"),
-        "gateway_vs_aiohttp_proxy_rps": compare.rps_ratio("gateway", "aiohttp_proxy"),
-        "gateway_added_p50_ms_c1": compare.added_ms("gateway", "nginx"),
         "gateway_workers1_added_p50_ms_c1": compare.added_ms("gateway_workers1", "nginx"),
         "gateway_workers2_added_p50_ms_c1": compare.added_ms("gateway_workers2", "nginx"),
-        "nginx_proxy_added_p50_ms_c1": compare.added_ms("nginx_proxy", "nginx"),
-        "aiohttp_proxy_added_p50_ms_c1": compare.added_ms("aiohttp_proxy", "nginx"),
         "host_route_vs_function_rps": compare.rps_ratio("gateway_host_route", "gateway_same_process"),
         "host_route_added_p50_ms_c1_over_function": compare.added_ms("gateway_host_route", "gateway_same_process"),
         "path_route_vs_function_rps": compare.rps_ratio("gateway_path_route", "gateway_same_process"),
         "path_route_added_p50_ms_c1_over_function": compare.added_ms("gateway_path_route", "gateway_same_process"),
+        **peer_ratios(compare, "gateway", "go_gateway"),
     }
-    if "go_gateway" in results:
-        ratios["gateway_vs_go_gateway_rps"] = compare.rps_ratio("gateway", "go_gateway")
-        ratios["go_gateway_added_p50_ms_c1"] = compare.added_ms("go_gateway", "nginx")
-        # The target is <= 0; negative is less added than Go.
-        ratios["gateway_added_p50_ms_c1_minus_go"] = round(
-            compare.added_ms("gateway", "nginx") - compare.added_ms("go_gateway", "nginx"), 3
-        )
-    report = {
-        "benchmark": "gateway",
-        "machine": {**at_start, "load_avg_at_end": machine()["load_avg"]},
-        "network": network,
-        "wrk": {"threads": 1, "duration_s": args.duration, "body_bytes": len(BODY), "peer_rounds": args.rounds},
-        "go_peer": {"gateway": go_report},
-        "results": results,
-        "ratios": ratios,
-        "rss_after_load": memory,
-    }
+    report = peer_report(
+        "gateway",
+        at_start=at_start,
+        network=network,
+        seconds=args.duration,
+        rounds=args.rounds,
+        go_peer={"gateway": go_report},
+        results=results,
+        ratios=ratios,
+        memory=memory,
+    )
     print(json.dumps(report, indent=2))
     return 0
 

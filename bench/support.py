@@ -18,7 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -351,6 +351,76 @@ class Comparison:
     def added_ms(self, a: str, b: str) -> float:
         """a's p50 at one connection minus b's: what a adds in front of b."""
         return round(self.results[a]["c1"].get("p50_ms", 0.0) - self.results[b]["c1"].get("p50_ms", 0.0), 3)
+
+
+# -- the peers: a proxy of ours against Go, nginx and aiohttp, in one run ----------------------------------------
+
+Results = dict[str, dict[str, dict[str, float]]]
+
+
+def take_turns(
+    workdir: Path,
+    upstream: Running,
+    proxies: Mapping[str, AbstractContextManager[Running]],
+    path: str,
+    rounds: int,
+    seconds: int,
+) -> tuple[Results, dict[str, dict[str, float]]]:
+    """``upstream`` called directly ("nginx"), ``proxies`` (not yet started), nginx as a proxy and the aiohttp
+    proxy, each in front of ``upstream``: all up at once, taking turns (interleaved), each loaded at ``path``. The
+    results, and each proxy's resident memory after the rounds."""
+    with ExitStack() as stack:
+        peers = {"nginx": upstream}
+        peers.update({name: stack.enter_context(proxy) for name, proxy in proxies.items()})
+        peers["nginx_proxy"] = stack.enter_context(nginx(workdir, upstream.port, name="nginx-proxy"))
+        peers["aiohttp_proxy"] = stack.enter_context(aiohttp_proxy(upstream.port))
+        results = interleaved({name: Target(each.port, path) for name, each in peers.items()}, seconds, rounds)
+        memory = {name: tree_rss_mib(each.pid) for name, each in peers.items() if name != "nginx"}
+    return results, memory
+
+
+def peer_ratios(compare: Comparison, ours: str, go: str) -> dict[str, float]:
+    """``ours`` against nginx as a proxy, the aiohttp proxy and, when it was measured, the Go peer ``go``."""
+    ratios = {
+        f"{ours}_vs_nginx_proxy_rps": compare.rps_ratio(ours, "nginx_proxy"),
+        f"{ours}_vs_aiohttp_proxy_rps": compare.rps_ratio(ours, "aiohttp_proxy"),
+        f"{ours}_added_p50_ms_c1": compare.added_ms(ours, "nginx"),
+        "nginx_proxy_added_p50_ms_c1": compare.added_ms("nginx_proxy", "nginx"),
+        "aiohttp_proxy_added_p50_ms_c1": compare.added_ms("aiohttp_proxy", "nginx"),
+    }
+    if go in compare.results:
+        ratios[f"{ours}_vs_{go}_rps"] = compare.rps_ratio(ours, go)
+        ratios[f"{go}_added_p50_ms_c1"] = compare.added_ms(go, "nginx")
+        # The target is <= 0; negative is less added than Go.
+        ratios[f"{ours}_added_p50_ms_c1_minus_go"] = round(
+            compare.added_ms(ours, "nginx") - compare.added_ms(go, "nginx"), 3
+        )
+    return ratios
+
+
+def peer_report(
+    benchmark: str,
+    *,
+    at_start: dict[str, object],
+    network: str,
+    seconds: int,
+    rounds: int,
+    go_peer: dict[str, object],
+    results: Results,
+    ratios: dict[str, float],
+    memory: dict[str, dict[str, float]],
+) -> dict[str, object]:
+    """The JSON the watchdog and gateway benches print."""
+    return {
+        "benchmark": benchmark,
+        "machine": {**at_start, "load_avg_at_end": machine()["load_avg"]},
+        "network": network,
+        "wrk": {"threads": 1, "duration_s": seconds, "body_bytes": len(BODY), "peer_rounds": rounds},
+        "go_peer": go_peer,
+        "results": results,
+        "ratios": ratios,
+        "rss_after_load": memory,
+    }
 
 
 # -- the gateway --------------------------------------------------------------------------------------------------

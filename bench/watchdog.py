@@ -28,7 +28,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -39,17 +39,17 @@ from bench.support import (
     GoPeer,
     Running,
     Target,
-    aiohttp_proxy,
     ensure_tools,
     enter_private_network,
     free_port,
     go_peer_state,
-    interleaved,
     machine,
     measure,
     nginx,
+    peer_ratios,
+    peer_report,
     process,
-    tree_rss_mib,
+    take_turns,
     wait_port,
 )
 
@@ -101,8 +101,6 @@ def main() -> int:
     network = enter_private_network()
     at_start = machine()
     go_peer, go_report = go_peer_state("of-watchdog", "fwatchdog", GO_OF_WATCHDOG_PORTS)
-    results: dict[str, dict[str, dict[str, float]]] = {}
-    memory: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="pyfaasd-bench-") as tmp:
         workdir = Path(tmp)
         function = workdir / "function"
@@ -119,19 +117,10 @@ def main() -> int:
                 "fprocess": "sleep infinity",
                 "upstream_url": f"http://127.0.0.1:{upstream.port}",
             }
-            with ExitStack() as stack:
-                peers = {
-                    "nginx": upstream,
-                    "http_mode": stack.enter_context(fwatchdog(workdir, http_mode)),
-                    "nginx_proxy": stack.enter_context(nginx(workdir, upstream.port, name="nginx-proxy")),
-                    "aiohttp_proxy": stack.enter_context(aiohttp_proxy(upstream.port)),
-                }
-                if go_peer is not None:
-                    peers["go_of_watchdog"] = stack.enter_context(go_of_watchdog(go_peer, workdir, http_mode))
-                results.update(
-                    interleaved({name: Target(each.port) for name, each in peers.items()}, args.duration, args.rounds)
-                )
-                memory = {name: tree_rss_mib(each.pid) for name, each in peers.items() if name != "nginx"}
+            proxies = {"http_mode": fwatchdog(workdir, http_mode)}
+            if go_peer is not None:
+                proxies["go_of_watchdog"] = go_of_watchdog(go_peer, workdir, http_mode)
+            results, memory = take_turns(workdir, upstream, proxies, "/", args.rounds, args.duration)
             with fwatchdog(workdir, {**http_mode, "workers": "1"}) as served:
                 results["http_mode_workers1"] = measure(Target(served.port), args.duration)
             with fwatchdog(workdir, {**http_mode, "workers": "2"}) as served:
@@ -156,32 +145,22 @@ def main() -> int:
         "http_mode_vs_nginx_rps": compare.rps_ratio("http_mode", "nginx"),
         "http_mode_workers1_vs_nginx_rps": compare.rps_ratio("http_mode_workers1", "nginx"),
         "http_mode_workers2_vs_nginx_rps": compare.rps_ratio("http_mode_workers2", "nginx"),
-        "http_mode_vs_aiohttp_proxy_rps": compare.rps_ratio("http_mode", "aiohttp_proxy"),
-        "http_mode_vs_nginx_proxy_rps": compare.rps_ratio("http_mode", "nginx_proxy"),
         "python_mode_vs_http_mode_aiohttp_rps": compare.rps_ratio("python_mode", "http_mode_aiohttp"),
         "python_mode_workers2_vs_http_mode_aiohttp_rps": compare.rps_ratio("python_mode_workers2", "http_mode_aiohttp"),
         "python_mode_sync_vs_http_mode_aiohttp_rps": compare.rps_ratio("python_mode_sync", "http_mode_aiohttp"),
-        "http_mode_added_p50_ms_c1": compare.added_ms("http_mode", "nginx"),
-        "nginx_proxy_added_p50_ms_c1": compare.added_ms("nginx_proxy", "nginx"),
-        "aiohttp_proxy_added_p50_ms_c1": compare.added_ms("aiohttp_proxy", "nginx"),
+        **peer_ratios(compare, "http_mode", "go_of_watchdog"),
     }
-    if "go_of_watchdog" in results:
-        ratios["http_mode_vs_go_of_watchdog_rps"] = compare.rps_ratio("http_mode", "go_of_watchdog")
-        ratios["go_of_watchdog_added_p50_ms_c1"] = compare.added_ms("go_of_watchdog", "nginx")
-        # The target is <= 0; negative is less added than Go.
-        ratios["http_mode_added_p50_ms_c1_minus_go"] = round(
-            compare.added_ms("http_mode", "nginx") - compare.added_ms("go_of_watchdog", "nginx"), 3
-        )
-    report = {
-        "benchmark": "watchdog",
-        "machine": {**at_start, "load_avg_at_end": machine()["load_avg"]},
-        "network": network,
-        "wrk": {"threads": 1, "duration_s": args.duration, "body_bytes": len(BODY), "peer_rounds": args.rounds},
-        "go_peer": {"of-watchdog": go_report},
-        "results": results,
-        "ratios": ratios,
-        "rss_after_load": memory,
-    }
+    report = peer_report(
+        "watchdog",
+        at_start=at_start,
+        network=network,
+        seconds=args.duration,
+        rounds=args.rounds,
+        go_peer={"of-watchdog": go_report},
+        results=results,
+        ratios=ratios,
+        memory=memory,
+    )
     print(json.dumps(report, indent=2))
     return 0
 
