@@ -19,96 +19,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
-import re
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from ipaddress import IPv4Address
 from pathlib import Path
+from typing import cast
 
 import aiohttp
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netconf.hosts import Replica, write_hosts  # noqa: E402
+from bench.support import (
+    FUNCTION,
+    Target,
+    ensure_tools,
+    free_port,
+    gateway,
+    gateway_state,
+    metrics_text,
+    nginx,
+    percentiles,
+    wrk,
+)
 
-_spec = importlib.util.spec_from_file_location("bench_watchdog", ROOT / "bench" / "watchdog.py")
-assert _spec is not None
-assert _spec.loader is not None
-_watchdog_bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_watchdog_bench)
-ensure_tools = _watchdog_bench.ensure_tools
-free_port = _watchdog_bench.free_port
-nginx = _watchdog_bench.nginx
-process = _watchdog_bench.process
-wait_port = _watchdog_bench.wait_port
-
-FUNCTION = "bench"
 POST_SCRIPT = 'wrk.method = "POST"\nwrk.body = "{\\"job\\": 1}"\nwrk.headers["Content-Type"] = "application/json"\n'
 
 
 def wrk_post(port: int, path: str, script: Path, seconds: int) -> dict[str, float]:
-    result = subprocess.run(
-        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}{path}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    out = result.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    latency = {}
-    for pct in ("50", "99"):
-        match = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-        if match:
-            value = float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
-            latency[f"p{pct}_ms"] = round(value, 3)
-    return {"rps": round(rps, 1), "requests": total, **latency, "non_2xx": int(errors.group(1)) if errors else 0}
+    run = wrk(Target(port, path, script=script), 32, seconds)
+    return run.summary(("50", "99"), requests=True)
 
 
 def metric_sum(port: int, name: str) -> float:
-    text = subprocess.run(
-        ["curl", "-s", f"http://127.0.0.1:{port}/metrics"], capture_output=True, text=True, check=True
-    ).stdout
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{"))
-
-
-@contextmanager
-def gateway(workdir: Path, function_port: int, workers: int) -> Iterator[int]:
-    port = free_port()
-    env = {
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_STATE_DIR": str(workdir),
-        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",  # not needed: the hosts file has the function
-        "PYFAASD_FUNCTION_PORT": str(function_port),
-        "PYFAASD_GATEWAY_WORKERS": str(workers),
-        "PYFAASD_ACCESS_LOG": "false",
-        "PYFAASD_LOG_LEVEL": "error",
-    }
-    with process([sys.executable, "-m", "gateway"], env):
-        wait_port(port, "/_/health")
-        yield port
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    cut = statistics.quantiles(ordered, n=100, method="inclusive")
-    return {
-        "p50_ms": round(cut[49] * 1000, 2),
-        "p90_ms": round(cut[89] * 1000, 2),
-        "p99_ms": round(cut[98] * 1000, 2),
-        "max_ms": round(ordered[-1] * 1000, 2),
-    }
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text(port).splitlines() if line.startswith(name + "{"))
 
 
 async def paced(rate: int, seconds: int, send: object) -> None:
@@ -192,16 +138,15 @@ def main() -> int:
     ensure_tools()
     with tempfile.TemporaryDirectory(prefix="pyfaasd-bench-async-") as tmp:
         workdir = Path(tmp)
-        secrets = workdir / "secrets"
-        secrets.mkdir()
-        (secrets / "basic-auth-user").write_text("admin\n")
-        (secrets / "basic-auth-password").write_text("bench\n")
-        write_hosts(
-            workdir / "hosts", IPv4Address("10.62.0.1"), [Replica(FUNCTION, "openfaas-fn", IPv4Address("127.0.0.1"))]
-        )
+        gateway_state(workdir)
         script = workdir / "post.lua"
         script.write_text(POST_SCRIPT)
-        with nginx(workdir) as nginx_port, gateway(workdir, nginx_port, args.workers) as port:
+        settings = {"PYFAASD_GATEWAY_WORKERS": str(args.workers), "PYFAASD_ACCESS_LOG": "false"}
+        with (
+            nginx(workdir) as upstream,
+            gateway(workdir, upstream.port, PYFAASD_LOG_LEVEL="error", **settings) as served,
+        ):
+            port = served.port
             wrk_post(port, f"/function/{FUNCTION}", script, 1)  # warm up
             sync = wrk_post(port, f"/function/{FUNCTION}", script, args.duration)
             accept = wrk_post(port, f"/async-function/{FUNCTION}", script, args.duration)
@@ -214,6 +159,8 @@ def main() -> int:
             drain_s = time.monotonic() - began
             dispatched_rps = finished / (args.duration + drain_s)
             e2e = asyncio.run(end_to_end(port, args.rate, args.duration))
+    callback = cast(dict[str, float], e2e["async_callback_latency"])
+    round_trip = cast(dict[str, float], e2e["sync_round_trip_latency"])
     report = {
         "benchmark": "async",
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
@@ -231,10 +178,7 @@ def main() -> int:
         "end_to_end": e2e,
         "ratios": {
             "accepted_vs_sync_rps": round(accept["rps"] / sync["rps"], 3),
-            "callback_p50_vs_sync_p50": round(
-                e2e["async_callback_latency"]["p50_ms"] / e2e["sync_round_trip_latency"]["p50_ms"],
-                2,  # type: ignore[index]
-            ),
+            "callback_p50_vs_sync_p50": round(callback["p50_ms"] / round_trip["p50_ms"], 2),
         },
     }
     print(json.dumps(report, indent=2))

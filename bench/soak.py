@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
-import re
 import resource
 import signal
 import statistics
@@ -34,30 +32,23 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterator
-from contextlib import contextmanager
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import cast
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from netconf.hosts import Replica, write_hosts  # noqa: E402
+from bench.support import (
+    FUNCTION,
+    Target,
+    ensure_tools,
+    gateway,
+    gateway_state,
+    metrics_text,
+    nginx,
+    rss_mib,
+    wrk,
+)
 
-# The nginx, process and tool helpers of the watchdog bench (bench/ is not a package, and "watchdog" is taken).
-_spec = importlib.util.spec_from_file_location("bench_watchdog", ROOT / "bench" / "watchdog.py")
-assert _spec is not None
-assert _spec.loader is not None
-_watchdog_bench = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_watchdog_bench)
-ensure_tools = _watchdog_bench.ensure_tools
-free_port = _watchdog_bench.free_port
-nginx = _watchdog_bench.nginx
-wait_port = _watchdog_bench.wait_port
-
-FUNCTION = "bench"
 OPEN_FILES_WANTED = 65536
 SLOW_HEAD = b"GET /function/bench HTTP/1.1\r\nHost: soak\r\nX-Slow: "  # then "a" forever, never the blank line
 
@@ -192,76 +183,28 @@ def raise_open_files(wanted: int) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def wrk(port: int, seconds: int) -> dict[str, float]:
-    result = subprocess.run(
-        ["wrk", "-t1", "-c32", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/function/{FUNCTION}"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    out = result.stdout
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    failed = (int(non_2xx.group(1)) if non_2xx else 0) + (
-        sum(int(n) for n in socket_errors.groups()) if socket_errors else 0
-    )
+def load(port: int, seconds: int) -> dict[str, float]:
+    """``wrk -t1 -c32`` on /function/bench: requests, failures (non-2xx and socket errors), req/s, p50, p99."""
+    run = wrk(Target(port, f"/function/{FUNCTION}"), 32, seconds)
     report: dict[str, float] = {
-        "requests": requests,
-        "failed": failed,
-        "success_rate": round((requests - failed) / requests, 5) if requests else 0.0,
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        "requests": run.requests,
+        "failed": run.failed,
+        "success_rate": round((run.requests - run.failed) / run.requests, 5) if run.requests else 0.0,
+        "rps": run.rps,
     }
     for pct in ("50", "99"):
-        match = re.search(rf"^\s+{pct}(?:\.000)?%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
-        if match:
-            value = float(match.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[match.group(2)]
-            report[f"p{pct}_ms"] = round(value, 3)
+        if pct in run.latency_ms:
+            report[f"p{pct}_ms"] = run.latency_ms[pct]
     return report
 
 
 def connection_metrics(port: int) -> dict[str, float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
     values = {}
-    for line in text.splitlines():
+    for line in metrics_text(port).splitlines():
         if line.startswith("gateway_connections_"):
             name, value = line.rsplit(" ", 1)
             values[name] = float(value)
     return values
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return 0.0
-
-
-@contextmanager
-def gateway(workdir: Path, function_port: int) -> Iterator[tuple[int, int]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_STATE_DIR": str(workdir),
-        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",  # not needed: the hosts file has the function
-        "PYFAASD_FUNCTION_PORT": str(function_port),
-        "PYFAASD_ACCESS_LOG": "false",
-        "PYFAASD_LOG_LEVEL": "warning",
-    }
-    proc = subprocess.Popen([sys.executable, "-m", "gateway"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    try:
-        wait_port(port, "/_/health")
-        wait_port(port, f"/function/{FUNCTION}")
-        yield port, proc.pid
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def read_line(proc: subprocess.Popen[str], timeout_s: float) -> dict[str, object]:
@@ -294,16 +237,15 @@ def main() -> int:
     open_files = raise_open_files(OPEN_FILES_WANTED)
     with tempfile.TemporaryDirectory(prefix="pyfaasd-soak-") as tmp:
         workdir = Path(tmp)
-        secrets = workdir / "secrets"
-        secrets.mkdir()
-        (secrets / "basic-auth-user").write_text("admin\n")
-        (secrets / "basic-auth-password").write_text("bench\n")
-        replica = Replica(FUNCTION, "openfaas-fn", IPv4Address("127.0.0.1"))
-        write_hosts(workdir / "hosts", IPv4Address("10.62.0.1"), [replica])
-        with nginx(workdir) as nginx_port, gateway(workdir, nginx_port) as (port, pid):
-            wrk(port, 1)  # warm up: connections, pools
+        gateway_state(workdir)
+        # One worker, as documented (the default became auto, the cores, after this bench was written): the
+        # resident memory read is that of the one serving process.
+        one_worker = {"PYFAASD_GATEWAY_WORKERS": "1", "PYFAASD_ACCESS_LOG": "false"}
+        with nginx(workdir) as upstream, gateway(workdir, upstream.port, **one_worker) as served:
+            port, pid = served.port, served.pid
+            load(port, 1)  # warm up: connections, pools
             rss_before = rss_mib(pid)
-            baseline = wrk(port, args.duration)
+            baseline = load(port, args.duration)
             hostile = subprocess.Popen(
                 [sys.executable, __file__, "--hostile", str(port), "--idle", str(args.idle), "--slow", str(args.slow)],
                 stdout=subprocess.PIPE,
@@ -313,7 +255,7 @@ def main() -> int:
                 ready = read_line(hostile, 90)
                 metrics_ready = connection_metrics(port)
                 rss_hostile = rss_mib(pid)
-                under_attack = wrk(port, args.duration)
+                under_attack = load(port, args.duration)
                 metrics_after = connection_metrics(port)
             finally:
                 hostile.send_signal(signal.SIGTERM)
