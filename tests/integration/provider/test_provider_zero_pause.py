@@ -1,6 +1,6 @@
 """Scale to zero against the real engine with ``PYFAASD_ZERO_PAUSE``: the last replica is paused (reported as no
 replica, out of the hosts file), a request wakes it, it is stopped after the window, removed on delete, never
-woken for an updated spec, and kept across a provider restart."""
+woken for an updated spec, kept across a provider restart and attached again when the bridge is rebuilt."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import json
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from netconf.network import host_ifname
 from tests.integration.provider.conftest import HELLO
 from tests.provider_harness import ProviderProcess, get, http, wait_for
 
@@ -176,7 +178,37 @@ def test_a_restarted_provider_keeps_the_paused_replica_and_wakes_it(make_provide
     provider.start()
 
     assert paused_at_zero(provider, name) == cid  # nothing orphaned, nothing started
+    assert '"paused_replica_unattached"' not in provider.log_path.read_text()  # attached again while frozen
     scale(provider, name, 1)
     assert provider.hosts(name) == [ip]
     assert get(f"http://{ip}:8080/?name=again").status == 200
     assert replica_ids(provider, name) == [cid]
+
+
+def test_a_rebuilt_bridge_gets_the_paused_replica_attached_again(make_provider: MakeProvider, name: str) -> None:
+    provider = make_provider(PYFAASD_ZERO_PAUSE="5m")
+    deploy(provider, name)
+    [ip] = provider.hosts(name)
+    scale(provider, name, 0)
+    cid = paused_at_zero(provider, name)
+    veth = host_ifname(IPv4Address(ip))
+
+    subprocess.run(["ip", "link", "del", provider.bridge], check=True)
+
+    def repaired() -> dict[str, Any] | None:
+        for line in provider.log_path.read_text().splitlines():
+            if '"bridge_repaired"' in line:
+                found: dict[str, Any] = json.loads(line)
+                return found
+        return None
+
+    repair = wait_for(repaired, timeout=20, what="the bridge repaired")
+    assert repair["replicas_attached"] == 1  # the paused replica, frozen as it is
+    ports = subprocess.run(
+        ["ip", "-o", "link", "show", "master", provider.bridge], capture_output=True, text=True, check=True
+    ).stdout
+    assert f" {veth}@" in ports
+    assert paused_at_zero(provider, name) == cid
+    scale(provider, name, 1)
+    assert provider.hosts(name) == [ip]
+    assert get(f"http://{ip}:8080/?name=bridge").status == 200
