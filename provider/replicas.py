@@ -41,6 +41,7 @@ log = structlog.get_logger("provider")
 
 EXIT_POLL_S = 0.05
 DEFAULT_METRICS_PORT = 8081  # the watchdog's (of-watchdog's) metrics_port
+PAUSED_STOP_TIMEOUT_S = 2.0  # the stop of a replica paused at zero once its window ended (SIGKILL after it)
 
 
 def _poolable(spec: FunctionDeployment) -> bool:
@@ -193,7 +194,9 @@ class Replicas:
                 return
             if not replica.container.paused or replica.paused_at != paused_at:
                 return
-            await self._stop(replica)
+            # Drained before it was paused and frozen since, it serves nothing: a short stop, as ``remove`` without
+            # grace, so a wake waiting for the function's lock meanwhile is not held for the whole stop timeout.
+            await self._stop(replica, min(self._config.stop_timeout_s, PAUSED_STOP_TIMEOUT_S))
             log.info(
                 "paused_replica_stopped",
                 function=fn.spec.service,
@@ -419,10 +422,10 @@ class Replicas:
         replica.paused_at = time.monotonic()
         log.info("replica_paused", container=container.name, stop_after_s=self._config.zero_pause_s)
 
-    async def _stop(self, replica: ReplicaState) -> None:
+    async def _stop(self, replica: ReplicaState, timeout_s: float | None = None) -> None:
         cid = replica.container.id
         with self._state.managing(cid):
-            await self._runtime.stop(cid, self._config.stop_timeout_s)
+            await self._runtime.stop(cid, self._config.stop_timeout_s if timeout_s is None else timeout_s)
             info = await self._runtime.inspect(cid)
             if info is not None:
                 replica.container = info
