@@ -4,9 +4,10 @@ Someone runs ``ip link del pyfaasd0`` (or a network manager takes it down): the 
 their master, the route to the subnet goes, and every call to a function would hang. The guard checks the bridge
 with one netlink dump every ``Timings.bridge_check_s``; when it is broken it says why (``problem()``, so
 ``/healthz`` answers 503), rebuilds it with ``ensure_bridge`` (bridge, MAC, address, forwarding, iptables rules) and
-attaches every replica (and every idle warm-pool container) again: the same address, its veth put back on the
-bridge, the neighbour entries restored (attach is idempotent). A replica whose container ended meanwhile is left to
-the event reactions. A failed repair is retried at the next check for as long as the provider runs.
+attaches every replica (paused ones of functions at zero too, and every idle warm-pool container) again: the same
+address, its veth put back on the bridge, the neighbour entries restored (attach is idempotent). A replica whose
+container ended meanwhile is left to the event reactions. A failed repair is retried at the next check for as long
+as the provider runs.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ class BridgeGuard:
         for fn in list(self._state.functions.values()):
             for replica in list(fn.replicas.values()):
                 container = replica.container
-                if replica.ip is None or not container.running:
+                if replica.ip is None or not container.alive:  # paused replicas (at zero) are attached too
                     continue
                 try:
                     await self._network.connect(container.pid, container.id)

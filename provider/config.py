@@ -225,6 +225,13 @@ POOL_RUNTIMES: Final = Setting(
     "runtime images the warm pool keeps containers of (comma-separated)",
     parse_runtimes,
 )
+ZERO_PAUSE: Final = Setting(
+    "PYFAASD_ZERO_PAUSE",
+    None,
+    "5m",
+    "how long a function scaled to zero keeps its last replica paused, for a fast wake (0: stopped at once)",
+    parse_duration,
+)
 
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
     STATE_DIR,
@@ -258,6 +265,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     DEFAULT_READ_ONLY_ROOT,
     POOL_SIZE,
     POOL_RUNTIMES,
+    ZERO_PAUSE,
     REGISTRIES,
     PULL_TIMEOUT,
     LOG_LEVEL,
@@ -290,6 +298,7 @@ class ProviderConfig:
     default_read_only_root: bool = False
     pool_size: int = 2  # provider/pool.py
     pool_runtimes: tuple[str, ...] = ("pyfaasd/runtime-python:latest",)
+    zero_pause_s: float = 300.0  # provider/replicas.py: the last replica of a function at zero, paused this long
     registries: Path = Path("/etc/pyfaasd/registries.yaml")  # mirrors; a missing file means none
     pull_timeout_s: float = 600.0
     log_level: str = "info"
@@ -358,6 +367,7 @@ class ProviderConfig:
             default_read_only_root=DEFAULT_READ_ONLY_ROOT.read(env),
             pool_size=POOL_SIZE.read(env),
             pool_runtimes=POOL_RUNTIMES.read(env),
+            zero_pause_s=ZERO_PAUSE.read(env),
             registries=REGISTRIES.read(env),
             pull_timeout_s=PULL_TIMEOUT.read(env),
             log_level=LOG_LEVEL.read(env),

@@ -210,6 +210,23 @@ class DockerRuntime:
             if e.status not in (304, 404):
                 raise _error("stop a container", e) from e
 
+    async def pause(self, container_id: str) -> None:
+        try:
+            await self._docker.containers.container(container_id).pause()
+        except aiodocker.DockerError as e:
+            raise _error("pause a container", e) from e
+
+    async def unpause(self, container_id: str) -> Container:
+        try:
+            await self._docker.containers.container(container_id).unpause()
+        except aiodocker.DockerError as e:
+            if e.status != 409 or "is not paused" not in str(e.message):
+                raise _error("unpause a container", e) from e
+        info = await self.inspect(container_id)
+        if info is None:
+            raise RuntimeFailureError(f"container {container_id[:12]} disappeared while unpausing")
+        return info
+
     async def remove(self, container_id: str) -> None:
         try:
             await self._docker.containers.container(container_id).delete(force=True)
@@ -413,13 +430,14 @@ def _container(data: Mapping[str, Any], claims: Claims = _no_claims) -> Containe
         generation=labels.get(LABEL_GENERATION, ""),
         spec=labels.get(LABEL_SPEC, "{}"),
         created_label=labels.get(LABEL_CREATED, ""),
-        running=bool(state.get("Running")) and not state.get("Restarting"),
+        running=bool(state.get("Running")) and not state.get("Restarting") and not state.get("Paused"),
         pid=int(state.get("Pid") or 0),
         exit_code=int(state.get("ExitCode") or 0),
         oom_killed=bool(state.get("OOMKilled")),
         created=str(data.get("Created", "")),
         image_id=str(data.get("Image", "")),
         pool_slot=labels.get(LABEL_POOL_SLOT, ""),
+        paused=bool(state.get("Running")) and bool(state.get("Paused")),
     )
 
 

@@ -99,6 +99,9 @@ class Reactions:
     async def _converge(self, fn: FunctionState) -> None:
         """Attach the running replicas, then start or stop replicas until the desired count run.
 
+        A paused replica (a function at zero when the provider stopped) is kept paused for a new pause window,
+        or thawed if the function wants replicas again.
+
         A replica that cannot be attached is replaced (if it still runs) or started again (if it exited
         meanwhile): one bad replica never keeps the others, or the provider, from serving.
         """
@@ -107,6 +110,8 @@ class Reactions:
                 for replica in fn.by_index():
                     if replica.container.running:
                         await self._adopt_or_drop(fn, replica)
+                    elif replica.container.paused and fn.desired == 0:
+                        await self._replicas.keep_paused(fn, replica)
                 ordered = fn.by_index()
                 active = [r for r in ordered if r.container.running]
                 if len(active) < fn.desired:

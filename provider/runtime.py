@@ -30,13 +30,19 @@ class Container:
     generation: str
     spec: str
     created_label: str
-    running: bool
+    running: bool  # its process runs and is not frozen (a paused container is not "running" here)
     pid: int
     exit_code: int
     oom_killed: bool
     created: str  # the runtime's own creation time (RFC 3339)
     image_id: str = ""  # the image it was created from, by ID (a tag may have moved since)
     pool_slot: str = ""  # a replica made from a pooled container: its slot under <state>/pool
+    paused: bool = False  # frozen by ``Runtime.pause``: its process, memory and network namespace are kept
+
+    @property
+    def alive(self) -> bool:
+        """Whether it has a process (and so a network namespace): running or paused."""
+        return self.running or self.paused
 
     @property
     def key(self) -> tuple[str, str]:
@@ -124,7 +130,17 @@ class Runtime(Protocol):
         """Start (a no-op if running) and return the container as it is right after."""
         ...
 
-    async def stop(self, container_id: str, timeout_s: float) -> None: ...
+    async def stop(self, container_id: str, timeout_s: float) -> None:
+        """Stop it (a paused container too: SIGTERM is delivered once it is thawed)."""
+        ...
+
+    async def pause(self, container_id: str) -> None:
+        """Freeze its processes (the cgroup freezer): no CPU, its memory and network namespace are kept."""
+        ...
+
+    async def unpause(self, container_id: str) -> Container:
+        """Thaw a paused container (a no-op if it is not paused) and return it as it is right after."""
+        ...
 
     async def remove(self, container_id: str) -> None: ...
 

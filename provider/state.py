@@ -58,6 +58,7 @@ class ReplicaState:
     started_at: float = 0.0
     restarts: int = 0
     restarting: bool = False  # a restart after a crash is under way (waiting out its backoff, or retrying)
+    paused_at: float = 0.0  # when it was last paused at zero (monotonic): which pause a pending stop belongs to
 
 
 @dataclass(slots=True)

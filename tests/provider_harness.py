@@ -190,7 +190,9 @@ class ProviderProcess:
             "--filter",
             f"label=com.pyfaasd.bridge={self.bridge}",
         ]
-        if not running_only:
+        if running_only:
+            args += ["--filter", "status=running"]  # not a paused replica of a function at zero: it serves nothing
+        else:
             args.insert(2, "-a")
         out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
         return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -185,7 +185,7 @@ def test_scale_zero_three_one(provider: ProviderProcess, name: str) -> None:
     assert "availableReplicas" not in status
     assert [f["name"] for f in provider.call("GET", "/system/functions").json()].count(name) == 1
     assert of(provider, name, running_only=True) == []
-    assert len(of(provider, name)) == 1  # kept, stopped
+    assert len(of(provider, name)) == 1  # kept (paused for PYFAASD_ZERO_PAUSE)
 
     scale(3)
     ips = provider.hosts(name)

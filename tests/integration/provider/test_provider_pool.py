@@ -66,7 +66,7 @@ def pool_env(**extra: str) -> dict[str, str]:
 @pytest.fixture
 def pooled_provider(provider_prerequisites: None, tmp_path: Any) -> Iterator[ProviderProcess]:
     require_image(RUNTIME)
-    process = ProviderProcess(state_dir=tmp_path / "state", extra_env=pool_env())
+    process = ProviderProcess(state_dir=tmp_path / "state", extra_env=pool_env(PYFAASD_ZERO_PAUSE="0"))
     try:
         process.start()
         yield process
@@ -197,7 +197,8 @@ def test_a_pooled_container_never_serves_a_second_function(pooled_provider: Prov
     [second] = replica_ids(provider, f"{name}b")
     assert second != first
 
-    # Scale to zero and wake: the parked container goes, the wake takes a new pooled container.
+    # Scale to zero and wake after the pause window (PYFAASD_ZERO_PAUSE, 0 for this provider): the parked container
+    # goes, the wake takes a new pooled container.
     assert provider.call("POST", f"/system/scale-function/{name}b", {"replicas": 0}).status in (200, 202)
     pool = full_pool(provider)
     assert provider.call("POST", f"/system/scale-function/{name}b", {"replicas": 1}).status in (200, 202)

@@ -90,7 +90,8 @@ class FakeContainer:
     env: tuple[str, ...] = ()
     resources: dict[str, int] = field(default_factory=dict)  # the limits it has now (created with, or updated)
     claims: Callable[[str], Mapping[str, str] | None] | None = None  # a pool container's claim records
-    running: bool = False
+    running: bool = False  # it has a process (paused or not)
+    paused: bool = False  # frozen: its process and namespace are there, it answers nothing
     pid: int = 0
     exit_code: int = 0
     oom_killed: bool = False
@@ -137,13 +138,14 @@ class FakeContainer:
             generation=labels.get(LABEL_GENERATION, ""),
             spec=labels.get(LABEL_SPEC, "{}"),
             created_label=labels.get(LABEL_CREATED, ""),
-            running=self.running,
+            running=self.running and not self.paused,
             pid=self.pid,
             exit_code=self.exit_code,
             oom_killed=self.oom_killed,
             created=self.created,
             image_id=self.image_id,
             pool_slot=self.labels.get(LABEL_POOL_SLOT, ""),
+            paused=self.running and self.paused,
         )
 
 
@@ -277,10 +279,30 @@ class FakeRuntime:
             self.actions.append(("stop", container.name))
             self.exit(container_id, 0)
 
+    async def pause(self, container_id: str) -> None:
+        await asyncio.sleep(0)
+        container = self._get(container_id)
+        if not container.running or container.paused:
+            raise RuntimeFailureError(f"docker could not pause a container: {container.name} is not running")
+        self.actions.append(("pause", container.name))
+        container.paused = True
+        self._emit("pause", container)
+
+    async def unpause(self, container_id: str) -> Container:
+        await asyncio.sleep(0)
+        container = self._get(container_id)
+        if container.paused:
+            self.actions.append(("unpause", container.name))
+            container.paused = False
+            self._emit("unpause", container)
+        return container.view()
+
     async def usage(self, container_id: str) -> ContainerUsage | None:
         await asyncio.sleep(0)
         container = self.containers.get(container_id)
-        return ContainerUsage(self.cpu_millis, 4 << 20) if container is not None and container.running else None
+        if container is None or not container.running or container.paused:
+            return None
+        return ContainerUsage(self.cpu_millis, 4 << 20)
 
     async def remove(self, container_id: str) -> None:
         await asyncio.sleep(0)
@@ -390,6 +412,7 @@ class FakeRuntime:
         """The container's process ends (``docker kill``, a crash, the OOM killer)."""
         container = self._get(container_id)
         container.running, container.pid, container.exit_code, container.oom_killed = False, 0, status, oom
+        container.paused = False
         if oom:
             self._emit("oom", container)
         self._emit("die", container, status)
@@ -421,13 +444,19 @@ class FakeRuntime:
 
     # -- looking at it ---------------------------------------------------------------------------------------
 
-    def of(self, name: str, namespace: str = "openfaas-fn", *, running: bool | None = None) -> list[FakeContainer]:
+    def of(
+        self, name: str, namespace: str = "openfaas-fn", *, running: bool | None = None, paused: bool | None = None
+    ) -> list[FakeContainer]:
+        """The function's containers; ``running``: (not) running unfrozen; ``paused``: (not) paused."""
         found = [c for c in self.containers.values() if c.key == (namespace, name)]
         if running is not None:
-            found = [c for c in found if c.running == running]
+            found = [c for c in found if (c.running and not c.paused) == running]
+        if paused is not None:
+            found = [c for c in found if (c.running and c.paused) == paused]
         return sorted(found, key=lambda c: c.name)
 
     def by_pid(self, pid: int) -> FakeContainer | None:
+        """The container whose process (and so network namespace) has ``pid``: a paused one too."""
         return next((c for c in self.containers.values() if c.running and c.pid == pid), None)
 
     def _get(self, container_id: str) -> FakeContainer:
@@ -555,7 +584,7 @@ class FakeProbe:
         await asyncio.sleep(0)
         pid = self.network.attached.get(ip)
         container = None if pid is None else self.runtime.by_pid(pid)
-        if container is None:
+        if container is None or container.paused:  # a frozen watchdog answers nothing
             return False
         behaviour = self.runtime.behaviour(container)
         container.probes += 1
@@ -598,6 +627,7 @@ class World:
         volume_host_roots: tuple[Path, ...] = (),
         drain_timeout_s: float = 60.0,
         pool_size: int = 0,
+        zero_pause_s: float = 0.0,  # the stop path of scale to zero; tests of the pause window set it
     ) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
         self.config = ProviderConfig(
@@ -608,6 +638,7 @@ class World:
             drain_timeout_s=drain_timeout_s,
             pool_size=pool_size,
             pool_runtimes=(POOL_RUNTIME,),
+            zero_pause_s=zero_pause_s,
         )
         self.runtime = FakeRuntime(self.config.net.bridge)
         self.slots = PoolSlots(self.config.pool_dir)

@@ -197,3 +197,27 @@ async def test_a_rebuilt_bridge_gets_the_idle_containers_attached_again(pooled: 
     pids = {c.pid for c in idle(pooled) if c.id in ids}
     assert set(pooled.network.attached.values()) >= pids  # claimable again, on the new bridge
     assert pooled.core.pool.idle() == {POOL_RUNTIME: 2}
+
+
+async def test_a_code_function_woken_within_the_pause_window_thaws_its_replica_and_leaves_the_pool(
+    tmp_path: Path,
+) -> None:
+    world = World(tmp_path, pool_size=2, zero_pause_s=300.0)
+    world.runtime.images[POOL_RUNTIME] = "sha256:rtpy"
+    world.runtime.image_labels[POOL_RUNTIME] = {LABEL_RUNTIME: "python3.11", LABEL_POOL_READY: "1"}
+    await world.start()
+    try:
+        await full(world)
+        first = await deploy_code(world, "zz")
+        await world.orchestrator.scale("openfaas-fn", "zz", 0)
+        assert first.paused
+        pool = await full(world)
+
+        await world.orchestrator.scale("openfaas-fn", "zz", 1)
+
+        assert [c.id for c in world.runtime.of("zz")] == [first.id]
+        assert not first.paused
+        assert {c.id for c in idle(world)} == pool  # no claim
+        assert world.serving("zz", 1)
+    finally:
+        await world.core.close()
