@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import re
 import subprocess
 import sys
@@ -38,15 +40,50 @@ def test_every_pin_carries_hashes() -> None:
             assert "--hash=sha256:" in block, block.splitlines()[0]
 
 
-def test_runtime_subset_is_the_watchdogs_closure_with_hashes() -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts/lock-subset"), str(LOCK), "aiohttp", "uvloop", "structlog"],
+def runtime_packages() -> list[str]:
+    """The packages scripts/build-images installs beside the watchdog (its RUNTIME_PACKAGES line)."""
+    match = re.search(r'^RUNTIME_PACKAGES="([^"]*)"', (ROOT / "scripts/build-images").read_text(), re.MULTILINE)
+    assert match is not None
+    return match.group(1).split()
+
+
+def runtime_subset() -> str:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts/lock-subset"), str(LOCK), *runtime_packages()],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+
+
+def third_party_imports(*packages: str) -> set[str]:
+    """The distributions the modules of ``packages`` import, other than the standard library and our own."""
+    ours = {"servicekit", "watchdog", "gateway", "provider", "netconf", "pyfaasd"}
+    names: set[str] = set()
+    for package in packages:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    names.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names.add(node.module.split(".")[0])
+    distributions = importlib.metadata.packages_distributions()
+    return {
+        canonicalize_name(distributions[name][0])
+        for name in names - ours - set(sys.stdlib_module_names) - {"__future__"}
+    }
+
+
+def test_the_image_gets_every_package_the_watchdog_imports() -> None:
+    names = {canonicalize_name(name) for name, _ in PIN.findall(runtime_subset())}
+    missing = third_party_imports("watchdog", "servicekit") - names
+    assert not missing, f"add {sorted(missing)} to RUNTIME_PACKAGES in scripts/build-images"
+
+
+def test_runtime_subset_is_the_watchdogs_closure_with_hashes() -> None:
+    out = runtime_subset()
     names = {canonicalize_name(name) for name, _ in PIN.findall(out)}
-    assert {"aiohttp", "multidict", "yarl", "uvloop", "structlog"} <= names
+    assert {"aiohttp", "multidict", "yarl", "uvloop", "structlog", "httptools"} <= names
     assert not names & {"pytest", "mypy", "ruff", "aiodocker", "pyroute2", "pyyaml"}
     assert {name: locked()[name] for name in names} == {
         canonicalize_name(name): version for name, version in PIN.findall(out)
