@@ -110,9 +110,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error_response(GatewayError("internal gateway error"))
 
 
+# The first segments of the gateway's own routes (create_app): a path under them is never a path route's.
+OWN_PATHS = ("/async-function/", "/system/", "/healthz", "/metrics", "/_/", "/ui")
+
+
 def lean_routes(app: web.Application) -> Router:
-    """The requests servicekit.lean_server answers itself: ``/function/`` and a routed domain's (every other one,
-    and a websocket upgrade, goes to the aiohttp app). The same proxy and the same error answers as the app's."""
+    """The requests servicekit.lean_server answers itself: ``/function/``, a routed domain's and a path route's
+    (every other one, and a websocket upgrade, goes to the aiohttp app). The same proxy and the same error answers
+    as the app's."""
     proxy = app[PROXY]
     routes = app[ROUTES]
     config = app[CONFIG]
@@ -138,9 +143,22 @@ def lean_routes(app: web.Application) -> Router:
                         reply.send(failure_response(request, exc))
 
                 return domain_call
-        if request.raw_path.startswith(PREFIX):
+        raw_path = request.raw_path
+        if raw_path.startswith(PREFIX):
             return function_call
-        return None
+        if raw_path.startswith(OWN_PATHS):
+            return None
+        match = routes.by_path(raw_path)
+        if match is None:
+            return None  # the app's 404
+
+        async def path_call(request: LeanRequest, reply: LeanReply) -> None:
+            try:
+                await proxy.call_route(request, reply, match.function, match.target, match.prefix)
+            except (GatewayError, RelayError) as exc:
+                reply.send(failure_response(request, exc))
+
+        return path_call
 
     return route
 
