@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -122,27 +122,26 @@ def lean_routes(app: web.Application) -> Router:
     routes = app[ROUTES]
     config = app[CONFIG]
 
-    async def function_call(request: LeanRequest, reply: LeanReply) -> None:
-        try:
-            await proxy.call(request, reply)
-        except (GatewayError, RelayError) as exc:
-            reply.send(failure_response(request, exc))
+    def answering(call: Callable[[LeanRequest, LeanReply], Awaitable[None]]) -> LeanHandler:
+        """``call`` with the error middleware's answers."""
+
+        async def handler(request: LeanRequest, reply: LeanReply) -> None:
+            try:
+                await call(request, reply)
+            except (GatewayError, RelayError) as exc:
+                reply.send(failure_response(request, exc))
+
+        return handler
+
+    function_call = answering(proxy.call)
 
     def route(request: LeanRequest) -> LeanHandler | None:
         host = request.header(b"host")
-        if host is not None:
-            function = routes.domain(host.decode("latin-1"))
-            if function is not None:
-                if config.http_redirect and not request.secure:
-                    return None  # the 308 is the app's
-
-                async def domain_call(request: LeanRequest, reply: LeanReply) -> None:
-                    try:
-                        await proxy.call_route(request, reply, function, request.raw_path, "")
-                    except (GatewayError, RelayError) as exc:
-                        reply.send(failure_response(request, exc))
-
-                return domain_call
+        function = routes.domain(host.decode("latin-1")) if host is not None else None
+        if function is not None:
+            if config.http_redirect and not request.secure:
+                return None  # the 308 is the app's
+            return answering(lambda request, reply: proxy.call_route(request, reply, function, request.raw_path, ""))
         raw_path = request.raw_path
         if raw_path.startswith(PREFIX):
             return function_call
@@ -151,14 +150,9 @@ def lean_routes(app: web.Application) -> Router:
         match = routes.by_path(raw_path)
         if match is None:
             return None  # the app's 404
-
-        async def path_call(request: LeanRequest, reply: LeanReply) -> None:
-            try:
-                await proxy.call_route(request, reply, match.function, match.target, match.prefix)
-            except (GatewayError, RelayError) as exc:
-                reply.send(failure_response(request, exc))
-
-        return path_call
+        return answering(
+            lambda request, reply: proxy.call_route(request, reply, match.function, match.target, match.prefix)
+        )
 
     return route
 
