@@ -49,6 +49,7 @@ from servicekit.upstream import ResponseHead
 log = structlog.get_logger("lean_server")
 
 READ_HIGH_WATER: Final = 256 * 1024  # request body bytes buffered before reading from the client pauses
+MAX_HEAD_BYTES: Final = 64 * 1024  # a longer request head is refused (431), as aiohttp bounds its lines
 PIPELINE_MAX: Final = 16  # requests queued behind the one being answered before reading pauses
 _HOP_BY_HOP_BYTES: Final = frozenset(h.encode() for h in HOP_BY_HOP)
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -434,6 +435,7 @@ class LeanConnection(asyncio.Protocol):
         self._handing_chunked = False
         self._raw_after_handover = False  # an upgrade was handed over: what follows it is not HTTP
         self._in_head = False  # a head has begun and is not complete
+        self._head_bytes = 0  # bytes received while a head was incomplete (more than its length: a bound)
         self._idle_since = 0.0
         self._reading_paused = False
         self._drained: asyncio.Future[None] | None = None
@@ -459,6 +461,11 @@ class LeanConnection(asyncio.Protocol):
         if self._handed is not None and self._handing is None:
             self._handed.data_received(data)  # (only until the transport is given to it)
             return
+        if self._raw_after_handover and self._first is None:
+            assert self._handing is not None
+            self._handing.append(data)  # an upgraded connection's bytes, for aiohttp once the answer before it is out
+            self.pause_body()
+            return
         if self._first is not None:
             self._first.append(data)
         try:
@@ -479,7 +486,14 @@ class LeanConnection(asyncio.Protocol):
             return
         if self._handing is not None and self._task is None and not self._queue:
             self._flush_handover()
-        elif self._in_head and self._head_timer is None and self._handed is None:
+        elif self._handing is not None:
+            self.pause_body()  # aiohttp's requests wait for the lean answer before them: read no further meanwhile
+        elif self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._refuse(431, b"request head over %d bytes\n" % MAX_HEAD_BYTES)
+                return
+        if self._in_head and self._head_timer is None and self._handed is None:
             # These bytes began a head and did not finish it: the rest is due within the header timeout. (A head
             # that arrives whole, the usual case, costs no timer.)
             self._head_timer = self._loop.call_later(self._server.header_timeout_s, self._head_overdue)
@@ -526,6 +540,7 @@ class LeanConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._in_head = True
+        self._head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -621,6 +636,7 @@ class LeanConnection(asyncio.Protocol):
         self._handing = None if self._raw_after_handover else []
         if self._raw_after_handover:
             self.transport.set_protocol(handed)
+        self.resume_body()
         if data:
             handed.data_received(data)
 
@@ -703,17 +719,27 @@ class LeanConnection(asyncio.Protocol):
             self.transport.close()
 
     def _bad_request(self) -> None:
+        self._refuse(400, b"bad request\n")
+
+    def _refuse(self, status: int, body: bytes) -> None:
+        """A request this server cannot take: the status, and the connection closed after it (and after the answer
+        in progress, if any)."""
         assert self.transport is not None
-        body = b"bad request\n"
-        self.transport.write(
-            b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
-        )
-        if self._task is None:
-            self.transport.close()
-        else:
+        self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        if self._task is not None or self._queue:
+            # Answers go out in order: the one in progress is the last; nothing more is read.
             self.close_after = True
             self.pause_body()
+            return
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (status, _REASONS.get(status, b"Error"), len(body), body)
+        )
+        self.transport.close()
 
     # -- flow control and timers ---------------------------------------------------------------------------
 

@@ -228,3 +228,29 @@ async def test_a_client_that_goes_away_cancels_its_request() -> None:
         await asyncio.wait_for(cancelled.wait(), 5)
     finally:
         await runner.cleanup()
+
+
+async def test_a_head_over_the_limit_is_refused_with_431() -> None:
+    async with serving() as (port, _), connection(port) as (reader, writer):
+        writer.write(b"GET /hot/x HTTP/1.1\r\nHost: t\r\n")
+        for _ in range(100):  # 100 KiB of headers, in pieces
+            writer.write(b"X-Filler: " + b"a" * 1012 + b"\r\n")
+            await writer.drain()
+        answer = await closed(reader)
+        assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+async def test_a_websocket_upgrade_pipelined_behind_a_slow_lean_request_waits_its_turn() -> None:
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    upgrade = (
+        "GET /ws HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    ).encode()
+    frame = bytes([0x81, 0x82, 1, 2, 3, 4]) + bytes(b ^ m for b, m in zip(b"hi", (1, 2), strict=True))
+    async with serving() as (port, _), connection(port) as (reader, writer):
+        writer.write(b"GET /hot/slow?s=0.3 HTTP/1.1\r\nHost: t\r\n\r\n" + upgrade + frame)
+        assert body_of(await response(reader)) == b"slept"
+        switching = await reader.readuntil(b"\r\n\r\n")
+        assert switching.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        echoed = await reader.readexactly(2 + len("echo:hi"))
+        assert echoed == bytes([0x81, len("echo:hi")]) + b"echo:hi"
