@@ -18,6 +18,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,13 +28,16 @@ from gateway.config import ADDR as GATEWAY_ADDR
 from gateway.config import PROVIDER_URL, GatewayConfig
 from netconf.config import BRIDGE, SUBNET
 from provider.config import LISTEN as PROVIDER_ADDR
-from provider.config import ProviderConfig
+from provider.config import SWARM_NETWORK, ProviderConfig
+from pyfaasd import swarm_stack
 from pyfaasd.pidfile import pid_file
+from pyfaasd.swarm_stack import ADVERTISE_ADDR
 from servicekit import notify, open_files
 from servicekit.auth import ensure_credentials, secrets_dir
 from servicekit.log import configure_logging
-from servicekit.settings import LOG_LEVEL, STATE_DIR, Setting, SettingError, add_flags, with_flags
+from servicekit.settings import BACKEND, LOG_LEVEL, STATE_DIR, Setting, SettingError, add_flags, with_flags
 from servicekit.shutdown import Shutdown
+from servicekit.swarm import Backend
 
 # The daemons' own rows; the two listen addresses take names that say whose they are.
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
@@ -42,6 +46,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SUBNET,
     GATEWAY_ADDR.with_flag("--gateway-addr"),
     PROVIDER_ADDR.with_flag("--provider-addr"),
+    BACKEND,
+    SWARM_NETWORK,
+    ADVERTISE_ADDR,
     LOG_LEVEL,
 )
 
@@ -106,10 +113,40 @@ def run(args: argparse.Namespace) -> int:
     try:
         # Before the gateway starts: a second `up` on this state dir must not serve, dispatch or autoscale at all.
         with state_dir_lock(provider.state_dir), pid_file(getattr(args, "pid_file", None)):
-            return uvloop.run(_serve(provider, gateway))
+            if provider.backend is not Backend.SWARM:
+                return uvloop.run(_serve(provider, gateway))
+            inside = _enter_swarm(provider, gateway, ADVERTISE_ADDR.read(env))
+            if inside is None:
+                return 1
+            try:
+                return uvloop.run(_serve(provider, inside))
+            finally:
+                asyncio.run(swarm_stack.remove_anchor(provider.swarm_network))
     except StateDirBusyError as e:
         print(f"pyfaasd up: {e}", file=sys.stderr)
         return 1
+
+
+def _enter_swarm(provider: ProviderConfig, gateway: GatewayConfig, advertise_addr: str) -> GatewayConfig | None:
+    """The swarm, the overlay and the anchor (pyfaasd/swarm_stack.py), then this process inside the anchor's
+    network namespace; the gateway's configuration as it listens there (its address published by the anchor)."""
+    ports = [swarm_stack.Published(gateway.host, gateway.port)]
+    if gateway.tls:
+        ports.append(swarm_stack.Published(gateway.tls_host, gateway.tls_port))
+    try:
+        ready = asyncio.run(swarm_stack.prepare(provider.swarm_network, advertise_addr, tuple(ports)))
+        if ready.made_swarm:
+            print("pyfaasd up: made this Docker Engine a swarm manager (docker swarm init)", file=sys.stderr)
+        swarm_stack.enter_network_namespace(ready.anchor.pid)
+    except (swarm_stack.SwarmStackError, OSError) as e:
+        print(f"pyfaasd up: {e}", file=sys.stderr)
+        return None
+    print(
+        f"pyfaasd up: provider and gateway run in the network namespace of {ready.anchor.name} on the overlay "
+        f"{provider.swarm_network}; the gateway is published on {gateway.host}:{gateway.port}",
+        file=sys.stderr,
+    )
+    return replace(gateway, host="0.0.0.0", tls_host="0.0.0.0")
 
 
 async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig) -> int:

@@ -167,6 +167,14 @@ def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
             docker("secret", "rm", secret, check=False)
         docker("rm", "-f", anchor, check=False)
         # the overlay goes once the tasks' containers are gone
+        # the removed services' task containers stop (drain, then SIGTERM) before the swarm may be left
+        deadline = time.monotonic() + 60
+        while docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False):
+            if time.monotonic() > deadline:
+                for left in docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}").split():
+                    docker("rm", "-f", left, check=False)
+                break
+            time.sleep(0.5)
         deadline = time.monotonic() + 30
         while docker("network", "rm", network, check=False) != network and time.monotonic() < deadline:
             time.sleep(0.5)
