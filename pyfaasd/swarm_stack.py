@@ -95,11 +95,20 @@ async def remove_anchor(network: str) -> None:
 
 
 def enter_network_namespace(pid: int) -> None:
-    """Move this process into the network namespace of ``pid``. Only the calling thread moves, so it must be
-    the only one: every thread started afterwards inherits the namespace."""
+    """Move this process into the network namespace of ``pid`` (see :func:`enter_network_namespace_at`)."""
+    enter_network_namespace_at(Path(f"/proc/{pid}/ns/net"))
+
+
+def enter_network_namespace_at(path: Path) -> None:
+    """Move this process into the network namespace at ``path`` (``/proc/<pid>/ns/net`` or one pinned by
+    :func:`bind_network_namespace`). Only the calling thread moves, so it must be the only one: every thread
+    started afterwards inherits the namespace."""
     if threading.active_count() != 1:
         raise SwarmStackError("cannot enter the anchor's network namespace: other threads are running already")
-    fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise SwarmStackError(f"cannot open the anchor's network namespace {path}: {e.strerror}") from e
     try:
         setns = getattr(os, "setns", None)  # Python 3.12+
         if setns is not None:
@@ -108,7 +117,7 @@ def enter_network_namespace(pid: int) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         if libc.setns(fd, CLONE_NEWNET) != 0:
             errno = ctypes.get_errno()
-            raise SwarmStackError(f"cannot enter the anchor's network namespace: {os.strerror(errno)}")
+            raise SwarmStackError(f"cannot enter the network namespace {path}: {os.strerror(errno)}")
     finally:
         os.close(fd)
 
@@ -124,3 +133,11 @@ def bind_network_namespace(pid: int, path: Path) -> None:
     )
     if done.returncode != 0:
         raise SwarmStackError(f"cannot pin the anchor's network namespace at {path}: {done.stderr.strip()}")
+
+
+def gateway_ports(host: str, port: int, tls: tuple[str, int] | None) -> tuple[Published, ...]:
+    """What the anchor publishes: the gateway's address (and its HTTPS one) as given, same port inside."""
+    ports = [Published(host, port)]
+    if tls is not None:
+        ports.append(Published(*tls))
+    return tuple(ports)

@@ -130,11 +130,10 @@ def run(args: argparse.Namespace) -> int:
 def _enter_swarm(provider: ProviderConfig, gateway: GatewayConfig, advertise_addr: str) -> GatewayConfig | None:
     """The swarm, the overlay and the anchor (pyfaasd/swarm_stack.py), then this process inside the anchor's
     network namespace; the gateway's configuration as it listens there (its address published by the anchor)."""
-    ports = [swarm_stack.Published(gateway.host, gateway.port)]
-    if gateway.tls:
-        ports.append(swarm_stack.Published(gateway.tls_host, gateway.tls_port))
+    tls = (gateway.tls_host, gateway.tls_port) if gateway.tls else None
+    ports = swarm_stack.gateway_ports(gateway.host, gateway.port, tls)
     try:
-        ready = asyncio.run(swarm_stack.prepare(provider.swarm_network, advertise_addr, tuple(ports)))
+        ready = asyncio.run(swarm_stack.prepare(provider.swarm_network, advertise_addr, ports))
         if ready.made_swarm:
             print("pyfaasd up: made this Docker Engine a swarm manager (docker swarm init)", file=sys.stderr)
         swarm_stack.enter_network_namespace(ready.anchor.pid)

@@ -62,6 +62,30 @@ class SwarmUp:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
+def leave_swarm(network: str, had_gwbridge: bool) -> None:
+    """Remove what the stack made on the swarm (services, their task containers, anchor, overlay), then leave the
+    swarm the test's ``up`` made."""
+    listed = docker("service", "ls", "-q", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False)
+    for service in listed.split():
+        docker("service", "rm", service, check=False)
+    docker("rm", "-f", f"pyfaasd-anchor-{network}", check=False)
+    # the removed services' task containers stop (drain, then SIGTERM) before the swarm may be left
+    deadline = time.monotonic() + 60
+    while docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False):
+        if time.monotonic() > deadline:
+            for left in docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}").split():
+                docker("rm", "-f", left, check=False)
+            break
+        time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while network in docker("network", "ls", "--format", "{{.Name}}").split() and time.monotonic() < deadline:
+        docker("network", "rm", network, check=False)
+        time.sleep(0.5)
+    docker("swarm", "leave", "--force", check=False)
+    if not had_gwbridge:  # swarm init made it and leaving keeps it
+        docker("network", "rm", "docker_gwbridge", check=False)
+
+
 @pytest.fixture
 def swarm_up(tmp_path: Path) -> Iterator[SwarmUp]:
     if os.geteuid() != 0 or shutil.which("mount") is None:
@@ -100,25 +124,7 @@ def swarm_up(tmp_path: Path) -> Iterator[SwarmUp]:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
-        listed = docker("service", "ls", "-q", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False)
-        for service in listed.split():
-            docker("service", "rm", service, check=False)
-        docker("rm", "-f", f"pyfaasd-anchor-{network}", check=False)
-        # the removed services' task containers stop (drain, then SIGTERM) before the swarm may be left
-        deadline = time.monotonic() + 60
-        while docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False):
-            if time.monotonic() > deadline:
-                for left in docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}").split():
-                    docker("rm", "-f", left, check=False)
-                break
-            time.sleep(0.5)
-        deadline = time.monotonic() + 30
-        while network in docker("network", "ls", "--format", "{{.Name}}").split() and time.monotonic() < deadline:
-            docker("network", "rm", network, check=False)
-            time.sleep(0.5)
-        docker("swarm", "leave", "--force", check=False)
-        if not had_gwbridge:  # swarm init made it and leaving keeps it
-            docker("network", "rm", "docker_gwbridge", check=False)
+        leave_swarm(network, had_gwbridge)
         print(made.output())
 
 
@@ -192,3 +198,80 @@ def test_up_with_the_swarm_backend_serves_functions_to_the_host(swarm_up: SwarmU
     assert swarm_up.process.wait(60) == 0, swarm_up.output()
     assert docker("ps", "-aq", "--filter", f"name=pyfaasd-anchor-{swarm_up.network}") == ""
     print(f"swarm up: answering after {up_s:.1f}s (swarm init included), deploy 202 after {deploy_s:.1f}s")
+
+
+def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path: Path) -> None:
+    """What the units of ``pyfaasd install --backend swarm`` run, in their order, without systemd: the provider
+    unit's ExecStartPre (``swarm-anchor --pin``, which makes the swarm this time), its ExecStart (``provider
+    --netns``), and the gateway unit's ``gateway --in-anchor`` in the pinned namespace (``nsenter --net=`` standing
+    in for ``NetworkNamespacePath=``, which joins it the same way, by setns on the pinned file)."""
+    if os.geteuid() != 0 or shutil.which("nsenter") is None or shutil.which("umount") is None:
+        pytest.skip("needs root, nsenter and umount")
+    if not docker_available():
+        pytest.skip("needs a running Docker Engine")
+    require_image(ECHO)
+    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
+    if state != "inactive":
+        pytest.skip(f"this engine is already in a swarm ({state}); the test only uses a swarm it makes")
+    had_gwbridge = "docker_gwbridge" in docker("network", "ls", "--format", "{{.Name}}").split()
+    network = unique_name("pfi-overlay")
+    port = free_port()
+    pin = tmp_path / "run" / "swarm-netns"
+    state_dir = tmp_path / "state"
+    env = {
+        **os.environ,
+        "PYFAASD_STATE_DIR": str(state_dir),
+        "PYFAASD_SWARM_NETWORK": network,
+        "PYFAASD_SWARM_ADVERTISE_ADDR": "127.0.0.1",
+        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
+        "PYFAASD_BACKEND": "swarm",
+        "PYFAASD_AUTOSCALE": "false",
+        "PYFAASD_GATEWAY_WORKERS": "1",
+    }
+    cli = [sys.executable, "-m", "pyfaasd.cli"]
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        done = subprocess.run(
+            [*cli, "swarm-anchor", "--pin", str(pin)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "made this engine a swarm manager" in done.stdout
+        for argv in (
+            [*cli, "provider", "--netns", str(pin)],
+            ["nsenter", f"--net={pin}", *cli, "gateway", "--in-anchor"],
+        ):
+            log = (tmp_path / f"{argv[0].rsplit('/', 1)[-1]}-{len(processes)}.log").open("ab")
+            processes.append(subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+            if len(processes) == 1:
+                wait_for(lambda: (state_dir / "secrets" / "basic-auth-password").exists(), 30, 0.2, "credentials")
+
+        def answering() -> bool:
+            for proc in processes:
+                assert proc.poll() is None, f"{proc.args!r} exited"
+            try:
+                return http("GET", f"http://127.0.0.1:{port}/healthz", timeout=5).status == 200
+            except OSError:
+                return False
+
+        wait_for(answering, 60, 0.2, "the gateway, published by the anchor, to answer on the host")
+        stack = SwarmUp(f"http://127.0.0.1:{port}", state_dir, network, processes[0], tmp_path / "unused.log")
+        name = unique_name("in")
+        deployed = stack.call("POST", "/system/functions", {"service": name, "image": ECHO})
+        assert deployed.status == 202, deployed.text
+        reply = http("POST", f"http://127.0.0.1:{port}/function/{name}", b"via the units", timeout=30)
+        assert (reply.status, reply.json()["body"]) == (200, "via the units")
+        assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+    finally:
+        for proc in processes:
+            proc.terminate()
+        for proc in processes:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        subprocess.run(["umount", str(pin)], capture_output=True, check=False)
+        leave_swarm(network, had_gwbridge)
+        for path in sorted(tmp_path.glob("*.log")):
+            print(f"== {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-20:]))
