@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -342,3 +343,59 @@ def test_a_provider_not_attached_to_the_overlay_refuses_to_start(stack: SwarmSta
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"not attached to the overlay network {stack.network}" in done.stdout + done.stderr
+
+
+def test_scale_down_under_load_fails_no_request(stack: SwarmStack) -> None:
+    """Swarm drains a task it removes: it takes the task out of its DNS answer first, waits, then sends SIGTERM
+    with the stop grace period, and the watchdog on SIGTERM keeps serving for healthcheck_interval, then stops
+    accepting and finishes what is in flight. The gateway's answers are at most CACHE_S old, so it stops sending
+    to the task before the task stops accepting. Under steady load (some requests slow, so in flight at SIGTERM),
+    a scale from 2 to 1 fails no request."""
+    name = unique_name("dr")
+    spec = {"service": name, "image": ECHO, "labels": {"com.openfaas.scale.min": "2"}}
+    assert stack.call("POST", "/system/functions", spec).status == 202
+    assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2}).status == 200
+    served: set[str] = set()
+
+    def both_serve() -> bool:
+        reply = http("GET", f"{stack.gateway_url}/function/{name}", timeout=30)
+        assert reply.status == 200, reply.text
+        served.add(reply.json()["hostname"])
+        return len(served) == 2
+
+    wait_for(both_serve, 15, 0.1, "both tasks to serve")
+
+    stop = threading.Event()
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def load(slow: bool) -> None:
+        path = f"/function/{name}?sleep=0.5" if slow else f"/function/{name}"
+        while not stop.is_set():
+            try:
+                reply = http("GET", f"{stack.gateway_url}{path}", timeout=30)
+                outcome = (reply.status, reply.json()["hostname"] if reply.status == 200 else reply.text)
+            except OSError as e:
+                outcome = (0, repr(e))
+            with lock:
+                results.append(outcome)
+
+    workers = [threading.Thread(target=load, args=(i % 2 == 0,)) for i in range(6)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(1.0)
+        scaled = stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 1})
+        assert scaled.status == 200, scaled.text
+        wait_for(lambda: stack.task_containers(f"openfaas-fn_{name}") == 1, 60, 0.2, "one task left running")
+        time.sleep(CACHE_S + 1.0)  # and a while on the one left
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+    failed = [r for r in results if r[0] != 200]
+    assert not failed, failed[:5]
+    assert len({host for _status, host in results}) == 2  # both served during the test, the removed one included
+    assert len(results) > 50
+    print(f"scale down under load: {len(results)} requests, none failed")
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
