@@ -92,13 +92,17 @@ class SwarmDns:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # a failure was logged by _kick or is moot
                 await self._task
             self._task = None
 
     # -- the background refresh ------------------------------------------------------------------------------
 
     def _kick(self) -> None:
+        if self._task is not None and self._task.done():  # it failed: say why, and start a new one
+            if not self._task.cancelled() and self._task.exception() is not None:
+                log.error("swarm_dns_refresh_failed", error=repr(self._task.exception()))
+            self._task = None
         if self._task is None:
             try:
                 asyncio.get_running_loop()

@@ -136,3 +136,23 @@ async def test_a_dns_server_that_does_not_answer_keeps_the_last_answer(server: t
         assert changes == [1]
     finally:
         await resolver.close()
+
+
+async def test_a_refresh_loop_that_failed_is_started_again(server: tuple[FakeSwarmDns, int]) -> None:
+    fake, port = server
+    fake.answers["tasks.openfaas-fn_f"] = ["10.63.0.2"]
+    source = SwarmDns("127.0.0.1", port)
+    resolver = Resolver(source)
+    broken = source.lookup
+
+    async def failing(key: str) -> tuple[str, ...] | None:
+        raise RuntimeError("a bug")
+
+    source.lookup = failing  # type: ignore[method-assign]
+    try:
+        resolver.replicas("f.openfaas-fn")
+        await asyncio.sleep(0.1)  # the loop died on the bug
+        source.lookup = broken  # type: ignore[method-assign]
+        await until(lambda: resolver.recheck("f.openfaas-fn") == ("10.63.0.2",))
+    finally:
+        await resolver.close()
