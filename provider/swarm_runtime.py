@@ -457,5 +457,5 @@ class SwarmNode:
             container = await self._docker.containers.get(name)
             await container.delete(force=True)
         except aiodocker.DockerError as e:
-            if e.status != 404:
+            if e.status not in (404, 409):  # 409: its removal is under way already
                 raise _error(f"remove the anchor container {name}", e) from e

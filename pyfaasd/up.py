@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    from provider.errors import StateDirBusyError
+    from provider.errors import DockerUnavailableError, RuntimeFailureError, StateDirBusyError
     from provider.state_lock import state_dir_lock
 
     try:
@@ -115,19 +115,25 @@ def run(args: argparse.Namespace) -> int:
         with state_dir_lock(provider.state_dir), pid_file(getattr(args, "pid_file", None)):
             if provider.backend is not Backend.SWARM:
                 return uvloop.run(_serve(provider, gateway))
-            inside = _enter_swarm(provider, gateway, ADVERTISE_ADDR.read(env))
-            if inside is None:
+            entered = _enter_swarm(provider, gateway, ADVERTISE_ADDR.read(env))
+            if entered is None:
                 return 1
+            inside, anchor_pid = entered
             try:
-                return uvloop.run(_serve(provider, inside))
+                return uvloop.run(_serve(provider, inside, until_gone=anchor_pid))
             finally:
-                asyncio.run(swarm_stack.remove_anchor(provider.swarm_network))
+                try:
+                    asyncio.run(swarm_stack.remove_anchor(provider.swarm_network))
+                except (swarm_stack.SwarmStackError, RuntimeFailureError, DockerUnavailableError) as e:
+                    print(f"pyfaasd up: could not remove the anchor: {e}", file=sys.stderr)
     except StateDirBusyError as e:
         print(f"pyfaasd up: {e}", file=sys.stderr)
         return 1
 
 
-def _enter_swarm(provider: ProviderConfig, gateway: GatewayConfig, advertise_addr: str) -> GatewayConfig | None:
+def _enter_swarm(
+    provider: ProviderConfig, gateway: GatewayConfig, advertise_addr: str
+) -> tuple[GatewayConfig, int] | None:
     """The swarm, the overlay and the anchor (pyfaasd/swarm_stack.py), then this process inside the anchor's
     network namespace; the gateway's configuration as it listens there (its address published by the anchor)."""
     tls = (gateway.tls_host, gateway.tls_port) if gateway.tls else None
@@ -145,10 +151,32 @@ def _enter_swarm(provider: ProviderConfig, gateway: GatewayConfig, advertise_add
         f"{provider.swarm_network}; the gateway is published on {gateway.host}:{gateway.port}",
         file=sys.stderr,
     )
-    return replace(gateway, host="0.0.0.0", tls_host="0.0.0.0")
+    return replace(gateway, host="0.0.0.0", tls_host="0.0.0.0"), ready.anchor.pid
 
 
-async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig) -> int:
+async def _anchor_gone(pid: int) -> None:
+    """Returns once the anchor's process is gone (its container stopped, or dockerd restarted): the namespace
+    the stack runs in has no way out any more. A pidfd becomes readable when its process exits."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(fd, exited)
+    try:
+        await gone
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig, *, until_gone: int = 0) -> int:
     """The gateway first, serving the hosts file that is there (functions that survived a restart answer at
     once), then the provider, which re-reads Docker in the background; ready when both are."""
     from gateway.server import serve as serve_gateway
@@ -160,6 +188,7 @@ async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig)
     provider_ready, gateway_ready = asyncio.Event(), asyncio.Event()
     gateway = asyncio.create_task(serve_gateway(gateway_config, ready=gateway_ready.set, stop=stop_gateway))
     provider: asyncio.Task[None] | None = None
+    anchor: asyncio.Task[None] | None = None
     watchdog = notify.start_watchdog()
     try:
         if not await _until(gateway_ready, gateway, stopping):
@@ -171,11 +200,20 @@ async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig)
             return 0 if stop.is_set() else 1
         notify.ready()
         log.info("pyfaasd_up", gateway=f"{gateway_config.host}:{gateway_config.port}")
-        await asyncio.wait({stopping, provider, gateway}, return_when=asyncio.FIRST_COMPLETED)
+        parts: set[asyncio.Task[Any]] = {stopping, provider, gateway}
+        if until_gone:
+            anchor = asyncio.create_task(_anchor_gone(until_gone))
+            parts.add(anchor)
+        await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        if anchor is not None and anchor.done():
+            log.error("anchor_gone", pid=until_gone, hint="its container stopped; run pyfaasd up again")
+            return 1
         return 0 if stop.is_set() else 1
     finally:
         notify.stopping()
         stopping.cancel()
+        if anchor is not None:
+            anchor.cancel()
         stop_gateway.set()
         failed = await _failed(gateway)
         stop_provider.set()

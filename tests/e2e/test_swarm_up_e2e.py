@@ -275,3 +275,21 @@ def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path
         leave_swarm(network, had_gwbridge)
         for path in sorted(tmp_path.glob("*.log")):
             print(f"== {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-20:]))
+
+
+def test_up_stops_with_status_1_when_its_anchor_goes(swarm_up: SwarmUp) -> None:
+    """The anchor's namespace is the stack's only way to the overlay and to the host's clients: when the anchor
+    goes (removed, or dockerd restarted), ``up`` says so and exits 1 at once, for a supervisor to start it anew."""
+
+    def answering() -> bool:
+        assert swarm_up.process.poll() is None, swarm_up.output()
+        try:
+            return http("GET", f"{swarm_up.url}/healthz", timeout=5).status == 200
+        except OSError:
+            return False
+
+    wait_for(answering, 60, 0.2, "pyfaasd up --backend swarm to answer on the host")
+    docker("rm", "-f", f"pyfaasd-anchor-{swarm_up.network}")
+    assert swarm_up.process.wait(30) == 1
+    assert "anchor_gone" in swarm_up.log.read_text()
+    assert "Traceback" not in swarm_up.log.read_text()
