@@ -275,7 +275,7 @@ def _autoscaler(
         metrics.desired.labels(key).set(0)
 
     return Autoscaler(
-        ProviderPlatform(provider),
+        ProviderPlatform(provider, on_listed=resolver.watch),
         metrics.load_totals,
         ready,
         defaults,

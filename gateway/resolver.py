@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -154,6 +154,12 @@ class Resolver:
         self.source.asked(key, urgent=True)
         self.refresh(force=True)
         return self._table.get(key, ())
+
+    def watch(self, keys: Iterable[str]) -> None:
+        """Keep these functions' replicas known though no request asks for them (the autoscaler's deployed
+        functions: an idle one must still count its ready replicas to be scaled to zero)."""
+        for key in keys:
+            self.source.asked(key, urgent=False)
 
     def pick(self, key: str, replicas: tuple[str, ...], avoid: str | None = None) -> str:
         """The next replica in turn, skipping ``avoid`` and ones that refused lately while others are left."""

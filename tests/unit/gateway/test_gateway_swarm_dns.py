@@ -156,3 +156,21 @@ async def test_a_refresh_loop_that_failed_is_started_again(server: tuple[FakeSwa
         await until(lambda: resolver.recheck("f.openfaas-fn") == ("10.63.0.2",))
     finally:
         await resolver.close()
+
+
+async def test_watched_functions_are_known_though_no_request_asks(server: tuple[FakeSwarmDns, int]) -> None:
+    # The autoscaler lists the deployed functions every tick and has the resolver watch them: an idle function's
+    # ready replicas still count, so it can be scaled to zero.
+    fake, port = server
+    fake.answers["tasks.openfaas-fn_idle"] = ["10.63.0.5"]
+    resolver = Resolver(SwarmDns("127.0.0.1", port))
+    try:
+        resolver.watch(["idle.openfaas-fn", "gone.openfaas-fn"])
+
+        def listed() -> dict[str, int]:
+            resolver.refresh(force=True)
+            return dict(resolver.functions())
+
+        await until(lambda: listed() == {"idle.openfaas-fn": 1})
+    finally:
+        await resolver.close()
