@@ -7,6 +7,10 @@ its queue in ``<state>/async`` (docs/gateway.md). Then the provider takes the st
 functions from Docker in the background (its API waits for that). Ctrl-C or SIGTERM drains the gateway, stops
 the provider and exits 0; the function containers keep running in Docker for the next start.
 
+With ``--backend swarm`` (docs/swarm.md) it first makes the swarm (if the engine is in none), the overlay and an
+anchor container publishing the gateway's address, and moves into the anchor's network namespace; it exits 1 if
+the anchor goes, and removes the anchor when it stops (the swarm, the overlay and the services stay).
+
 Everything is configured by the same ``PYFAASD_*`` variables as the two daemons (docs/provider.md,
 docs/gateway.md); the flags of ``up`` cover the common ones.
 """
