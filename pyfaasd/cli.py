@@ -494,15 +494,34 @@ def _print_err(line: str) -> None:
 def _provider(args: argparse.Namespace) -> int:
     from provider.__main__ import run
 
-    if args.netns is not None:  # the swarm backend's systemd unit: the anchor's namespace, pinned by swarm-anchor
-        from pyfaasd.swarm_stack import SwarmStackError, enter_network_namespace_at
+    if args.netns is None:
+        return run(args)
+    # The swarm backend's systemd unit: the anchor's namespace, pinned by swarm-anchor. If the anchor goes, the
+    # provider stops with status 1, so systemd restarts it and swarm-anchor makes a new one (the gateway unit is
+    # PartOf this one).
+    import signal
+    import threading
 
-        try:
-            enter_network_namespace_at(Path(args.netns))
-        except SwarmStackError as e:
-            print(f"pyfaasd provider: {e}", file=sys.stderr)
-            return 1
-    return run(args)
+    from pyfaasd.swarm_stack import SwarmStackError, enter_network_namespace_at, follow_anchor, pinned_anchor_pid
+
+    pin = Path(args.netns)
+    try:
+        enter_network_namespace_at(pin)
+    except SwarmStackError as e:
+        print(f"pyfaasd provider: {e}", file=sys.stderr)
+        return 1
+    gone = threading.Event()
+    pid = pinned_anchor_pid(pin)
+    if pid is not None:
+
+        def anchor_gone() -> None:
+            print(f"pyfaasd provider: the anchor (pid {pid}) is gone; stopping", file=sys.stderr)
+            gone.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        follow_anchor(pid, anchor_gone)
+    status = run(args)
+    return 1 if gone.is_set() else status
 
 
 def _gateway(args: argparse.Namespace) -> int:

@@ -332,12 +332,20 @@ def _backend_lines(options: InstallOptions) -> dict[str, str]:
     systemd and listens on every address there, the anchor publishing its port."""
     if options.backend is not Backend.SWARM:
         note = "# PYFAASD_BACKEND=docker (pyfaasd install --backend swarm renders the swarm backend's lines here)"
-        return {"provider_flags": "", "provider_backend": note, "gateway_flags": "", "gateway_backend": note}
+        return {
+            "provider_flags": "",
+            "provider_backend": note,
+            "gateway_flags": "",
+            "gateway_backend": note,
+            "gateway_unit_backend": note,
+        }
     return {
         "provider_flags": f" --netns {SWARM_NETNS}",
         "provider_backend": (
             f"Environment=PYFAASD_BACKEND=swarm\nExecStartPre=+{options.executable} swarm-anchor --pin {SWARM_NETNS}"
         ),
+        # the gateway lives in the namespace the provider unit pins: restarted (and stopped) with it
+        "gateway_unit_backend": f"PartOf={PROVIDER_UNIT}",
         "gateway_flags": " --in-anchor",
         "gateway_backend": f"Environment=PYFAASD_BACKEND=swarm\nNetworkNamespacePath={SWARM_NETNS}",
     }

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import select
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -133,6 +135,40 @@ def bind_network_namespace(pid: int, path: Path) -> None:
     )
     if done.returncode != 0:
         raise SwarmStackError(f"cannot pin the anchor's network namespace at {path}: {done.stderr.strip()}")
+    _pid_file(path).write_text(f"{pid}\n")
+
+
+def _pid_file(pin: Path) -> Path:
+    return pin.with_name(pin.name + ".pid")
+
+
+def pinned_anchor_pid(pin: Path) -> int | None:
+    """The pid of the anchor whose namespace is pinned at ``pin``, if that process still has that namespace."""
+    try:
+        pid = int(_pid_file(pin).read_text().strip())
+        same = os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat(pin).st_ino
+    except (OSError, ValueError):
+        return None
+    return pid if same else None
+
+
+def follow_anchor(pid: int, on_gone: Callable[[], None]) -> None:
+    """Call ``on_gone`` (from a daemon thread) once the anchor's process exits: the namespace the process runs
+    in has no way out any more."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        on_gone()
+        return
+
+    def wait() -> None:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.poll()
+        os.close(fd)
+        on_gone()
+
+    threading.Thread(target=wait, name="anchor-follower", daemon=True).start()
 
 
 def gateway_ports(host: str, port: int, tls: tuple[str, int] | None) -> tuple[Published, ...]:

@@ -262,6 +262,11 @@ def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path
         reply = http("POST", f"http://127.0.0.1:{port}/function/{name}", b"via the units", timeout=30)
         assert (reply.status, reply.json()["body"]) == (200, "via the units")
         assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+        # the anchor goes (dockerd restarted, say): the provider stops with status 1, for systemd to restart it
+        # (and the gateway, PartOf it) after a new swarm-anchor
+        docker("rm", "-f", f"pyfaasd-anchor-{network}")
+        assert processes[0].wait(30) == 1
+        assert "the anchor (pid" in "".join(p.read_text() for p in tmp_path.glob("*-0.log"))  # the provider's
     finally:
         for proc in processes:
             proc.terminate()

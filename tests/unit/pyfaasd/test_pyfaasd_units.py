@@ -252,6 +252,7 @@ def test_the_swarm_backend_runs_both_units_in_the_anchor_s_namespace():
     assert "PYFAASD_BACKEND=swarm" in provider["Environment"]
     # the gateway (no capability) is put there by systemd
     assert gateway["NetworkNamespacePath"] == [netns]
+    assert units["pyfaasd.service"]["Unit"]["PartOf"] == ["pyfaasd-provider.service"]
     assert gateway["ExecStart"] == [f"{EXECUTABLE} gateway --in-anchor"]
     assert "PYFAASD_BACKEND=swarm" in gateway["Environment"]
     docker = {
@@ -259,6 +260,7 @@ def test_the_swarm_backend_runs_both_units_in_the_anchor_s_namespace():
     }
     assert "NetworkNamespacePath" not in docker["pyfaasd.service"]["Service"]
     assert "ExecStartPre" not in docker["pyfaasd-provider.service"]["Service"]
+    assert "PartOf" not in docker["pyfaasd.service"]["Unit"]  # the docker backend's gateway outlives provider restarts
 
 
 @needs_analyze
