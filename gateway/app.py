@@ -63,6 +63,7 @@ from gateway.routes import Routes, host_name
 from gateway.scaler import Scaler
 from gateway.scaling_policy import Decision, Policy, ScaleDefaults
 from gateway.sqlite_queue import SqliteCallQueue
+from gateway.swarm_dns import SwarmDns
 from gateway.system import SystemProxy, version_info
 from gateway.ui import UiPages
 from servicekit.access_log import AccessLog
@@ -71,6 +72,7 @@ from servicekit.client_side import ClientRequest
 from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, Router
 from servicekit.metrics import CONTENT_TYPE
 from servicekit.relay import RelayError
+from servicekit.swarm import Backend
 
 log = structlog.get_logger("gateway")
 
@@ -179,7 +181,7 @@ def create_app(
         metrics = GatewayMetrics()
     if access_log is None and config.access_log:
         access_log = AccessLog(json_lines=not sys.stdout.isatty(), worker=worker)
-    resolver = Resolver(config.hosts_file)
+    resolver = Resolver(SwarmDns() if config.backend is Backend.SWARM else config.hosts_file)
     routes = Routes(config.routes_file)
     pools = Pools(config.function_port, config.connect_timeout_s)
     resolver.on_change = lambda: pools.prune(resolver.addresses())
@@ -244,6 +246,7 @@ def create_app(
         await queue.close()
         await scaler.close()
         await proxy.close()
+        await resolver.close()
         pools.close()
         provider.close()
         if access_log is not None:
@@ -326,7 +329,7 @@ def _autoscaler(
         metrics.desired.labels(key).set(0)
 
     return Autoscaler(
-        ProviderPlatform(provider),
+        ProviderPlatform(provider, on_listed=resolver.watch),
         metrics.load_totals,
         ready,
         defaults,

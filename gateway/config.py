@@ -16,6 +16,7 @@ from servicekit import defaults
 from servicekit.auth import secrets_dir
 from servicekit.cpus import available_cpus
 from servicekit.settings import (
+    BACKEND,
     FUNCTION_PORT,
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
@@ -34,6 +35,7 @@ from servicekit.settings import (
     whole_number,
     workers_count,
 )
+from servicekit.swarm import Backend
 
 ProviderAddress = HttpUrl  # the provider's base URL, as the gateway's provider client takes it
 
@@ -197,6 +199,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     PROVIDER_URL,
     STATE_DIR,
     HOSTS_FILE,
+    BACKEND,
     HEADER_TIMEOUT,
     IDLE_TIMEOUT,
     READ_TIMEOUT,
@@ -234,6 +237,7 @@ class GatewayConfig:
     provider: ProviderAddress = _DEFAULT_PROVIDER
     state_dir: Path = defaults.STATE_DIR
     hosts_file: Path = defaults.STATE_DIR / "hosts"
+    backend: Backend = Backend.DOCKER  # swarm: replicas from Swarm's DNS instead of the hosts file
     header_timeout_s: float = defaults.HEADER_TIMEOUT_S
     idle_timeout_s: float = defaults.IDLE_TIMEOUT_S
     read_timeout_s: float = 60.0
@@ -303,6 +307,7 @@ class GatewayConfig:
             provider=PROVIDER_URL.read(env),
             state_dir=state_dir,
             hosts_file=HOSTS_FILE.read(env) or state_dir / "hosts",
+            backend=BACKEND.read(env),
             header_timeout_s=HEADER_TIMEOUT.read(env),
             idle_timeout_s=IDLE_TIMEOUT.read(env),
             read_timeout_s=READ_TIMEOUT.read(env),
@@ -339,6 +344,7 @@ class GatewayConfig:
             "address": f"{self.host}:{self.port}",
             "provider_url": self.provider.url,
             "hosts_file": str(self.hosts_file),
+            "backend": self.backend.value,
             "secrets_dir": str(self.secrets_dir),
             "header_timeout_s": self.header_timeout_s,
             "idle_timeout_s": self.idle_timeout_s,

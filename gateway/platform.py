@@ -8,7 +8,7 @@ container stats, ``POST /system/scale-function/<name>`` to scale.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -34,8 +34,9 @@ class FunctionView:
 class ProviderPlatform:
     """Implements the autoscaler's ``Platform`` over the provider's API."""
 
-    def __init__(self, provider: ProviderClient) -> None:
+    def __init__(self, provider: ProviderClient, on_listed: Callable[[list[str]], None] | None = None) -> None:
         self._provider = provider
+        self._on_listed = on_listed  # told every deployed function (name.namespace) each time they are listed
 
     async def functions(self) -> list[FunctionView]:
         status, namespaces, data = await self._provider.call_json("GET", "/system/namespaces")
@@ -53,6 +54,8 @@ class ProviderPlatform:
             if status != 200 or not isinstance(items, list):
                 raise ProviderError(f"listing functions in {namespace}: the provider answered {status}: {_text(data)}")
             found += [view for item in items if (view := _view(item, namespace)) is not None]
+        if self._on_listed is not None:
+            self._on_listed([view.key for view in found])
         return found
 
     async def cpu_millis(self, name: str, namespace: str) -> float | None:

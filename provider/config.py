@@ -31,6 +31,7 @@ from servicekit.settings import (
     parse_text,
     whole_number,
 )
+from servicekit.swarm import Backend as Backend  # re-exported: the provider's callers name it here
 
 
 class PullPolicy(enum.StrEnum):
@@ -39,14 +40,7 @@ class PullPolicy(enum.StrEnum):
     NEVER = "never"
 
 
-class Backend(enum.StrEnum):
-    DOCKER = "docker"  # containers on this host's bridge
-    SWARM = "swarm"  # Swarm services on an attachable overlay (docs/swarm.md)
-
-
-BACKEND: Final = Setting(
-    "PYFAASD_BACKEND", "--backend", Backend.DOCKER.value, "what runs functions: docker or swarm", Choice(Backend)
-)
+BACKEND: Final = settings.BACKEND
 SWARM_NETWORK: Final = Setting(
     "PYFAASD_SWARM_NETWORK",
     "--swarm-network",

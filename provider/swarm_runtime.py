@@ -344,3 +344,118 @@ def _service(raw: Mapping[str, Any]) -> Service:
         replicas=int(replicated.get("Replicas", 0)),
         spec=spec,
     )
+
+
+# -- bringing a stack up on a swarm (pyfaasd up/install --backend swarm) ----------------------------------------
+
+LABEL_ANCHOR = "com.pyfaasd.swarm-anchor"  # on the anchor container: the overlay it holds a namespace on
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """A container on the overlay whose network namespace the provider and the gateway run in (docs/swarm.md)."""
+
+    name: str
+    pid: int  # of its process on this host: /proc/<pid>/ns/net is the namespace
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """A port of the anchor published on the host: ``host_ip:port`` → the same port in the namespace."""
+
+    host_ip: str
+    port: int
+
+
+class SwarmNode:
+    """The engine-level steps before the provider can start: this engine's swarm membership, the overlay, the
+    anchor container."""
+
+    def __init__(self, client: aiodocker.Docker) -> None:
+        self._docker = client
+
+    @classmethod
+    async def connect(cls) -> SwarmNode:
+        client = aiodocker.Docker()
+        try:
+            await client.version()
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError) as e:
+            await client.close()
+            raise DockerUnavailableError(f"cannot reach the Docker Engine: {e}") from e
+        return cls(client)
+
+    async def close(self) -> None:
+        await self._docker.close()
+
+    async def swarm_state(self) -> tuple[str, bool]:
+        """This engine's ``LocalNodeState`` (inactive, pending, active, error, locked) and whether it is a
+        manager."""
+        info = await self._docker.system.info()
+        swarm = info.get("Swarm") or {}
+        return str(swarm.get("LocalNodeState", "")), bool(swarm.get("ControlAvailable"))
+
+    async def init_swarm(self, advertise_addr: str) -> None:
+        """``docker swarm init`` (``advertise_addr`` empty: the engine picks its address, and refuses when it
+        cannot choose among several)."""
+        body: dict[str, Any] = {"ListenAddr": "0.0.0.0:2377", "ForceNewCluster": False}
+        if advertise_addr:
+            body["AdvertiseAddr"] = advertise_addr
+        try:
+            await self._docker._query_json("swarm/init", method="POST", data=body)
+        except aiodocker.DockerError as e:
+            raise _error("make this engine a swarm manager (swarm init)", e) from e
+        log.info("swarm_initialised", advertise_addr=advertise_addr or "(the engine's choice)")
+
+    async def ensure_network(self, network: str, labels: Mapping[str, str]) -> tuple[IPv4Network, ...]:
+        return await SwarmRuntime(self._docker, network).ensure_network(labels)
+
+    async def ensure_anchor(self, name: str, network: str, image: str, ports: tuple[Published, ...]) -> Anchor:
+        """The anchor container, running, on ``network`` with ``ports`` published; one that differs (or has
+        stopped) is replaced."""
+        bindings = {f"{p.port}/tcp": [{"HostIp": p.host_ip, "HostPort": str(p.port)}] for p in ports}
+        try:
+            existing = await self._docker.containers.get(name)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error(f"inspect the anchor container {name}", e) from e
+        else:
+            attrs = existing._container
+            state = attrs.get("State") or {}
+            same = (attrs.get("HostConfig") or {}).get("PortBindings") == bindings and network in (
+                (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+            )
+            if state.get("Running") and same:
+                return Anchor(name, int(state["Pid"]))
+            await self.remove_anchor(name)
+        config: dict[str, Any] = {
+            "Image": image,
+            "Entrypoint": ["sleep", "infinity"],
+            "Cmd": [],
+            "User": "65534:65534",
+            "Labels": {LABEL_ANCHOR: network},
+            "ExposedPorts": {key: {} for key in bindings},
+            "HostConfig": {
+                "NetworkMode": network,
+                "PortBindings": bindings,
+                "RestartPolicy": {"Name": "no"},
+                "CapDrop": ["ALL"],
+                "SecurityOpt": ["no-new-privileges"],
+                "ReadonlyRootfs": True,
+            },
+        }
+        try:
+            container = await self._docker.containers.run(config=config, name=name)
+            attrs = await container.show()
+        except aiodocker.DockerError as e:
+            await self.remove_anchor(name)
+            raise _error(f"start the anchor container {name} on {network}", e) from e
+        log.info("anchor_started", container=name, network=network, ports=[f"{p.host_ip}:{p.port}" for p in ports])
+        return Anchor(name, int(attrs["State"]["Pid"]))
+
+    async def remove_anchor(self, name: str) -> None:
+        try:
+            container = await self._docker.containers.get(name)
+            await container.delete(force=True)
+        except aiodocker.DockerError as e:
+            if e.status not in (404, 409):  # 409: its removal is under way already
+                raise _error(f"remove the anchor container {name}", e) from e

@@ -16,6 +16,7 @@ from provider.config import ProviderConfig
 from provider.container_spec import DEFAULT_HEALTHCHECK_INTERVAL, SECRETS_MOUNT
 from provider.docker_runtime import LABEL_CREATED, LABEL_FUNCTION, LABEL_GENERATION, LABEL_NAMESPACE, LABEL_SPEC
 from provider.models import FunctionDeployment
+from servicekit.swarm import service_name as service_name  # re-exported for the operations
 
 # The overlay a function service belongs to: the identity of a provider instance on the swarm, so a second
 # instance (tests, a second install) never lists or removes the services of another.
@@ -45,12 +46,6 @@ class SecretMount:
             "SecretName": self.swarm_name,
             "File": {"Name": f"{SECRETS_MOUNT}/{self.name}", "UID": "0", "GID": str(gid), "Mode": SECRET_MODE},
         }
-
-
-def service_name(namespace: str, name: str) -> str:
-    """``<namespace>_<name>``, the way ``docker stack`` names services; ``_`` is in no DNS label, so this is
-    unambiguous."""
-    return f"{namespace}_{name}"
 
 
 def service_spec(

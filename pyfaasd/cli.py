@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pyfaasd.install import DEFAULT_COMMAND_LINK, DEFAULT_ENV_FILE
 from servicekit.settings import STATE_DIR
+from servicekit.swarm import Backend
 from servicekit.version import __version__
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def _install(args: argparse.Namespace) -> int:
         registries=Path(args.registries),
         assume_yes=args.yes,
         command_link=None if args.no_link else Path(args.link).absolute(),
+        backend=Backend(args.backend),
     )
     return install.install(options, dry_run=args.dry_run)
 
@@ -128,6 +130,12 @@ def _add_install_commands(commands: argparse._SubParsersAction[argparse.Argument
     )
     install.add_argument("--no-link", action="store_true", help="make no such link")
     install.add_argument("--no-start", action="store_true", help="write and enable the units, but do not start them")
+    install.add_argument(
+        "--backend",
+        choices=[b.value for b in Backend],
+        default=Backend.DOCKER.value,
+        help="what runs functions: docker (this host's bridge) or swarm (Swarm services; docs/swarm.md)",
+    )
     install.add_argument(
         "--registries",
         default=os.environ.get("PYFAASD_REGISTRIES") or "/etc/pyfaasd/registries.yaml",
@@ -486,13 +494,85 @@ def _print_err(line: str) -> None:
 def _provider(args: argparse.Namespace) -> int:
     from provider.__main__ import run
 
-    return run(args)
+    if args.netns is None:
+        return run(args)
+    # The swarm backend's systemd unit: the anchor's namespace, pinned by swarm-anchor. If the anchor goes, the
+    # provider stops with status 1, so systemd restarts it and swarm-anchor makes a new one (the gateway unit is
+    # PartOf this one).
+    import signal
+    import threading
+
+    from pyfaasd.swarm_stack import SwarmStackError, enter_network_namespace_at, follow_anchor, pinned_anchor_pid
+
+    pin = Path(args.netns)
+    try:
+        enter_network_namespace_at(pin)
+    except SwarmStackError as e:
+        print(f"pyfaasd provider: {e}", file=sys.stderr)
+        return 1
+    gone = threading.Event()
+    pid = pinned_anchor_pid(pin)
+    if pid is not None:
+
+        def anchor_gone() -> None:
+            print(f"pyfaasd provider: the anchor (pid {pid}) is gone; stopping", file=sys.stderr)
+            gone.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        follow_anchor(pid, anchor_gone)
+    status = run(args)
+    return 1 if gone.is_set() else status
 
 
 def _gateway(args: argparse.Namespace) -> int:
     from gateway.__main__ import run
 
+    if args.in_anchor:
+        # The anchor publishes PYFAASD_GATEWAY_ADDR (and PYFAASD_TLS_ADDR) on the host; inside its namespace the
+        # gateway takes the same ports on every address.
+        from gateway.config import ADDR, TLS_ADDR
+        from servicekit.settings import SettingError, with_flags
+
+        env = with_flags(os.environ, args, (ADDR, TLS_ADDR))
+        try:
+            _host, port = ADDR.read(env)
+            _tls_host, tls_port = TLS_ADDR.read(env)
+        except SettingError as e:
+            print(f"pyfaasd gateway: configuration error: {e}", file=sys.stderr)
+            return 2
+        setattr(args, ADDR.env, f"0.0.0.0:{port}")
+        setattr(args, TLS_ADDR.env, f"0.0.0.0:{tls_port}")
     return run(args)
+
+
+def _swarm_anchor(args: argparse.Namespace) -> int:
+    """The swarm, the overlay and the anchor, its namespace pinned at ``--pin`` (the pyfaasd-provider unit's
+    ExecStartPre with the swarm backend)."""
+    import asyncio
+
+    from gateway.config import GatewayConfig
+    from provider.config import ProviderConfig
+    from pyfaasd import swarm_stack
+    from servicekit.settings import SettingError
+
+    try:
+        provider = ProviderConfig.from_env(os.environ)
+        gateway = GatewayConfig.from_env(os.environ)
+        advertise_addr = swarm_stack.ADVERTISE_ADDR.read(os.environ)
+    except SettingError as e:
+        print(f"pyfaasd swarm-anchor: configuration error: {e}", file=sys.stderr)
+        return 2
+    tls = (gateway.tls_host, gateway.tls_port) if gateway.tls else None
+    ports = swarm_stack.gateway_ports(gateway.host, gateway.port, tls)
+    try:
+        ready = asyncio.run(swarm_stack.prepare(provider.swarm_network, advertise_addr, ports))
+        swarm_stack.bind_network_namespace(ready.anchor.pid, Path(args.pin))
+    except swarm_stack.SwarmStackError as e:
+        print(f"pyfaasd swarm-anchor: {e}", file=sys.stderr)
+        return 1
+    made = " (made this engine a swarm manager)" if ready.made_swarm else ""
+    print(f"pyfaasd swarm-anchor: {ready.anchor.name} on {provider.swarm_network}, pinned at {args.pin}{made}")
+    return 0
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -523,10 +603,23 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     up.set_defaults(run=_up)
     provider = commands.add_parser("provider", help="run the provider (faas-provider API over Docker)")
     add_provider_arguments(provider)
+    provider.add_argument(
+        "--netns", metavar="PATH", help="run in this network namespace (the swarm backend's anchor, docs/swarm.md)"
+    )
     provider.set_defaults(run=_provider)
     gateway = commands.add_parser("gateway", help="run the gateway (public API and /function proxy)")
     add_gateway_arguments(gateway)
+    gateway.add_argument(
+        "--in-anchor",
+        action="store_true",
+        help="listen on 0.0.0.0 at the configured ports: the swarm backend's anchor publishes them (docs/swarm.md)",
+    )
     gateway.set_defaults(run=_gateway)
+    anchor = commands.add_parser(
+        "swarm-anchor", help="swarm backend: make the swarm, overlay and anchor; pin the anchor's network namespace"
+    )
+    anchor.add_argument("--pin", metavar="PATH", required=True, help="where to pin the namespace (a bind mount)")
+    anchor.set_defaults(run=_swarm_anchor)
     from pyfaasd.status import add_arguments as add_status_arguments
 
     status = commands.add_parser("status", help="show the bridge, the daemons and the functions")

@@ -30,6 +30,7 @@ from provider.registries import RegistriesConfig, RegistriesConfigError
 from pyfaasd.docker_daemon import DAEMON_JSON, DaemonJsonError, diff, insecure_mirrors, merged
 from servicekit import defaults
 from servicekit.auth import DEFAULT_USER, PASSWORD_FILE, USER_FILE, ensure_credentials, secrets_dir
+from servicekit.swarm import Backend as Backend  # re-exported: InstallOptions takes it
 
 DEFAULT_UNIT_DIR = Path("/etc/systemd/system")
 DEFAULT_ENV_FILE = Path("/etc/pyfaasd/pyfaasd.env")
@@ -37,6 +38,7 @@ DEFAULT_COMMAND_LINK = Path("/usr/local/bin/pyfaasd")  # scripts/setup makes the
 
 PROVIDER_UNIT = "pyfaasd-provider.service"
 GATEWAY_UNIT = "pyfaasd.service"
+SWARM_NETNS = Path("/run/pyfaasd/swarm-netns")  # the anchor's network namespace, pinned (swarm backend)
 UNITS = (PROVIDER_UNIT, GATEWAY_UNIT)  # start order: the gateway is ordered after the provider
 
 STATE_DIR_MODE = 0o755  # the hosts file in it is bind-mounted into every function container
@@ -182,6 +184,7 @@ class InstallOptions:
     daemon_json: Path = DAEMON_JSON
     assume_yes: bool = False  # change daemon.json without asking
     command_link: Path | None = None  # where to link the executable (on PATH); None: no link
+    backend: Backend = Backend.DOCKER  # swarm: the units run in the anchor's network namespace (docs/swarm.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +314,7 @@ def render_units(templates: Mapping[str, str], options: InstallOptions) -> dict[
         "env_file": str(options.env_file),
         "state_dir_setting": state_setting,
         "protect_home": "read-only" if near_home else "yes",
+        **_backend_lines(options),
     }
     rendered = {}
     for name, text in templates.items():
@@ -319,6 +323,32 @@ def render_units(templates: Mapping[str, str], options: InstallOptions) -> dict[
         except (KeyError, ValueError) as e:
             raise InstallError(f"the template {name} has a placeholder install does not fill: {e}") from e
     return rendered
+
+
+def _backend_lines(options: InstallOptions) -> dict[str, str]:
+    """What differs between the backends' units. With ``swarm`` (docs/swarm.md): the provider unit first makes
+    the swarm, overlay and anchor and pins the anchor's network namespace (ExecStartPre with full privileges, so
+    the bind mount is in the host's mount namespace), then enters it; the gateway unit is started in it by
+    systemd and listens on every address there, the anchor publishing its port."""
+    if options.backend is not Backend.SWARM:
+        note = "# PYFAASD_BACKEND=docker (pyfaasd install --backend swarm renders the swarm backend's lines here)"
+        return {
+            "provider_flags": "",
+            "provider_backend": note,
+            "gateway_flags": "",
+            "gateway_backend": note,
+            "gateway_unit_backend": note,
+        }
+    return {
+        "provider_flags": f" --netns {SWARM_NETNS}",
+        "provider_backend": (
+            f"Environment=PYFAASD_BACKEND=swarm\nExecStartPre=+{options.executable} swarm-anchor --pin {SWARM_NETNS}"
+        ),
+        # the gateway lives in the namespace the provider unit pins: restarted (and stopped) with it
+        "gateway_unit_backend": f"PartOf={PROVIDER_UNIT}",
+        "gateway_flags": " --in-anchor",
+        "gateway_backend": f"Environment=PYFAASD_BACKEND=swarm\nNetworkNamespacePath={SWARM_NETNS}",
+    }
 
 
 def _below(path: Path, roots: Sequence[Path]) -> bool:

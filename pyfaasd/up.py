@@ -7,6 +7,10 @@ its queue in ``<state>/async`` (docs/gateway.md). Then the provider takes the st
 functions from Docker in the background (its API waits for that). Ctrl-C or SIGTERM drains the gateway, stops
 the provider and exits 0; the function containers keep running in Docker for the next start.
 
+With ``--backend swarm`` (docs/swarm.md) it first makes the swarm (if the engine is in none), the overlay and an
+anchor container publishing the gateway's address, and moves into the anchor's network namespace; it exits 1 if
+the anchor goes, and removes the anchor when it stops (the swarm, the overlay and the services stay).
+
 Everything is configured by the same ``PYFAASD_*`` variables as the two daemons (docs/provider.md,
 docs/gateway.md); the flags of ``up`` cover the common ones.
 """
@@ -18,6 +22,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,13 +32,16 @@ from gateway.config import ADDR as GATEWAY_ADDR
 from gateway.config import PROVIDER_URL, GatewayConfig
 from netconf.config import BRIDGE, SUBNET
 from provider.config import LISTEN as PROVIDER_ADDR
-from provider.config import ProviderConfig
+from provider.config import SWARM_NETWORK, ProviderConfig
+from pyfaasd import swarm_stack
 from pyfaasd.pidfile import pid_file
+from pyfaasd.swarm_stack import ADVERTISE_ADDR
 from servicekit import notify, open_files
 from servicekit.auth import ensure_credentials, secrets_dir
 from servicekit.log import configure_logging
-from servicekit.settings import LOG_LEVEL, STATE_DIR, Setting, SettingError, add_flags, with_flags
+from servicekit.settings import BACKEND, LOG_LEVEL, STATE_DIR, Setting, SettingError, add_flags, with_flags
 from servicekit.shutdown import Shutdown
+from servicekit.swarm import Backend
 
 # The daemons' own rows; the two listen addresses take names that say whose they are.
 SETTINGS: Final[tuple[Setting[Any], ...]] = (
@@ -42,6 +50,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     SUBNET,
     GATEWAY_ADDR.with_flag("--gateway-addr"),
     PROVIDER_ADDR.with_flag("--provider-addr"),
+    BACKEND,
+    SWARM_NETWORK,
+    ADVERTISE_ADDR,
     LOG_LEVEL,
 )
 
@@ -100,19 +111,76 @@ def run(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    from provider.errors import StateDirBusyError
+    from provider.errors import DockerUnavailableError, RuntimeFailureError, StateDirBusyError
     from provider.state_lock import state_dir_lock
 
     try:
         # Before the gateway starts: a second `up` on this state dir must not serve, dispatch or autoscale at all.
         with state_dir_lock(provider.state_dir), pid_file(getattr(args, "pid_file", None)):
-            return uvloop.run(_serve(provider, gateway))
+            if provider.backend is not Backend.SWARM:
+                return uvloop.run(_serve(provider, gateway))
+            entered = _enter_swarm(provider, gateway, ADVERTISE_ADDR.read(env))
+            if entered is None:
+                return 1
+            inside, anchor_pid = entered
+            try:
+                return uvloop.run(_serve(provider, inside, until_gone=anchor_pid))
+            finally:
+                try:
+                    asyncio.run(swarm_stack.remove_anchor(provider.swarm_network))
+                except (swarm_stack.SwarmStackError, RuntimeFailureError, DockerUnavailableError) as e:
+                    print(f"pyfaasd up: could not remove the anchor: {e}", file=sys.stderr)
     except StateDirBusyError as e:
         print(f"pyfaasd up: {e}", file=sys.stderr)
         return 1
 
 
-async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig) -> int:
+def _enter_swarm(
+    provider: ProviderConfig, gateway: GatewayConfig, advertise_addr: str
+) -> tuple[GatewayConfig, int] | None:
+    """The swarm, the overlay and the anchor (pyfaasd/swarm_stack.py), then this process inside the anchor's
+    network namespace; the gateway's configuration as it listens there (its address published by the anchor)."""
+    tls = (gateway.tls_host, gateway.tls_port) if gateway.tls else None
+    ports = swarm_stack.gateway_ports(gateway.host, gateway.port, tls)
+    try:
+        ready = asyncio.run(swarm_stack.prepare(provider.swarm_network, advertise_addr, ports))
+        if ready.made_swarm:
+            print("pyfaasd up: made this Docker Engine a swarm manager (docker swarm init)", file=sys.stderr)
+        swarm_stack.enter_network_namespace(ready.anchor.pid)
+    except (swarm_stack.SwarmStackError, OSError) as e:
+        print(f"pyfaasd up: {e}", file=sys.stderr)
+        return None
+    print(
+        f"pyfaasd up: provider and gateway run in the network namespace of {ready.anchor.name} on the overlay "
+        f"{provider.swarm_network}; the gateway is published on {gateway.host}:{gateway.port}",
+        file=sys.stderr,
+    )
+    return replace(gateway, host="0.0.0.0", tls_host="0.0.0.0"), ready.anchor.pid
+
+
+async def _anchor_gone(pid: int) -> None:
+    """Returns once the anchor's process is gone (its container stopped, or dockerd restarted): the namespace
+    the stack runs in has no way out any more. A pidfd becomes readable when its process exits."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(fd, exited)
+    try:
+        await gone
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig, *, until_gone: int = 0) -> int:
     """The gateway first, serving the hosts file that is there (functions that survived a restart answer at
     once), then the provider, which re-reads Docker in the background; ready when both are."""
     from gateway.server import serve as serve_gateway
@@ -124,6 +192,7 @@ async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig)
     provider_ready, gateway_ready = asyncio.Event(), asyncio.Event()
     gateway = asyncio.create_task(serve_gateway(gateway_config, ready=gateway_ready.set, stop=stop_gateway))
     provider: asyncio.Task[None] | None = None
+    anchor: asyncio.Task[None] | None = None
     watchdog = notify.start_watchdog()
     try:
         if not await _until(gateway_ready, gateway, stopping):
@@ -135,11 +204,20 @@ async def _serve(provider_config: ProviderConfig, gateway_config: GatewayConfig)
             return 0 if stop.is_set() else 1
         notify.ready()
         log.info("pyfaasd_up", gateway=f"{gateway_config.host}:{gateway_config.port}")
-        await asyncio.wait({stopping, provider, gateway}, return_when=asyncio.FIRST_COMPLETED)
+        parts: set[asyncio.Task[Any]] = {stopping, provider, gateway}
+        if until_gone:
+            anchor = asyncio.create_task(_anchor_gone(until_gone))
+            parts.add(anchor)
+        await asyncio.wait(parts, return_when=asyncio.FIRST_COMPLETED)
+        if anchor is not None and anchor.done():
+            log.error("anchor_gone", pid=until_gone, hint="its container stopped; run pyfaasd up again")
+            return 1
         return 0 if stop.is_set() else 1
     finally:
         notify.stopping()
         stopping.cancel()
+        if anchor is not None:
+            anchor.cancel()
         stop_gateway.set()
         failed = await _failed(gateway)
         stop_provider.set()

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from servicekit import defaults
 from servicekit.cpus import available_cpus
 from servicekit.log import parse_level
+from servicekit.swarm import Backend
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.StrEnum)
@@ -290,6 +291,9 @@ STATE_DIR: Setting[Path] = Setting(
     str(defaults.STATE_DIR),
     "state dir (hosts file, secrets, credentials, IP allocations, desired replicas)",
     parse_path,
+)
+BACKEND: Setting[Backend] = Setting(
+    "PYFAASD_BACKEND", "--backend", Backend.DOCKER.value, "what runs functions: docker or swarm", Choice(Backend)
 )
 LOG_LEVEL: Setting[str] = Setting(
     "PYFAASD_LOG_LEVEL", "--log-level", "info", "debug, info, warning or error", parse_log_level

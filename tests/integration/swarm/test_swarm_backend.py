@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.swarm_dns import CACHE_S
 from netconf import read_hosts
 from tests.docker_support import require_image, unique_name
 from tests.helpers import ROOT, docker_available, free_port
@@ -92,6 +94,9 @@ class SwarmStack:
         out = docker("service", "ls", "--filter", f"label={NETWORK_LABEL}={self.network}", "--format", "{{.Name}}")
         return [line for line in out.splitlines() if line]
 
+    def task_containers(self, service: str) -> int:
+        return len(docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name={service}").split())
+
     def running_tasks(self, service: str) -> int:
         out = docker("service", "ps", service, "--filter", "desired-state=running", "--format", "{{.CurrentState}}")
         return sum(1 for line in out.splitlines() if line.startswith("Running"))
@@ -126,8 +131,12 @@ def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
         enter = ["nsenter", f"--net=/proc/{pid}/ns/net", "--", sys.executable]
         for module in ("provider", "gateway"):
             log = (tmp_path / f"{module}.log").open("ab")
+            # the gateway finds tasks through Swarm's DNS: it is given a hosts file that never exists
+            own = {"PYFAASD_HOSTS_FILE": str(tmp_path / "no-hosts-file")} if module == "gateway" else {}
             processes.append(
-                subprocess.Popen([*enter, "-m", module], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                subprocess.Popen(
+                    [*enter, "-m", module], env={**env, **own}, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                )
             )
             log.close()
             if module == "provider":
@@ -159,6 +168,14 @@ def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
             docker("secret", "rm", secret, check=False)
         docker("rm", "-f", anchor, check=False)
         # the overlay goes once the tasks' containers are gone
+        # the removed services' task containers stop (drain, then SIGTERM) before the swarm may be left
+        deadline = time.monotonic() + 60
+        while docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False):
+            if time.monotonic() > deadline:
+                for left in docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}").split():
+                    docker("rm", "-f", left, check=False)
+                break
+            time.sleep(0.5)
         deadline = time.monotonic() + 30
         while docker("network", "rm", network, check=False) != network and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -203,8 +220,16 @@ def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmSt
     assert (status["replicas"], status["availableReplicas"]) == (2, 2)
     usage = stack.call("GET", f"/system/function/{name}?usage=1").json()["usage"]
     assert usage["totalMemoryBytes"] > 0  # both tasks' containers, read from this node's engine
-    for _ in range(4):
-        assert http("GET", f"{stack.gateway_url}/function/{name}", timeout=30).status == 200
+    # the gateway finds both through Swarm's DNS (answers cached for a second) and takes turns
+    served: set[str] = set()
+
+    def both_serve() -> bool:
+        reply = http("GET", f"{stack.gateway_url}/function/{name}", timeout=30)
+        assert reply.status == 200, reply.text
+        served.add(reply.json()["hostname"])
+        return len(served) == 2
+
+    wait_for(both_serve, 10, 0.1, "requests through the gateway served by both tasks")
     listed = {f["name"]: f for f in stack.call("GET", "/system/functions").json()}
     assert listed[name]["labels"]["app"] == name
 
@@ -259,6 +284,10 @@ def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmSt
     # scale to zero, then a request: the gateway scales the service from zero and the request is served
     assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 0}).status == 200
     wait_for(lambda: stack.hosts(name) == [], 30, 0.2, "no task in the hosts file")
+    # Swarm takes a task out of its DNS before it stops it, so the gateway's answers (cached CACHE_S) lose
+    # the tasks while they still drain; once their containers have stopped, a request has to scale from zero
+    wait_for(lambda: stack.task_containers(f"openfaas-fn_{name}") == 0, 60, 0.2, "the tasks' containers to stop")
+    time.sleep(CACHE_S + 0.5)
     assert http("GET", f"{stack.gateway_url}/function/{name}", timeout=60).status == 200
     assert stack.call("GET", f"/system/function/{name}").json()["replicas"] == 1
 
@@ -314,3 +343,59 @@ def test_a_provider_not_attached_to_the_overlay_refuses_to_start(stack: SwarmSta
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"not attached to the overlay network {stack.network}" in done.stdout + done.stderr
+
+
+def test_scale_down_under_load_fails_no_request(stack: SwarmStack) -> None:
+    """Swarm drains a task it removes: it takes the task out of its DNS answer first, waits, then sends SIGTERM
+    with the stop grace period, and the watchdog on SIGTERM keeps serving for healthcheck_interval, then stops
+    accepting and finishes what is in flight. The gateway's answers are at most CACHE_S old, so it stops sending
+    to the task before the task stops accepting. Under steady load (some requests slow, so in flight at SIGTERM),
+    a scale from 2 to 1 fails no request."""
+    name = unique_name("dr")
+    spec = {"service": name, "image": ECHO, "labels": {"com.openfaas.scale.min": "2"}}
+    assert stack.call("POST", "/system/functions", spec).status == 202
+    assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2}).status == 200
+    served: set[str] = set()
+
+    def both_serve() -> bool:
+        reply = http("GET", f"{stack.gateway_url}/function/{name}", timeout=30)
+        assert reply.status == 200, reply.text
+        served.add(reply.json()["hostname"])
+        return len(served) == 2
+
+    wait_for(both_serve, 15, 0.1, "both tasks to serve")
+
+    stop = threading.Event()
+    results: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def load(slow: bool) -> None:
+        path = f"/function/{name}?sleep=0.5" if slow else f"/function/{name}"
+        while not stop.is_set():
+            try:
+                reply = http("GET", f"{stack.gateway_url}{path}", timeout=30)
+                outcome = (reply.status, reply.json()["hostname"] if reply.status == 200 else reply.text)
+            except OSError as e:
+                outcome = (0, repr(e))
+            with lock:
+                results.append(outcome)
+
+    workers = [threading.Thread(target=load, args=(i % 2 == 0,)) for i in range(6)]
+    for worker in workers:
+        worker.start()
+    try:
+        time.sleep(1.0)
+        scaled = stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 1})
+        assert scaled.status == 200, scaled.text
+        wait_for(lambda: stack.task_containers(f"openfaas-fn_{name}") == 1, 60, 0.2, "one task left running")
+        time.sleep(CACHE_S + 1.0)  # and a while on the one left
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(60)
+    failed = [r for r in results if r[0] != 200]
+    assert not failed, failed[:5]
+    assert len({host for _status, host in results}) == 2  # both served during the test, the removed one included
+    assert len(results) > 50
+    print(f"scale down under load: {len(results)} requests, none failed")
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200

@@ -237,3 +237,34 @@ def test_systemd_analyze_verify_fails_on_a_missing_executable(tmp_path):
     result = verify([path])
     assert result.returncode != 0
     assert "/nonexistent/bin/pyfaasd" in result.stderr
+
+
+def test_the_swarm_backend_runs_both_units_in_the_anchor_s_namespace():
+    swarm = options(backend=install.Backend.SWARM)
+    units = {name: directives(text) for name, text in install.render_units(install.load_templates(), swarm).items()}
+    provider = units["pyfaasd-provider.service"]["Service"]
+    gateway = units["pyfaasd.service"]["Service"]
+    netns = str(install.SWARM_NETNS)
+    # the provider unit makes swarm, overlay and anchor and pins the namespace with full privileges ("+": in the
+    # host's mount namespace, where the gateway unit finds it), then enters it itself (it keeps CAP_SYS_ADMIN)
+    assert provider["ExecStartPre"] == [f"+{EXECUTABLE} swarm-anchor --pin {netns}"]
+    assert provider["ExecStart"] == [f"{EXECUTABLE} provider --netns {netns}"]
+    assert "PYFAASD_BACKEND=swarm" in provider["Environment"]
+    # the gateway (no capability) is put there by systemd
+    assert gateway["NetworkNamespacePath"] == [netns]
+    assert units["pyfaasd.service"]["Unit"]["PartOf"] == ["pyfaasd-provider.service"]
+    assert gateway["ExecStart"] == [f"{EXECUTABLE} gateway --in-anchor"]
+    assert "PYFAASD_BACKEND=swarm" in gateway["Environment"]
+    docker = {
+        name: directives(text) for name, text in install.render_units(install.load_templates(), options()).items()
+    }
+    assert "NetworkNamespacePath" not in docker["pyfaasd.service"]["Service"]
+    assert "ExecStartPre" not in docker["pyfaasd-provider.service"]["Service"]
+    assert "PartOf" not in docker["pyfaasd.service"]["Unit"]  # the docker backend's gateway outlives provider restarts
+
+
+@needs_analyze
+def test_systemd_accepts_the_swarm_backend_s_units(tmp_path):
+    result = verify(render_into(tmp_path, options(backend=install.Backend.SWARM)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert about_our_units(result) == []
