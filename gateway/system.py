@@ -109,17 +109,7 @@ class SystemProxy:
         if head.status in (404, 501):
             connection.close()
             raise LogsNotSupportedError(f"the provider has no logs for this request ({head.status})")
-        reply = AiohttpReply(request)
-        await relay(
-            request,
-            reply,
-            self._provider.pool,
-            connection,
-            head,
-            body_deadline=None,
-            write_timeout=self._write_timeout,
-        )
-        return reply.result()
+        return await self._relay(request, connection, head, None)  # logs follow as long as they come
 
     async def list_functions(self, request: web.Request) -> web.StreamResponse:
         answer = await self._provider_json(request)
@@ -164,7 +154,7 @@ class SystemProxy:
         return await self._relay(request, connection, head, deadline)
 
     async def _relay(
-        self, request: web.Request, connection: UpstreamConnection, head: ResponseHead, deadline: float
+        self, request: web.Request, connection: UpstreamConnection, head: ResponseHead, deadline: float | None
     ) -> web.StreamResponse:
         reply = AiohttpReply(request)
         await relay(
