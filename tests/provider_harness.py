@@ -229,5 +229,20 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05, what
         time.sleep(interval)
 
 
+def wait_for_hostnames(url: str, count: int, timeout: float, what: str) -> set[str]:
+    """GET ``url`` (a function that answers its ``hostname`` in JSON) until ``count`` replicas have answered; each
+    answer must be a 200."""
+    served: set[str] = set()
+
+    def all_serve() -> bool:
+        answer = http("GET", url, timeout=30)
+        assert answer.status == 200, answer.text
+        served.add(answer.json()["hostname"])
+        return len(served) == count
+
+    wait_for(all_serve, timeout, 0.1, what)
+    return served
+
+
 def get(url: str, timeout: float = 5.0) -> Reply:
     return http("GET", url, timeout=timeout)

@@ -25,7 +25,7 @@ import pytest
 
 from tests.docker_support import require_image, unique_name
 from tests.helpers import ROOT, docker_available, free_port
-from tests.provider_harness import Reply, http, wait_for
+from tests.provider_harness import Reply, http, wait_for, wait_for_hostnames
 
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
 
@@ -175,15 +175,7 @@ def test_up_with_the_swarm_backend_serves_functions_to_the_host(swarm_up: SwarmU
     # scale to 2: both tasks serve requests from the host
     scaled = swarm_up.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2})
     assert scaled.status == 200, scaled.text
-    served: set[str] = set()
-
-    def both_serve() -> bool:
-        answer = http("GET", f"{swarm_up.url}/function/{name}", timeout=30)
-        assert answer.status == 200, answer.text
-        served.add(answer.json()["hostname"])
-        return len(served) == 2
-
-    wait_for(both_serve, 15, 0.1, "both tasks to serve")
+    wait_for_hostnames(f"{swarm_up.url}/function/{name}", 2, 15, "both tasks to serve")
     assert [f["replicas"] for f in swarm_up.call("GET", "/system/functions").json() if f["name"] == name] == [2]
 
     # remove: the service goes, the function is 404 through the gateway

@@ -28,7 +28,7 @@ from gateway.swarm_dns import CACHE_S
 from netconf import read_hosts
 from tests.docker_support import require_image, unique_name
 from tests.helpers import ROOT, docker_available, free_port
-from tests.provider_harness import Reply, http, wait_for
+from tests.provider_harness import Reply, http, wait_for, wait_for_hostnames
 
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
 
@@ -221,15 +221,9 @@ def test_functions_are_swarm_services_reached_through_the_gateway(stack: SwarmSt
     usage = stack.call("GET", f"/system/function/{name}?usage=1").json()["usage"]
     assert usage["totalMemoryBytes"] > 0  # both tasks' containers, read from this node's engine
     # the gateway finds both through Swarm's DNS (answers cached for a second) and takes turns
-    served: set[str] = set()
-
-    def both_serve() -> bool:
-        reply = http("GET", f"{stack.gateway_url}/function/{name}", timeout=30)
-        assert reply.status == 200, reply.text
-        served.add(reply.json()["hostname"])
-        return len(served) == 2
-
-    wait_for(both_serve, 10, 0.1, "requests through the gateway served by both tasks")
+    wait_for_hostnames(
+        f"{stack.gateway_url}/function/{name}", 2, 10, "requests through the gateway served by both tasks"
+    )
     listed = {f["name"]: f for f in stack.call("GET", "/system/functions").json()}
     assert listed[name]["labels"]["app"] == name
 
@@ -355,15 +349,7 @@ def test_scale_down_under_load_fails_no_request(stack: SwarmStack) -> None:
     spec = {"service": name, "image": ECHO, "labels": {"com.openfaas.scale.min": "2"}}
     assert stack.call("POST", "/system/functions", spec).status == 202
     assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2}).status == 200
-    served: set[str] = set()
-
-    def both_serve() -> bool:
-        reply = http("GET", f"{stack.gateway_url}/function/{name}", timeout=30)
-        assert reply.status == 200, reply.text
-        served.add(reply.json()["hostname"])
-        return len(served) == 2
-
-    wait_for(both_serve, 15, 0.1, "both tasks to serve")
+    wait_for_hostnames(f"{stack.gateway_url}/function/{name}", 2, 15, "both tasks to serve")
 
     stop = threading.Event()
     results: list[tuple[int, str]] = []
