@@ -222,7 +222,7 @@ class JetStreamCallQueue:
     async def _start(self) -> KeyValue:
         try:
             nc = await nats.connect(
-                self.url,
+                self.url.split(","),
                 connect_timeout=CONNECT_TIMEOUT_S,
                 max_reconnect_attempts=-1,
                 allow_reconnect=True,
