@@ -183,7 +183,7 @@ def create_app(
         metrics = GatewayMetrics()
     if access_log is None and config.access_log:
         access_log = AccessLog(json_lines=not sys.stdout.isatty(), worker=worker)
-    resolver = Resolver(SwarmDns() if config.backend is Backend.SWARM else config.hosts_file)
+    resolver = Resolver(SwarmDns(*config.swarm_dns) if config.backend is Backend.SWARM else config.hosts_file)
     routes = Routes(config.routes_file)
     pools = Pools(config.function_port, config.connect_timeout_s)
     resolver.on_change = lambda: pools.prune(resolver.addresses())

@@ -36,7 +36,7 @@ from servicekit.settings import (
     whole_number,
     workers_count,
 )
-from servicekit.swarm import Backend
+from servicekit.swarm import DNS_SERVER, Backend
 
 ProviderAddress = HttpUrl  # the provider's base URL, as the gateway's provider client takes it
 
@@ -144,6 +144,13 @@ def parse_nats_url(name: str, value: str) -> str:
     return ",".join(urls)
 
 
+SWARM_DNS: Final = Setting(
+    "PYFAASD_SWARM_DNS",
+    "--swarm-dns",
+    f"{DNS_SERVER}:53",
+    "with the swarm backend: the DNS server answering tasks.<namespace>_<name> (Docker's embedded one)",
+    parse_listen_address,
+)
 NATS_URL: Final = Setting(
     "PYFAASD_NATS_URL",
     "--nats-url",
@@ -248,6 +255,7 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     ASYNC_MAX_BODY_BYTES,
     ASYNC_CONCURRENCY,
     ASYNC_RETENTION,
+    SWARM_DNS,
     NATS_URL,
     ASYNC_LEASE,
     ACCESS_LOG,
@@ -288,6 +296,7 @@ class GatewayConfig:
     async_max_body_bytes: int = 1024 * 1024
     async_concurrency: int = 4
     async_retention_s: float = 24 * 3600.0
+    swarm_dns: tuple[str, int] = (DNS_SERVER, 53)
     nats_url: str = "nats://127.0.0.1:4222"  # the async queue's NATS server with the swarm backend
     async_lease_s: float = 15.0
     access_log: bool = True
@@ -360,6 +369,7 @@ class GatewayConfig:
             async_max_body_bytes=ASYNC_MAX_BODY_BYTES.read(env),
             async_concurrency=ASYNC_CONCURRENCY.read(env),
             async_retention_s=ASYNC_RETENTION.read(env),
+            swarm_dns=SWARM_DNS.read(env),
             nats_url=NATS_URL.read(env),
             async_lease_s=ASYNC_LEASE.read(env),
             access_log=ACCESS_LOG.read(env),
