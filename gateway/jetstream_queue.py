@@ -67,6 +67,7 @@ log = structlog.get_logger("gateway.async")
 BUCKET: Final = "pyfaasd_async"
 LEASE_S: Final = 15.0
 CONNECT_TIMEOUT_S: Final = 2.0
+RECONNECT_WAIT_S: Final = 1.0
 REQUEST_TIMEOUT_S: Final = 5.0  # a JetStream publish not acknowledged by then fails (the caller gets 503)
 _SEQ_MASK: Final = (1 << 62) - 1
 
@@ -221,13 +222,20 @@ class JetStreamCallQueue:
 
     async def _start(self) -> KeyValue:
         try:
+            # Each server tried twice at most for the first connection (an operation waiting for it fails in
+            # seconds, and the next one tries again); once connected, reconnect for ever.
             nc = await nats.connect(
                 self.url.split(","),
                 connect_timeout=CONNECT_TIMEOUT_S,
-                max_reconnect_attempts=-1,
+                max_reconnect_attempts=1,
+                reconnect_time_wait=RECONNECT_WAIT_S,
                 allow_reconnect=True,
                 name="pyfaasd-gateway",
+                error_cb=self._nats_error,
+                disconnected_cb=self._nats_disconnected,
+                reconnected_cb=self._nats_reconnected,
             )
+            nc.options["max_reconnect_attempts"] = -1
         except Exception as exc:
             raise JetStreamUnavailableError(f"cannot connect to NATS at {self.url}: {exc!r}") from exc
         try:
@@ -256,6 +264,16 @@ class JetStreamCallQueue:
         ]
         log.info("async_queue_jetstream", url=self.url, bucket=self.bucket, calls=len(self._records))
         return kv
+
+    async def _nats_error(self, error: Exception) -> None:
+        log.warning("async_queue_nats_error", url=self.url, error=repr(error))
+
+    async def _nats_disconnected(self) -> None:
+        if not self._closed:
+            log.warning("async_queue_nats_disconnected", url=self.url)
+
+    async def _nats_reconnected(self) -> None:
+        log.info("async_queue_nats_reconnected", url=self.url)
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         try:

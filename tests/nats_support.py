@@ -48,11 +48,12 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], timeout_s: floa
 
 
 @contextmanager
-def running_nats_server(directory: Path) -> Iterator[NatsServer]:
-    """A JetStream server on 127.0.0.1 with its store under ``directory``; stopped (SIGTERM) on exit."""
+def running_nats_server(directory: Path, port: int | None = None) -> Iterator[NatsServer]:
+    """A JetStream server on 127.0.0.1 with its store under ``directory`` (started again on the same directory,
+    it reads back what it stored); stopped (SIGTERM) on exit unless the test killed it."""
     if not nats_server_installed():
         pytest.skip(MISSING_REASON)
-    port = free_port()
+    port = port or free_port()
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "nats.conf"
     config.write_text(

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.async_calls import AsyncCall, CallQueue, CallState, Outcome
-from gateway.jetstream_queue import JetStreamCallQueue
+from gateway.jetstream_queue import JetStreamCallQueue, JetStreamUnavailableError
 from gateway.sqlite_queue import SqliteCallQueue
-from tests.nats_support import NatsServer
+from tests.helpers import free_port
+from tests.nats_support import NatsServer, running_nats_server
 from tests.queue_support import LEASE_S, QueueMaker
 
 
@@ -214,7 +215,7 @@ async def test_a_call_accepted_by_one_gateway_is_seen_by_another(queues: QueueMa
 @pytest.fixture
 def jetstream(queues: QueueMaker) -> QueueMaker:
     if queues.kind != "jetstream":
-        pytest.skip("leases are the JetStream queue's: SQLite has one dispatcher per state dir")
+        pytest.skip("JetStream only: leases and a NATS server (SQLite has one dispatcher per state dir)")
     return queues
 
 
@@ -252,3 +253,37 @@ async def test_a_running_claim_renews_its_lease(jetstream: QueueMaker, nats_serv
     finally:
         await short.close()
         await other.close()
+
+
+async def test_an_accepted_call_survives_a_kill_of_the_nats_server(jetstream: QueueMaker, tmp_path: Path) -> None:
+    with running_nats_server(tmp_path / "own") as server:
+        queue = JetStreamCallQueue(server.url, bucket="survivor")
+        try:
+            await queue.enqueue(call("kept"))  # acknowledged: in the server's file store
+        finally:
+            server.process.kill()  # kill -9, right after the acknowledgement
+            server.process.wait()
+            await queue.close()
+    with running_nats_server(tmp_path / "own") as server:
+        again = JetStreamCallQueue(server.url, bucket="survivor")
+        try:
+            assert (await again.status("kept")).status is CallState.QUEUED  # type: ignore[union-attr]
+            [claimed] = await again.claim({"f.openfaas-fn": 1}, 1e12)
+            assert claimed.call.body == b"body \x00\xff"
+        finally:
+            await again.close()
+
+
+async def test_a_gateway_started_before_its_nats_server_connects_once_it_is_up(
+    jetstream: QueueMaker, tmp_path: Path
+) -> None:
+    port = free_port()
+    queue = JetStreamCallQueue(f"nats://127.0.0.1:{port}", bucket="late")
+    try:
+        with pytest.raises(JetStreamUnavailableError, match=f"cannot connect to NATS at nats://127.0.0.1:{port}"):
+            await queue.enqueue(call("early"))  # the 202 is not given: the edge answers 503
+        with running_nats_server(tmp_path / "late", port):
+            assert await queue.enqueue(call("late"))
+            assert await queue.recover() == 0
+    finally:
+        await queue.close()
