@@ -209,6 +209,7 @@ class JetStreamCallQueue:
         self._active: set[int] = set()  # seqs with an invocation or a callback left to do
         self._by_call_id: dict[str, set[int]] = {}
         self._held: set[int] = set()  # claims this queue holds: their leases are renewed
+        self._watching: asyncio.Task[None] | None = None
 
     # -- plumbing
 
@@ -258,10 +259,8 @@ class JetStreamCallQueue:
             raise JetStreamUnavailableError(f"the JetStream bucket {self.bucket} is unusable: {exc!r}") from exc
         self._nc = nc
         self._kv = kv
-        self._tasks = [
-            asyncio.create_task(self._follow(watcher), name="async-queue-watch"),
-            asyncio.create_task(self._renew_leases(), name="async-queue-leases"),
-        ]
+        self._watching = asyncio.create_task(self._follow(watcher), name="async-queue-watch")
+        self._tasks = [self._watching, asyncio.create_task(self._renew_leases(), name="async-queue-leases")]
         log.info("async_queue_jetstream", url=self.url, bucket=self.bucket, calls=len(self._records))
         return kv
 
@@ -274,6 +273,26 @@ class JetStreamCallQueue:
 
     async def _nats_reconnected(self) -> None:
         log.info("async_queue_nats_reconnected", url=self.url)
+        if self._kv is not None and not self._closed:
+            # A restarted server has lost the watcher's consumer: watch again (the mirror keeps what it has and
+            # takes every newer revision, deletes included).
+            self._tasks.append(asyncio.create_task(self._watch_again(self._kv), name="async-queue-rewatch"))
+
+    async def _watch_again(self, kv: KeyValue) -> None:
+        try:
+            watcher = await kv.watchall()
+        except Exception as exc:  # the next reconnection tries again; the dispatcher's writes still go through
+            log.warning("async_queue_watch_failed", url=self.url, error=repr(exc))
+            return
+        if self._closed:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+            return
+        previous = self._watching
+        self._watching = asyncio.create_task(self._follow(watcher), name="async-queue-watch")
+        self._tasks = [task for task in self._tasks if not task.done()] + [self._watching]
+        if previous is not None:
+            previous.cancel()
 
     async def _follow(self, watcher: KeyValue.KeyWatcher) -> None:
         try:
@@ -392,9 +411,10 @@ class JetStreamCallQueue:
 
     async def close(self) -> None:
         self._closed = True
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._watching] if self._watching is not None else [])]
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
         self._tasks = []

@@ -287,3 +287,30 @@ async def test_a_gateway_started_before_its_nats_server_connects_once_it_is_up(
             assert await queue.recover() == 0
     finally:
         await queue.close()
+
+
+async def test_after_a_restart_of_the_nats_server_a_gateway_sees_other_gateways_calls_again(
+    jetstream: QueueMaker, tmp_path: Path
+) -> None:
+    port = free_port()
+    with running_nats_server(tmp_path / "restarted", port) as server:
+        first = JetStreamCallQueue(server.url, bucket="restarted")
+        await first.enqueue(call("before"))
+    try:
+        with running_nats_server(tmp_path / "restarted", port) as server:  # same store, same address
+            second = JetStreamCallQueue(server.url, bucket="restarted")
+            try:
+                await second.enqueue(call("after"))  # only the first's watcher can tell it about this one
+                async with asyncio.timeout(10):
+                    while await first.status("after") is None:
+                        await asyncio.sleep(0.05)
+                assert await first.enqueue(call("again"))  # and it writes again
+                assert sorted(c.call.call_id for c in await first.claim({"f.openfaas-fn": 9}, 1e12)) == [
+                    "after",
+                    "again",
+                    "before",
+                ]
+            finally:
+                await second.close()
+    finally:
+        await first.close()
