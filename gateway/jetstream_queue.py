@@ -20,7 +20,8 @@ another gateway rings the local dispatcher (``on_work``).
 to a dispatcher that died (or lost the server): :meth:`recover` releases such claims, and :meth:`claim` /
 :meth:`claim_callbacks` take them as if they were queued (their attempt counted). That is what "a dead
 dispatcher's claims come back" means once dispatchers run in several gateways, each holding the lock of its own
-state dir: a live gateway's claims are never taken, a dead one's after at most ``lease_s``. A dispatcher that
+state dir: a live gateway's claims are never taken, a dead one's after at most ``lease_s``. Leases compare wall
+clocks of different nodes: keep them in sync (NTP); a clock ``lease_s`` ahead would take live claims. A dispatcher that
 finds its claim taken when it records the outcome logs ``async_claim_lost`` and records nothing (the call runs
 again elsewhere: at least once).
 
@@ -70,6 +71,7 @@ CONNECT_TIMEOUT_S: Final = 2.0
 RECONNECT_WAIT_S: Final = 1.0
 REQUEST_TIMEOUT_S: Final = 5.0  # a JetStream publish not acknowledged by then fails (the caller gets 503)
 _SEQ_MASK: Final = (1 << 62) - 1
+GONE_KEPT: Final = 65536  # deleted keys remembered, so that a late older revision does not bring one back
 
 
 class QueueClosedError(RuntimeError):
@@ -333,6 +335,9 @@ class JetStreamCallQueue:
         if known is not None and known[0] >= revision:
             return
         self._gone[seq] = revision
+        if len(self._gone) > GONE_KEPT:  # the oldest tombstones: the watcher is long past them
+            for old in list(self._gone)[: GONE_KEPT // 2]:
+                del self._gone[old]
         if known is not None:
             del self._records[seq]
             ids = self._by_call_id.get(known[1].call_id)
@@ -454,7 +459,10 @@ class JetStreamCallQueue:
         now = self._clock()
         released = 0
         for seq in list(self._active):
-            revision, record = self._records[seq]
+            known = self._records.get(seq)
+            if known is None:  # purged meanwhile
+                continue
+            revision, record = known
             if not self._expired(record, now):
                 continue
             if record.state is CallState.RUNNING:
