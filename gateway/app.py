@@ -31,6 +31,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from gateway.async_calls import CallQueue
 from gateway.async_edge import AsyncEdge
 from gateway.async_invoke import FunctionInvoker
 from gateway.autoscaler import Autoscaler
@@ -40,6 +41,7 @@ from gateway.cron import CronScheduler, provider_lister
 from gateway.dispatcher import Dispatcher, DispatchRole, SettingsCache
 from gateway.doorbell import Doorbell
 from gateway.errors import GatewayError, NotFoundError, from_relay
+from gateway.jetstream_queue import JetStreamCallQueue
 from gateway.keys import (
     ASYNC_QUEUE,
     ASYNC_ROLE,
@@ -181,7 +183,7 @@ def create_app(
         metrics = GatewayMetrics()
     if access_log is None and config.access_log:
         access_log = AccessLog(json_lines=not sys.stdout.isatty(), worker=worker)
-    resolver = Resolver(SwarmDns() if config.backend is Backend.SWARM else config.hosts_file)
+    resolver = Resolver(SwarmDns(*config.swarm_dns) if config.backend is Backend.SWARM else config.hosts_file)
     routes = Routes(config.routes_file)
     pools = Pools(config.function_port, config.connect_timeout_s)
     resolver.on_change = lambda: pools.prune(resolver.addresses())
@@ -191,9 +193,10 @@ def create_app(
     proxy = FunctionProxy(config, resolver, pools, scaler, metrics, access_log)
     system = SystemProxy(config, provider, credentials, metrics, version_info())
 
-    # Async calls: every process accepts into the queue; the one holding the dispatcher's lock dispatches.
-    queue = SqliteCallQueue(config.async_dir / "queue.db")
+    # Async calls: every process accepts into the queue; the one holding the dispatcher's lock dispatches. With
+    # the swarm backend the queue is on NATS JetStream, shared by every gateway (each dispatches its share).
     doorbell = Doorbell(config.async_dir)
+    queue = open_queue(config, doorbell)
     callbacks = CallbackSender(config.upstream_timeout_s)
     dispatcher = Dispatcher(
         queue,
@@ -285,6 +288,13 @@ def create_app(
     router.add_get("/ui/{file:[A-Za-z0-9._-]*}", ui.file, allow_head=False)
     router.add_route("*", "/{tail:.*}", not_found)
     return app
+
+
+def open_queue(config: GatewayConfig, doorbell: Doorbell) -> CallQueue:
+    """SQLite in the state dir (one host), or NATS JetStream with the swarm backend (several gateways)."""
+    if config.backend is Backend.SWARM:
+        return JetStreamCallQueue(config.nats_url, lease_s=config.async_lease_s, on_work=doorbell.ring_here)
+    return SqliteCallQueue(config.async_dir / "queue.db")
 
 
 def routed_domains(routes: Routes, proxy: FunctionProxy, config: GatewayConfig) -> Middleware:

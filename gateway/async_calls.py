@@ -13,7 +13,10 @@ whose outcome was not recorded:
    recorded the same way, retried with backoff a bounded number of times.
 
 Claims held by a dispatcher that died are released when the next dispatcher starts (:meth:`CallQueue.recover`),
-so a request accepted with 202 is delivered at least once.
+so a request accepted with 202 is delivered at least once. On SQLite there is one dispatcher per state dir, so
+every claim the next one finds is a dead one's; on JetStream several gateways dispatch from one queue, so a claim
+carries a lease its dispatcher renews, and a claim is a dead one's once its lease ran out (then any dispatcher
+takes it, also while running).
 """
 
 from __future__ import annotations
@@ -130,7 +133,8 @@ class CallQueue(Protocol):
         ...
 
     async def recover(self) -> int:
-        """Release every claim (invocations and callbacks) a dead dispatcher held; how many were released.
+        """Release every claim (invocations and callbacks) a dead dispatcher held; how many were released (SQLite:
+        every claim; JetStream: every claim whose lease ran out, a live gateway's claims are left alone).
 
         Called by a dispatcher once it holds the right to dispatch, before its first claim.
         """

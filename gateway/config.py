@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Self
+from urllib.parse import urlsplit
 
 from servicekit import defaults
 from servicekit.auth import secrets_dir
@@ -35,7 +36,7 @@ from servicekit.settings import (
     whole_number,
     workers_count,
 )
-from servicekit.swarm import Backend
+from servicekit.swarm import DNS_SERVER, Backend
 
 ProviderAddress = HttpUrl  # the provider's base URL, as the gateway's provider client takes it
 
@@ -123,6 +124,45 @@ ASYNC_RETENTION: Final = Setting(
     "--async-retention",
     "24h",
     "how long a finished async call's status stays in the queue",
+    parse_positive_duration,
+)
+
+
+def parse_nats_url(name: str, value: str) -> str:
+    """A NATS server's URL: ``nats://HOST:PORT`` (or ``tls://``); several, comma-separated, for a cluster."""
+    urls = [part.strip() for part in value.split(",") if part.strip()]
+    for url in urls:
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            raise SettingError(f"{name}: {url!r} has an invalid port") from None
+        if parts.scheme not in ("nats", "tls") or not parts.hostname or port is None:
+            raise SettingError(f"{name}: {url!r} must be a nats://HOST:PORT URL")
+    if not urls:
+        raise SettingError(f"{name}: no URL given")
+    return ",".join(urls)
+
+
+SWARM_DNS: Final = Setting(
+    "PYFAASD_SWARM_DNS",
+    "--swarm-dns",
+    f"{DNS_SERVER}:53",
+    "with the swarm backend: the DNS server answering tasks.<namespace>_<name> (Docker's embedded one)",
+    parse_listen_address,
+)
+NATS_URL: Final = Setting(
+    "PYFAASD_NATS_URL",
+    "--nats-url",
+    "nats://127.0.0.1:4222",
+    "the NATS server (JetStream) holding the async queue with the swarm backend; comma-separated for a cluster",
+    parse_nats_url,
+)
+ASYNC_LEASE: Final = Setting(
+    "PYFAASD_ASYNC_LEASE",
+    "--async-lease",
+    "15s",
+    "with the swarm backend: how long a dead gateway's claim on an async call blocks it before another runs it",
     parse_positive_duration,
 )
 ACCESS_LOG: Final = Setting(
@@ -215,6 +255,9 @@ SETTINGS: Final[tuple[Setting[Any], ...]] = (
     ASYNC_MAX_BODY_BYTES,
     ASYNC_CONCURRENCY,
     ASYNC_RETENTION,
+    SWARM_DNS,
+    NATS_URL,
+    ASYNC_LEASE,
     ACCESS_LOG,
     AUTOSCALE,
     AUTOSCALE_INTERVAL,
@@ -253,6 +296,9 @@ class GatewayConfig:
     async_max_body_bytes: int = 1024 * 1024
     async_concurrency: int = 4
     async_retention_s: float = 24 * 3600.0
+    swarm_dns: tuple[str, int] = (DNS_SERVER, 53)
+    nats_url: str = "nats://127.0.0.1:4222"  # the async queue's NATS server with the swarm backend
+    async_lease_s: float = 15.0
     access_log: bool = True
     autoscale: bool = True
     autoscale_interval_s: float = 1.0
@@ -283,7 +329,7 @@ class GatewayConfig:
 
     @property
     def async_dir(self) -> Path:
-        """The async queue's directory: ``queue.db`` (SQLite, WAL) and the dispatcher's lock."""
+        """The async queue's directory: ``queue.db`` (SQLite, WAL; the docker backend) and the dispatcher's lock."""
         return self.state_dir / "async"
 
     @classmethod
@@ -323,6 +369,9 @@ class GatewayConfig:
             async_max_body_bytes=ASYNC_MAX_BODY_BYTES.read(env),
             async_concurrency=ASYNC_CONCURRENCY.read(env),
             async_retention_s=ASYNC_RETENTION.read(env),
+            swarm_dns=SWARM_DNS.read(env),
+            nats_url=NATS_URL.read(env),
+            async_lease_s=ASYNC_LEASE.read(env),
             access_log=ACCESS_LOG.read(env),
             autoscale=AUTOSCALE.read(env),
             autoscale_interval_s=AUTOSCALE_INTERVAL.read(env),

@@ -40,6 +40,7 @@ log = structlog.get_logger("gateway.cron")
 
 TOPIC: Final = "cron-function"
 REFRESH_S: Final = 5.0
+QUEUE_RETRY_S: Final = 1.0
 _CALL_IDS: Final = uuid.UUID("6f0c4d0e-3d55-4c1f-9a51-2f3c1b0e7a11")  # the namespace of cron call ids
 
 
@@ -163,7 +164,11 @@ class CronScheduler:
             if now >= next_refresh:
                 await self.refresh()
                 next_refresh = now + self._refresh_s
-            wake = await self.tick(self._clock())
+            try:
+                wake = await self.tick(self._clock())
+            except Exception as exc:  # the queue cannot be reached: try again in a while, the slots wait
+                log.warning("cron_queue_unavailable", error=str(exc))
+                wake = self._clock() + QUEUE_RETRY_S
             await self._sleep(max(0.0, min(wake, next_refresh) - self._clock()))
 
     async def refresh(self) -> None:

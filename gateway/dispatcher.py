@@ -55,6 +55,7 @@ PURGE_EVERY_S: Final = 60.0
 COUNTS_EVERY_S: Final = 1.0  # how often the queue depth gauges are refreshed
 CLAIM_MISSED_WAIT_S: Final = 0.05
 FAILED_STEP_WAIT_S: Final = 1.0  # a dispatcher step that failed (the queue, the provider) is tried again after
+RECOVER_MAX_WAIT_S: Final = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         """Release the dead dispatcher's claims, then dispatch until cancelled."""
-        released = await self._queue.recover()
+        released = await self._recover()
         if released:
             log.warning("async_claims_released", calls=released)
         while True:
@@ -149,6 +150,20 @@ class Dispatcher:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
+
+    async def _recover(self) -> int:
+        """The queue's :meth:`~gateway.async_calls.CallQueue.recover`, tried again (1 s, 2 s ... 30 s apart) while
+        the queue cannot be reached (a NATS server not up yet)."""
+        wait = FAILED_STEP_WAIT_S
+        while True:
+            try:
+                return await self._queue.recover()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("async_queue_unavailable", error=str(exc), retry_s=wait)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RECOVER_MAX_WAIT_S)
 
     async def _step(self) -> float:
         """Claim what is due and has a free slot; how long to sleep before the next step (0: go on at once)."""

@@ -42,6 +42,11 @@ class Doorbell:
         with contextlib.suppress(OSError):
             self._sender.sendto(b"\x01", self._address)
 
+    def ring_here(self) -> None:
+        """Wake the dispatcher if it is this process (a change seen in a shared queue: every process sees it)."""
+        if self._listener is not None:
+            self.rang.set()
+
     def listen(self) -> None:
         """Bind the address and set :attr:`rang` on every ring (call from the running loop)."""
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.async_calls import CallQueue
 from gateway.config import GatewayConfig
 from gateway.dispatcher import DispatchRole
 from gateway.metrics import GatewayMetrics
@@ -13,7 +14,6 @@ from gateway.proxy import FunctionProxy
 from gateway.resolver import Resolver
 from gateway.routes import Routes
 from gateway.scaler import Scaler
-from gateway.sqlite_queue import SqliteCallQueue
 from gateway.system import SystemProxy
 
 CONFIG = web.AppKey("config", GatewayConfig)
@@ -25,5 +25,5 @@ SCALER = web.AppKey("scaler", Scaler)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 PROXY = web.AppKey("proxy", FunctionProxy)
 SYSTEM = web.AppKey("system", SystemProxy)
-ASYNC_QUEUE = web.AppKey("async_queue", SqliteCallQueue)
+ASYNC_QUEUE = web.AppKey("async_queue", CallQueue)
 ASYNC_ROLE = web.AppKey("async_role", DispatchRole)

@@ -9,7 +9,9 @@ the provider and exits 0; the function containers keep running in Docker for the
 
 With ``--backend swarm`` (docs/swarm.md) it first makes the swarm (if the engine is in none), the overlay and an
 anchor container publishing the gateway's address, and moves into the anchor's network namespace; it exits 1 if
-the anchor goes, and removes the anchor when it stops (the swarm, the overlay and the services stay).
+the anchor goes, and removes the anchor when it stops (the swarm, the overlay and the services stay). There it
+also runs ``nats-server`` with JetStream for the async queue (pyfaasd/nats_server.py) when ``PYFAASD_NATS_URL``
+is on loopback (the default), and stops it when it stops.
 
 Everything is configured by the same ``PYFAASD_*`` variables as the two daemons (docs/provider.md,
 docs/gateway.md); the flags of ``up`` cover the common ones.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import replace
@@ -33,7 +36,7 @@ from gateway.config import PROVIDER_URL, GatewayConfig
 from netconf.config import BRIDGE, SUBNET
 from provider.config import LISTEN as PROVIDER_ADDR
 from provider.config import SWARM_NETWORK, ProviderConfig
-from pyfaasd import swarm_stack
+from pyfaasd import nats_server, swarm_stack
 from pyfaasd.pidfile import pid_file
 from pyfaasd.swarm_stack import ADVERTISE_ADDR
 from servicekit import notify, open_files
@@ -123,9 +126,19 @@ def run(args: argparse.Namespace) -> int:
             if entered is None:
                 return 1
             inside, anchor_pid = entered
+            nats: subprocess.Popen[bytes] | None = None
             try:
+                try:
+                    nats = nats_server.start(provider.state_dir, inside.nats_url)
+                except (nats_server.NatsServerError, OSError) as e:
+                    print(f"pyfaasd up: {e}", file=sys.stderr)
+                    return 1
+                if nats is not None:
+                    print(f"pyfaasd up: nats-server (JetStream, the async queue) on {inside.nats_url}", file=sys.stderr)
                 return uvloop.run(_serve(provider, inside, until_gone=anchor_pid))
             finally:
+                if nats is not None:
+                    nats_server.stop(nats)
                 try:
                     asyncio.run(swarm_stack.remove_anchor(provider.swarm_network))
                 except (swarm_stack.SwarmStackError, RuntimeFailureError, DockerUnavailableError) as e:

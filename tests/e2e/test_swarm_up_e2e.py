@@ -172,6 +172,18 @@ def test_up_with_the_swarm_backend_serves_functions_to_the_host(swarm_up: SwarmU
     echoed = reply.json()
     assert (echoed["method"], echoed["path"], echoed["body"]) == ("POST", "/from-host?x=1", "hello swarm")
 
+    # an async call: 202 once the JetStream server `up` runs in the anchor has it, then run and recorded done
+    call_id = f"{name}-async"
+    accepted = http("POST", f"{swarm_up.url}/async-function/{name}", b"later", {"X-Call-Id": call_id}, timeout=30)
+    assert accepted.status == 202, accepted.text
+    wait_for(
+        lambda: swarm_up.call("GET", f"/system/async/{call_id}").json().get("status") == "done",
+        30,
+        0.2,
+        "the async call to be delivered through JetStream",
+    )
+    assert (swarm_up.state_dir / "nats" / "store" / "jetstream").is_dir()
+
     # scale to 2: both tasks serve requests from the host
     scaled = swarm_up.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2})
     assert scaled.status == 200, scaled.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -22,6 +22,8 @@ from netconf.hosts import Replica, write_hosts
 from servicekit.auth import Credentials
 from tests.helpers import free_port
 from tests.lean_support import SERVERS, LeanTestServer
+from tests.nats_support import MISSING_REASON, NatsServer, nats_server_installed, running_nats_server
+from tests.queue_support import QueueMaker
 
 USER = "admin"
 PASSWORD = "s3cret-pw"
@@ -313,3 +315,23 @@ async def start_stack(
         await client.close()
     for server in servers:
         await server.close()
+
+
+@pytest.fixture(scope="module")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One JetStream server per test module (each test uses its own bucket)."""
+    with running_nats_server(tmp_path_factory.mktemp("nats")) as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "jetstream"])
+async def queues(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[QueueMaker]:
+    """The async queue's contract on both implementations; the JetStream one on a real nats-server."""
+    url = None
+    if request.param == "jetstream":
+        if not nats_server_installed():
+            pytest.skip(MISSING_REASON)
+        url = request.getfixturevalue("nats_server").url
+    maker = QueueMaker(request.param, tmp_path, url)
+    yield maker
+    await maker.close()

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway.async_calls import CallQueue
 from gateway.cron import CronFunction, CronScheduler, cron_functions, latest_slot, next_slot, plan
-from gateway.sqlite_queue import SqliteCallQueue
+from tests.queue_support import QueueMaker
 
 T0 = float(calendar.timegm((2026, 12, 1, 12, 0, 0)))  # 12:00:00 UTC, a slot of "*/5 * * * *"
 EVERY_5 = "*/5 * * * *"
@@ -62,13 +61,11 @@ class FakeClock:
 
 
 @pytest.fixture
-async def queue(tmp_path: Path) -> AsyncIterator[SqliteCallQueue]:
-    made = SqliteCallQueue(tmp_path / "queue.db")
-    yield made
-    await made.close()
+def queue(queues: QueueMaker) -> CallQueue:
+    return queues()
 
 
-async def test_a_scheduler_fires_on_time_and_once_after_downtime(queue: SqliteCallQueue) -> None:
+async def test_a_scheduler_fires_on_time_and_once_after_downtime(queue: CallQueue) -> None:
     function = CronFunction("tick.openfaas-fn", "tick", (EVERY_5,))
 
     async def lister() -> list[CronFunction]:
@@ -101,3 +98,23 @@ async def test_a_scheduler_fires_on_time_and_once_after_downtime(queue: SqliteCa
     assert (call_a.call.method, call_a.call.target, call_a.call.body) == ("POST", "/", b"")
     assert ("X-Connector", "cron-connector") in call_a.call.headers
     assert call_a.call.call_id != call_b.call.call_id
+
+
+async def test_two_schedulers_on_one_queue_fire_a_slot_once(queues: QueueMaker) -> None:
+    """Two gateways, each with its own scheduler (a dispatcher per state dir) on one shared queue."""
+    function = CronFunction("tick.openfaas-fn", "tick", (EVERY_5,))
+
+    async def lister() -> list[CronFunction]:
+        return [function]
+
+    clock = FakeClock(T0 + 10)
+    one, two = queues(), queues()
+    schedulers = [CronScheduler(q, lister, lambda: None, clock=clock) for q in (one, two)]
+    for scheduler in schedulers:
+        await scheduler.refresh()
+        await scheduler.tick(clock())
+    clock.now = T0 + 300
+    for scheduler in schedulers:
+        await scheduler.tick(clock())
+    assert [len(await q.claim({"tick.openfaas-fn": 5}, clock.now)) for q in (one, two)] in ([1, 0], [0, 1])
+    assert await one.last_cron_slot("tick.openfaas-fn", EVERY_5) == T0 + 300

@@ -8,7 +8,11 @@ from pathlib import Path
 import pytest
 
 from gateway.__main__ import add_arguments, config_from, main
+from gateway.app import open_queue
 from gateway.config import GatewayConfig
+from gateway.doorbell import Doorbell
+from gateway.jetstream_queue import JetStreamCallQueue
+from gateway.sqlite_queue import SqliteCallQueue
 from servicekit.cpus import available_cpus
 from servicekit.settings import SettingError
 
@@ -76,11 +80,32 @@ def test_hosts_file_override() -> None:
         ("PYFAASD_GATEWAY_WORKERS", "0"),
         ("PYFAASD_FUNCTION_PORT", "70000"),
         ("PYFAASD_LOG_LEVEL", "loud"),
+        ("PYFAASD_NATS_URL", "http://127.0.0.1:4222"),
+        ("PYFAASD_NATS_URL", "nats://127.0.0.1"),
+        ("PYFAASD_ASYNC_LEASE", "0"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingError, match=f"^{name}: "):
         GatewayConfig.from_env({name: value})
+
+
+def test_the_swarm_backend_queues_async_calls_on_jetstream_and_docker_on_sqlite(tmp_path: Path) -> None:
+    doorbell = Doorbell(tmp_path)
+    docker = GatewayConfig.from_env({"PYFAASD_STATE_DIR": str(tmp_path)})
+    assert isinstance(open_queue(docker, doorbell), SqliteCallQueue)
+    swarm = GatewayConfig.from_env(
+        {
+            "PYFAASD_STATE_DIR": str(tmp_path),
+            "PYFAASD_BACKEND": "swarm",
+            "PYFAASD_NATS_URL": "nats://10.0.0.5:4222, nats://10.0.0.6:4222",
+            "PYFAASD_ASYNC_LEASE": "20s",
+        }
+    )
+    queue = open_queue(swarm, doorbell)
+    assert isinstance(queue, JetStreamCallQueue)
+    assert (queue.url, swarm.async_lease_s) == ("nats://10.0.0.5:4222,nats://10.0.0.6:4222", 20.0)
+    assert GatewayConfig.from_env({}).nats_url == "nats://127.0.0.1:4222"
 
 
 def test_flags_win_over_the_environment() -> None:
