@@ -26,17 +26,11 @@ import pytest
 from tests.docker_support import require_image, unique_name
 from tests.helpers import ROOT, docker_available, free_port
 from tests.provider_harness import Reply, http, wait_for, wait_for_hostnames
+from tests.swarm_support import docker, leave_swarm, remove_overlay, require_no_swarm, stop_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
 
 ECHO = "pyfaasd/fn-echo-http:latest"
-
-
-def docker(*args: str, check: bool = True) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=120)
-    if check and done.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout.strip()
 
 
 @dataclass
@@ -62,28 +56,15 @@ class SwarmUp:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
 
-def leave_swarm(network: str, had_gwbridge: bool) -> None:
+def remove_stack(network: str, had_gwbridge: bool) -> None:
     """Remove what the stack made on the swarm (services, their task containers, anchor, overlay), then leave the
     swarm the test's ``up`` made."""
     listed = docker("service", "ls", "-q", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False)
     for service in listed.split():
         docker("service", "rm", service, check=False)
     docker("rm", "-f", f"pyfaasd-anchor-{network}", check=False)
-    # the removed services' task containers stop (drain, then SIGTERM) before the swarm may be left
-    deadline = time.monotonic() + 60
-    while docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False):
-        if time.monotonic() > deadline:
-            for left in docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}").split():
-                docker("rm", "-f", left, check=False)
-            break
-        time.sleep(0.5)
-    deadline = time.monotonic() + 30
-    while network in docker("network", "ls", "--format", "{{.Name}}").split() and time.monotonic() < deadline:
-        docker("network", "rm", network, check=False)
-        time.sleep(0.5)
-    docker("swarm", "leave", "--force", check=False)
-    if not had_gwbridge:  # swarm init made it and leaving keeps it
-        docker("network", "rm", "docker_gwbridge", check=False)
+    remove_overlay(network)
+    leave_swarm(had_gwbridge)
 
 
 @pytest.fixture
@@ -94,10 +75,7 @@ def swarm_up(tmp_path: Path) -> Iterator[SwarmUp]:
         pytest.skip("needs a running Docker Engine")
     require_image(ECHO)
     require_image("pyfaasd/runtime-python:latest")  # the anchor's image
-    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
-    if state != "inactive":
-        pytest.skip(f"this engine is already in a swarm ({state}); the test only uses a swarm `up` makes")
-    had_gwbridge = "docker_gwbridge" in docker("network", "ls", "--format", "{{.Name}}").split()
+    had_gwbridge = require_no_swarm("`up`")
     network = unique_name("pfe-overlay")
     port = free_port()
     log = tmp_path / "up.log"
@@ -117,14 +95,8 @@ def swarm_up(tmp_path: Path) -> Iterator[SwarmUp]:
     try:
         yield made
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-        leave_swarm(network, had_gwbridge)
+        stop_processes([process], 30)
+        remove_stack(network, had_gwbridge)
         print(made.output())
 
 
@@ -214,10 +186,7 @@ def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path
     if not docker_available():
         pytest.skip("needs a running Docker Engine")
     require_image(ECHO)
-    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
-    if state != "inactive":
-        pytest.skip(f"this engine is already in a swarm ({state}); the test only uses a swarm it makes")
-    had_gwbridge = "docker_gwbridge" in docker("network", "ls", "--format", "{{.Name}}").split()
+    had_gwbridge = require_no_swarm("it")
     network = unique_name("pfi-overlay")
     port = free_port()
     pin = tmp_path / "run" / "swarm-netns"
@@ -272,16 +241,9 @@ def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path
         assert processes[0].wait(30) == 1
         assert "the anchor (pid" in "".join(p.read_text() for p in tmp_path.glob("*-0.log"))  # the provider's
     finally:
-        for proc in processes:
-            proc.terminate()
-        for proc in processes:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(processes, 30)
         subprocess.run(["umount", str(pin)], capture_output=True, check=False)
-        leave_swarm(network, had_gwbridge)
+        remove_stack(network, had_gwbridge)
         for path in sorted(tmp_path.glob("*.log")):
             print(f"== {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-20:]))
 

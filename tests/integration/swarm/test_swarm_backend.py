@@ -29,6 +29,7 @@ from netconf import read_hosts
 from tests.docker_support import require_image, unique_name
 from tests.helpers import ROOT, docker_available, free_port
 from tests.provider_harness import Reply, http, wait_for, wait_for_hostnames
+from tests.swarm_support import docker, leave_swarm, remove_overlay, require_no_swarm, stop_processes
 
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
 
@@ -38,13 +39,6 @@ GATEWAY_PORT = 8080
 PROVIDER_PORT = 8081
 
 
-def docker(*args: str, check: bool = True) -> str:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, check=False, timeout=120)
-    if check and done.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def swarm() -> Iterator[None]:
     if os.geteuid() != 0 or shutil.which("nsenter") is None:
@@ -52,17 +46,12 @@ def swarm() -> Iterator[None]:
     if not docker_available():
         pytest.skip("needs a running Docker Engine")
     require_image(ECHO)
-    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
-    if state != "inactive":
-        pytest.skip(f"this engine is already in a swarm ({state}); the test only uses a swarm it makes itself")
-    had_gwbridge = "docker_gwbridge" in docker("network", "ls", "--format", "{{.Name}}").split()
+    had_gwbridge = require_no_swarm("it")
     docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     try:
         yield
     finally:
-        docker("swarm", "leave", "--force", check=False)
-        if not had_gwbridge:  # swarm init made it and leaving keeps it
-            docker("network", "rm", "docker_gwbridge", check=False)
+        leave_swarm(had_gwbridge)
 
 
 @dataclass
@@ -154,31 +143,13 @@ def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
         wait_for(gateway_up, 30, 0.2, "the gateway and the provider to answer")
         yield made
     finally:
-        for proc in processes:
-            proc.terminate()
-        for proc in processes:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        stop_processes(processes, 15)
         for service in made.services():
             docker("service", "rm", service, check=False)
         for secret in docker("secret", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
             docker("secret", "rm", secret, check=False)
         docker("rm", "-f", anchor, check=False)
-        # the overlay goes once the tasks' containers are gone
-        # the removed services' task containers stop (drain, then SIGTERM) before the swarm may be left
-        deadline = time.monotonic() + 60
-        while docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False):
-            if time.monotonic() > deadline:
-                for left in docker("ps", "-aq", "--filter", f"label=com.pyfaasd.swarm-network={network}").split():
-                    docker("rm", "-f", left, check=False)
-                break
-            time.sleep(0.5)
-        deadline = time.monotonic() + 30
-        while docker("network", "rm", network, check=False) != network and time.monotonic() < deadline:
-            time.sleep(0.5)
+        remove_overlay(network)
         print(logs(tmp_path))
 
 

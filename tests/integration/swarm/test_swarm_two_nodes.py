@@ -25,8 +25,9 @@ import pytest
 
 from tests.docker_support import require_image
 from tests.helpers import docker_available
-from tests.integration.swarm.test_swarm_backend import ECHO, SwarmStack, docker, stack  # noqa: F401 (stack: fixture)
+from tests.integration.swarm.test_swarm_backend import ECHO, SwarmStack, stack  # noqa: F401 (stack: fixture)
 from tests.provider_harness import wait_for, wait_for_hostnames
+from tests.swarm_support import docker, leave_swarm, require_no_swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
 
@@ -118,12 +119,9 @@ def swarm() -> Iterator[SecondEngine]:
     if not docker_available():
         pytest.skip("needs a running Docker Engine")
     require_image(ECHO)
-    state = docker("info", "--format", "{{.Swarm.LocalNodeState}}")
-    if state != "inactive":
-        pytest.skip(f"this engine is already in a swarm ({state}); the test only uses a swarm it makes itself")
     if subprocess.run(["ip", "netns", "pids", NETNS], capture_output=True, check=False).returncode == 0:
         pytest.skip(f"a network namespace {NETNS} exists already")
-    had_gwbridge = "docker_gwbridge" in docker("network", "ls", "--format", "{{.Name}}").split()
+    had_gwbridge = require_no_swarm("it")
     engine = SecondEngine(Path(tempfile.mkdtemp(prefix="pyfaasd-node2-")))
     try:
         engine.start()
@@ -140,9 +138,7 @@ def swarm() -> Iterator[SecondEngine]:
         yield engine
     finally:
         engine.stop()
-        docker("swarm", "leave", "--force", check=False)
-        if not had_gwbridge:
-            docker("network", "rm", "docker_gwbridge", check=False)
+        leave_swarm(had_gwbridge)
 
 
 def test_replicas_spread_over_both_nodes_and_both_serve(swarm: SecondEngine, stack: SwarmStack) -> None:  # noqa: F811
