@@ -458,9 +458,7 @@ class LeanConnection(asyncio.Protocol):
         self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
-        if self._handed is not None and self._handing is None:
-            self._handed.data_received(data)  # (only until the transport is given to it)
-            return
+        # (Once aiohttp has the transport, set_protocol sends it the bytes: none come here after that.)
         if self._raw_after_handover and self._first is None:
             assert self._handing is not None
             self._handing.append(data)  # an upgraded connection's bytes, for aiohttp once the answer before it is out
