@@ -69,8 +69,9 @@ from gateway.swarm_dns import SwarmDns
 from gateway.system import SystemProxy, version_info
 from gateway.ui import UiPages
 from servicekit.access_log import AccessLog
+from servicekit.aiohttp_reply import aiohttp_response
 from servicekit.auth import Credentials, load_credentials
-from servicekit.client_side import ClientRequest
+from servicekit.client_side import Answer, ClientRequest
 from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, Router
 from servicekit.metrics import CONTENT_TYPE
 from servicekit.relay import RelayError
@@ -82,15 +83,11 @@ INTERNAL = "X-OpenFaaS-Internal"
 INTERNAL_NAME = "gateway"
 
 
-def error_response(error: GatewayError) -> web.Response:
-    response = web.Response(status=error.status, text=f"{error}\n", content_type="text/plain")
-    response.headers[INTERNAL] = INTERNAL_NAME
-    for name, value in error.headers:
-        response.headers[name] = value
-    return response
+def error_answer(error: GatewayError) -> Answer:
+    return Answer.text(error.status, f"{error}\n", ((INTERNAL, INTERNAL_NAME), *error.headers))
 
 
-def failure_response(request: ClientRequest, exc: GatewayError | RelayError) -> web.Response:
+def failure_answer(request: ClientRequest, exc: GatewayError | RelayError) -> Answer:
     """A handler's failure as the client sees it, logged once (refusals other than 401 and 404 at info)."""
     error = exc if isinstance(exc, GatewayError) else from_relay(exc)
     status = error.status
@@ -98,7 +95,7 @@ def failure_response(request: ClientRequest, exc: GatewayError | RelayError) -> 
         log.warning("request_failed", method=request.method, path=request.path, status=status, error=str(error))
     elif status != 401 and status != 404:
         log.info("request_refused", method=request.method, path=request.path, status=status, error=str(error))
-    return error_response(error)
+    return error_answer(error)
 
 
 @web.middleware
@@ -106,12 +103,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except (GatewayError, RelayError) as exc:
-        return failure_response(request, exc)
+        return aiohttp_response(failure_answer(request, exc))
     except web.HTTPException:
         raise
     except Exception:
         log.exception("request_crashed", method=request.method, path=request.path)
-        return error_response(GatewayError("internal gateway error"))
+        return aiohttp_response(error_answer(GatewayError("internal gateway error")))
 
 
 # The first segments of the gateway's own routes (create_app): a path under them is never a path route's.
@@ -133,7 +130,7 @@ def lean_routes(app: web.Application) -> Router:
             try:
                 await call(request, reply)
             except (GatewayError, RelayError) as exc:
-                reply.send(failure_response(request, exc))
+                reply.send(failure_answer(request, exc))
 
         return handler
 

@@ -51,7 +51,8 @@ from gateway.resolver import Resolver
 from gateway.scaler import Scaler
 from netconf.hosts import DEFAULT_NAMESPACE
 from servicekit.access_log import AccessLog
-from servicekit.client_side import AiohttpReply, ClientRequest, Reply
+from servicekit.aiohttp_reply import AiohttpReply
+from servicekit.client_side import ClientRequest, Reply
 from servicekit.headers import HOP_BY_HOP
 from servicekit.relay import RelayError, body_length, proxy, read_body
 from servicekit.request_head import REQUEST_DROP, RequestHead

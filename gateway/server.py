@@ -31,8 +31,9 @@ from gateway.keys import METRICS
 from gateway.metrics import GatewayMetrics
 from gateway.tls import Certificates
 from servicekit import notify, open_files
+from servicekit.aiohttp_site import LimitedSite
 from servicekit.auth import Credentials, load_credentials
-from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite, refusal_response
+from servicekit.client_limits import ClientGuard, ClientLimits, refusal_response
 from servicekit.lean_server import LeanServer
 from servicekit.shutdown import Shutdown
 from servicekit.workers import fork_workers, send_signal, supervise

@@ -25,8 +25,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.provider import USER_AGENT, ProviderClient
 from netconf.hosts import DEFAULT_NAMESPACE
 from servicekit import json_text
+from servicekit.aiohttp_reply import AiohttpReply, whole_response
 from servicekit.auth import REJECTION, Credentials, check_authorization
-from servicekit.client_side import AiohttpReply, whole_response
 from servicekit.relay import body_length, exchange, read_body, read_whole, relay
 from servicekit.request_head import REQUEST_DROP, RequestHead
 from servicekit.upstream import ResponseHead, UpstreamConnection

@@ -27,8 +27,9 @@ from provider.scale_store import ScaleStore
 from provider.secrets import SecretStore
 from provider.state_lock import state_dir_lock
 from provider.swarm_server import serve_swarm
+from servicekit.aiohttp_site import LimitedSite
 from servicekit.auth import ensure_credentials
-from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
+from servicekit.client_limits import ClientGuard, ClientLimits
 
 log = structlog.get_logger("provider")
 

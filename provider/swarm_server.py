@@ -24,8 +24,9 @@ from provider.swarm_functions import Publisher, SwarmFunctions
 from provider.swarm_runtime import SwarmRuntime
 from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import LABEL_NETWORK
+from servicekit.aiohttp_site import LimitedSite
 from servicekit.auth import ensure_credentials
-from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
+from servicekit.client_limits import ClientGuard, ClientLimits
 
 log = structlog.get_logger("provider")
 

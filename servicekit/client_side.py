@@ -7,22 +7,46 @@ watchdog's executors) are written once against these protocols:
 - :class:`ClientRequest`: the part of ``aiohttp.web.BaseRequest`` they read; aiohttp's request has it as it is,
   and ``lean_server.LeanRequest`` has the same names.
 - :class:`Reply`: where the answer goes. The lean server writes it to the connection as it comes; for aiohttp,
-  :class:`AiohttpReply` builds the response object the handler returns.
+  ``servicekit.aiohttp_reply.AiohttpReply`` builds the response object the handler returns.
+- :class:`Answer`: a whole answer the service builds itself (errors, health, python mode's results).
+
+No aiohttp here: the watchdog's http and python modes serve on the lean server alone and never import it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
 from servicekit.headers import DURATION, HOP_BY_HOP, duration_header
 from servicekit.upstream import ResponseHead
 
 Headers = Iterable[tuple[str, str]]
+TEXT_PLAIN = "text/plain; charset=utf-8"
+
+
+@dataclass(slots=True)
+class Answer:
+    """A whole answer the service builds itself; the names of ``aiohttp.web.Response``. ``Content-Length`` is the
+    body's, added by the server."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: CIMultiDict[str] = field(default_factory=CIMultiDict)
+    reason: str | None = None
+
+    @classmethod
+    def text(cls, status: int, text: str, headers: Headers = ()) -> Answer:
+        """A plain-text answer (``text/plain; charset=utf-8``, as aiohttp's ``Response(text=...)``)."""
+        answer = cls(status, text.encode())
+        answer.headers["Content-Type"] = TEXT_PLAIN
+        for name, value in headers:
+            answer.headers[name] = value
+        return answer
 
 
 class BodySource(Protocol):
@@ -65,13 +89,16 @@ class ClientRequest(Protocol):
     @property
     def transport(self) -> asyncio.Transport | None: ...
     async def read(self) -> bytes: ...
+    def clone(self, *, rel_url: str) -> ClientRequest:
+        """The same request head at another target, without a body (the watchdog's ready probe)."""
+        ...
 
 
 class Reply(Protocol):
     """Where one answer goes: whole (:meth:`send`, :meth:`whole`) or streamed (:meth:`start`, :meth:`write`,
     :meth:`end`; :meth:`abort` cuts the connection when a streamed answer cannot be finished)."""
 
-    def send(self, response: web.Response) -> None:
+    def send(self, answer: Answer) -> None:
         """An answer built whole by the service itself (errors, python mode's results)."""
 
     def whole(self, head: ResponseHead, data: bytes, extra_headers: Headers, started: float | None) -> None:
@@ -114,63 +141,4 @@ def add_headers(target: CIMultiDict[str], extra_headers: Headers, started: float
         target[DURATION] = duration_header(started)
 
 
-def whole_response(
-    head: ResponseHead,
-    data: bytes,
-    extra_headers: Headers = (),
-    *,
-    started: float | None = None,
-) -> web.Response:
-    """The aiohttp response of an upstream's answer read whole."""
-    response = web.Response(status=head.status, reason=head.reason or None)
-    headers = response.headers
-    copy_response_headers(head, headers, drop_length=True)
-    add_headers(headers, extra_headers, started)
-    if head.has_body:
-        response.body = data
-    return response
-
-
-class AiohttpReply:
-    """A :class:`Reply` for an aiohttp handler: the handler returns :attr:`response` once the proxy is done."""
-
-    __slots__ = ("_request", "_stream", "response")
-
-    def __init__(self, request: web.BaseRequest) -> None:
-        self._request = request
-        self._stream: web.StreamResponse | None = None
-        self.response: web.StreamResponse | None = None
-
-    def send(self, response: web.Response) -> None:
-        self.response = response
-
-    def whole(self, head: ResponseHead, data: bytes, extra_headers: Headers, started: float | None) -> None:
-        self.response = whole_response(head, data, extra_headers, started=started)
-
-    async def start(self, head: ResponseHead, extra_headers: Headers, started: float | None) -> None:
-        stream = web.StreamResponse(status=head.status, reason=head.reason or None)
-        copy_response_headers(head, stream.headers, drop_length=False)
-        add_headers(stream.headers, extra_headers, started)
-        self._stream = self.response = stream
-        await stream.prepare(self._request)
-
-    async def write(self, chunk: bytes) -> None:
-        assert self._stream is not None
-        await self._stream.write(chunk)
-
-    async def end(self) -> None:
-        assert self._stream is not None
-        await self._stream.write_eof()
-
-    def abort(self) -> None:
-        if self._request.transport is not None:
-            self._request.transport.close()
-
-    @property
-    def status(self) -> int:
-        return 0 if self.response is None else self.response.status
-
-    def result(self) -> web.StreamResponse:
-        """The response the handler returns (after the proxy answered through this reply)."""
-        assert self.response is not None, "the proxy returned without answering"
-        return self.response
+ClientHandler = Callable[[ClientRequest, Reply], Awaitable[None]]

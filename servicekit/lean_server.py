@@ -17,6 +17,11 @@ for the rest of its life:
   transport is then given to aiohttp.
 Upgrades (websockets) are always aiohttp's.
 
+Without aiohttp (``fallback`` None: the watchdog's http and python modes, its metrics port), this server answers
+every request: ``route`` returning None is a 404, and an upgrade is routed too. Once an upgrade's head is parsed
+the connection is no longer HTTP: what the client sends after it arrives on ``request.upgraded`` (bytes as they
+came, for a tunnel to the upstream: servicekit.tunnel), and the connection closes when its handler returns.
+
 A lean request is answered through :class:`LeanReply` (servicekit.client_side.Reply): whole answers in one write
 with ``Content-Length``, streamed ones chunked (or as the upstream framed them). Requests on a connection are
 answered in order, one at a time (pipelined ones wait in a queue; reading pauses when it grows). The client limits
@@ -31,18 +36,15 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from email.utils import formatdate
 from http import HTTPStatus
 from typing import Final, cast
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import httptools
 import structlog
-from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy, MultiMapping
-from yarl import URL
 
-from servicekit.client_side import Headers
+from servicekit.client_side import Answer, Headers
 from servicekit.headers import DURATION, HOP_BY_HOP, duration_header
 from servicekit.upstream import ResponseHead
 
@@ -59,6 +61,26 @@ _DURATION_LOWER: Final = DURATION.lower()
 LeanHandler = Callable[["LeanRequest", "LeanReply"], Awaitable[None]]
 Router = Callable[["LeanRequest"], LeanHandler | None]
 FallbackFactory = Callable[[], asyncio.Protocol]
+_NOT_FOUND: Final = b"404 page not found\n"
+
+
+_DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS: Final = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec")
+
+
+def http_date(second: float) -> bytes:
+    """An IMF-fixdate (RFC 9110 §5.6.7), as ``email.utils.formatdate(usegmt=True)`` gives, without importing the
+    email package into the watchdog (about 0.3 MB a process)."""
+    t = time.gmtime(second)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday],
+        t.tm_mday,
+        _MONTHS[t.tm_mon - 1],
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
 
 
 class _Date:
@@ -74,7 +96,7 @@ class _Date:
         second = int(time.time())
         if second != self._second:
             self._second = second
-            self._value = formatdate(second, usegmt=True).encode()
+            self._value = http_date(second)
         return self._value
 
 
@@ -94,6 +116,8 @@ class _Body:
         self._waiter: asyncio.Future[None] | None = None
 
     def feed(self, data: bytes) -> None:
+        if not data:
+            return
         self._chunks.append(data)
         self._buffered += len(data)
         if self._buffered > READ_HIGH_WATER:
@@ -152,6 +176,7 @@ class LeanRequest:
         "_query",
         "body",
         "chunked",
+        "connection",
         "content_length",
         "expect_continue",
         "handler",
@@ -163,6 +188,7 @@ class LeanRequest:
         "secure",
         "transport",
         "upgrade",
+        "upgraded",
         "version",
     )
 
@@ -198,7 +224,9 @@ class LeanRequest:
                 self.expect_continue = value.lower() == b"100-continue"
         if self.chunked:
             self.content_length = None
+        self.connection = connection
         self.body = _Body(connection)
+        self.upgraded: _Body | None = None  # an upgrade answered here: the client's bytes after its head
         self.handler: LeanHandler | None = None
         self._headers: CIMultiDictProxy[str] | None = None
         self._query: MultiDictProxy[str] | None = None
@@ -229,7 +257,9 @@ class LeanRequest:
     @property
     def query(self) -> MultiMapping[str]:
         if self._query is None:
-            self._query = MultiDictProxy(MultiDict(URL(self.raw_path, encoded=True).query))
+            # (as yarl's ``URL.query``: "+" is a space, blank values kept; yarl is not loaded in the watchdog)
+            query = self.raw_path.partition("?")[2]
+            self._query = MultiDictProxy(MultiDict(parse_qsl(query, keep_blank_values=True)))
         return self._query
 
     @property
@@ -246,6 +276,19 @@ class LeanRequest:
 
     async def read(self) -> bytes:
         return await self.body.read()
+
+    def clone(self, *, rel_url: str) -> LeanRequest:
+        """This request's head at the target ``rel_url``, without a body (as aiohttp's ``clone``: the ready probe)."""
+        unframed = [
+            (name, value)
+            for name, value in self.raw_headers
+            if name.lower() not in (b"content-length", b"transfer-encoding", b"expect")
+        ]
+        clone = LeanRequest(
+            self.method, rel_url, self.version, unframed, self.connection, keep_alive=self.keep_alive, upgrade=False
+        )
+        clone.body.feed_eof()
+        return clone
 
 
 class LeanReply:
@@ -273,19 +316,20 @@ class LeanReply:
         """``Connection`` when it is not the default, and ``Date`` unless the answer has one (``dated``)."""
         connection = self._connection
         date = b"" if dated else b"Date: " + _date.now() + b"\r\n"
-        if not self._request.keep_alive or connection.closing:
+        # An answer that goes out before its request's body has all arrived closes the connection: the rest of the
+        # body is not read, so the next request cannot be found (as Go's net/http does).
+        if not self._request.keep_alive or connection.closing or not self._request.body.complete:
             connection.close_after = True
             return b"Connection: close\r\n" + date
         if self._request.version == "1.0":
             return b"Connection: keep-alive\r\n" + date
         return date
 
-    def send(self, response: web.Response) -> None:
-        body = response.body
-        data = body if isinstance(body, bytes) else b""
-        parts = [self._status_line(response.status, response.reason)]
+    def send(self, answer: Answer) -> None:
+        data = answer.body
+        parts = [self._status_line(answer.status, answer.reason)]
         dated = False
-        for name, value in response.headers.items():
+        for name, value in answer.headers.items():
             lower = name.lower()
             if lower not in ("content-length", "transfer-encoding", "connection"):
                 dated = dated or lower == "date"
@@ -369,6 +413,18 @@ class LeanReply:
     def abort(self) -> None:
         self._connection.abort()
 
+    async def pass_through(self, status: int, data: bytes) -> None:
+        """Bytes of an upgrade's answer as the upstream wrote them, head and all (servicekit.tunnel): from the
+        first, the connection closes after this request."""
+        if not self.started:
+            self.started = True
+            self._connection.close_after = True
+        if not self.status:
+            self.status = status  # (0 until the status line has arrived whole)
+        if data:
+            self._connection.write(data)
+            await self._connection.drain()
+
 
 class LeanServer:
     """The lean connections of one listener: counts for the drain on shutdown."""
@@ -404,12 +460,13 @@ class LeanServer:
 
 
 class LeanConnection(asyncio.Protocol):
-    """One client connection, until a request that is not a hot path hands it to aiohttp."""
+    """One client connection, until a request that is not a hot path hands it to aiohttp (``fallback``; None: every
+    request is answered here)."""
 
     def __init__(
         self,
         server: LeanServer,
-        fallback: FallbackFactory,
+        fallback: FallbackFactory | None,
         on_lost: Callable[[], None],
         on_head_overdue: Callable[[], None],
     ) -> None:
@@ -429,10 +486,12 @@ class LeanConnection(asyncio.Protocol):
         self._receiving: LeanRequest | None = None  # the request whose body is arriving
         self._queue: deque[LeanRequest] = deque()
         self._task: asyncio.Task[None] | None = None
-        self._first: list[bytes] | None = []  # bytes received before the first head completed
+        # Bytes received before the first head completed, for aiohttp if that request is its (with a fallback).
+        self._first: list[bytes] | None = [] if fallback is not None else None
         self._handed: asyncio.Protocol | None = None  # aiohttp's handler once handed over
         self._handing: list[bytes] | None = None  # re-written bytes for aiohttp (handing over mid-connection)
         self._handing_chunked = False
+        self._upgraded: _Body | None = None  # an upgrade answered here: the bytes after its head go there
         self._raw_after_handover = False  # an upgrade was handed over: what follows it is not HTTP
         self._in_head = False  # a head has begun and is not complete
         self._head_bytes = 0  # bytes received while a head was incomplete (more than its length: a bound)
@@ -459,6 +518,9 @@ class LeanConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         # (Once aiohttp has the transport, set_protocol sends it the bytes: none come here after that.)
+        if self._upgraded is not None:
+            self._upgraded.feed(data)
+            return
         if self._raw_after_handover and self._first is None:
             assert self._handing is not None
             self._handing.append(data)  # an upgraded connection's bytes, for aiohttp once the answer before it is out
@@ -472,6 +534,10 @@ class LeanConnection(asyncio.Protocol):
             if self._handing is not None:
                 self._handing.append(data[upgrade.args[0] :])
                 self._raw_after_handover = True
+            elif (
+                self._queue and (upgraded := self._queue[-1].upgraded) is not None and (rest := data[upgrade.args[0] :])
+            ):
+                upgraded.feed(rest)  # bytes of the new protocol that came with the head
         except httptools.HttpParserError as exc:
             if self._first is not None and not self._queue and self._task is None:
                 self._hand_over_raw()  # aiohttp answers a malformed first request as it always has
@@ -499,6 +565,9 @@ class LeanConnection(asyncio.Protocol):
     def eof_received(self) -> bool | None:
         if self._handed is not None:
             return self._handed.eof_received()
+        if self._upgraded is not None:
+            self._upgraded.feed_eof()
+            return True  # half-closed: the upstream's answer may still be coming
         if self._receiving is not None:
             self._receiving.body.fail()
         return False
@@ -509,6 +578,8 @@ class LeanConnection(asyncio.Protocol):
         self._server.forget(self)
         if self._receiving is not None:
             self._receiving.body.fail()
+        if self._upgraded is not None:
+            self._upgraded.fail()
         for request in self._queue:
             request.body.fail()
         if self._drained is not None and not self._drained.done():
@@ -566,11 +637,19 @@ class LeanConnection(asyncio.Protocol):
             keep_alive=parser.should_keep_alive(),
             upgrade=parser.should_upgrade(),
         )
-        handler = None if request.upgrade else self._server.route(request)
+        fallback = self._fallback_factory
+        handler = None if request.upgrade and fallback is not None else self._server.route(request)
         if handler is None:
-            self._handing = []
-            self._rewrite_head(method, version)
-            return
+            if fallback is None:
+                handler = _not_found
+            else:
+                self._handing = []
+                self._rewrite_head(method, version)
+                return
+        if request.upgrade:
+            # What follows the head is not HTTP: it goes to the handler as it comes (llhttp stops parsing here).
+            self._upgraded = request.upgraded = _Body(self)
+            self.close_after = True
         self._first = None
         request.handler = handler
         self._receiving = request
@@ -640,6 +719,7 @@ class LeanConnection(asyncio.Protocol):
 
     def _adopt(self) -> asyncio.Protocol:
         assert self.transport is not None
+        assert self._fallback_factory is not None
         self._cancel_timers()
         self._server.forget(self)
         handler = self._fallback_factory()
@@ -667,12 +747,12 @@ class LeanConnection(asyncio.Protocol):
             if reply.started:
                 self.abort()
                 return
-            reply.send(web.Response(status=500, text="internal server error\n"))
+            reply.send(Answer.text(500, "internal server error\n"))
         finally:
             self._task = None
         if not reply.started:
             log.error("request_unanswered", method=request.method, path=request.path)
-            reply.send(web.Response(status=500, text="internal server error\n"))
+            reply.send(Answer.text(500, "internal server error\n"))
         self._finished(request)
 
     def _finished(self, request: LeanRequest) -> None:
@@ -781,3 +861,8 @@ class LeanConnection(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._head_timer = self._idle_timer = None
+
+
+async def _not_found(request: LeanRequest, reply: LeanReply) -> None:
+    """Without aiohttp behind, a request no route takes (Go's net/http answer)."""
+    reply.send(Answer(404, _NOT_FOUND, CIMultiDict({"Content-Type": "text/plain; charset=utf-8"})))

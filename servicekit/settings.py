@@ -18,20 +18,22 @@ the variable is unset or blank.
 
 from __future__ import annotations
 
-import argparse
 import enum
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from ipaddress import AddressValueError, IPv4Address
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from servicekit import defaults
 from servicekit.cpus import available_cpus
 from servicekit.log import parse_level
 from servicekit.swarm import Backend
+
+if TYPE_CHECKING:
+    import argparse  # (only the daemons' command lines need it: the watchdog reads its environment)
 
 T = TypeVar("T")
 E = TypeVar("E", bound=enum.StrEnum)
@@ -260,6 +262,8 @@ def add_flags(parser: argparse.ArgumentParser, settings: Iterable[Setting[Any]])
 
     Boolean settings get ``--x`` and ``--no-x``; a :class:`Choice` setting offers only its values.
     """
+    import argparse
+
     for setting in settings:
         if setting.flag is None:
             continue

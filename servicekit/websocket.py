@@ -1,6 +1,6 @@
 """Relaying an accepted websocket upgrade: messages both ways until either side closes.
 
-Used by the watchdog's http mode and by the gateway's /function proxy (the gateway may import this module:
+Used by the gateway's /function proxy (the gateway may import this module:
 docs/architecture.md, "Decisions → Packages").
 """
 

@@ -1,5 +1,9 @@
 """The watchdog's HTTP edge: health, readiness, the concurrency limit, errors to statuses, metrics.
 
+Written once against servicekit.client_side. In the modes whose executor answers through any reply (http, python)
+the lean server alone serves them (:func:`lean_routes`) and the process never imports aiohttp; the fork and
+static modes put watchdog/aiohttp_app.py's app over the same handlers.
+
 Routes (of-watchdog pkg/watchdog.go):
 - ``GET /_/health``: 200 ``OK`` when ready and not draining, else 503.
 - ``GET /_/ready``: 503 when not healthy, 429 when ``max_inflight`` is reached, else the function's own answer
@@ -13,12 +17,11 @@ import time
 from dataclasses import dataclass
 
 import structlog
-from aiohttp import web
 
 from servicekit.access_log import AccessLog
-from servicekit.client_side import AiohttpReply, ClientRequest, Reply
+from servicekit.client_side import Answer, ClientRequest, Reply
 from servicekit.headers import DURATION, INTERNAL, duration_header
-from servicekit.lean_server import LeanHandler, LeanRequest, Router
+from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, Router
 from servicekit.settings import SettingError, parse_duration
 from watchdog.config import WatchdogConfig
 from watchdog.errors import InvocationError
@@ -60,17 +63,17 @@ def request_timeout(config: WatchdogConfig, header: str | None) -> float | None:
     return config.exec_timeout_s
 
 
-def error_response(status: int, message: str, started: float | None) -> web.Response:
+def error_answer(status: int, message: str, started: float | None) -> Answer:
     """A failure the watchdog answers itself: a one-line body, the internal header, and the duration if timed."""
-    headers = {INTERNAL: INTERNAL_NAME}
+    headers = [(INTERNAL, INTERNAL_NAME)]
     if started is not None:
-        headers[DURATION] = duration_header(started)
-    return web.Response(status=status, text=message + "\n", headers=headers)
+        headers.append((DURATION, duration_header(started)))
+    return Answer.text(status, message + "\n", headers)
 
 
 class FunctionCalls:
     """Every request that is not the watchdog's own: the concurrency limit, the executor, errors to statuses,
-    metrics and the access line. :meth:`call` answers through any server's reply (servicekit.client_side)."""
+    metrics and the access line, answered through any server's reply (servicekit.client_side)."""
 
     def __init__(self, watchdog: Watchdog) -> None:
         self._watchdog = watchdog
@@ -78,22 +81,12 @@ class FunctionCalls:
             f"Concurrent request limit exceeded. Max concurrent requests: {watchdog.config.max_inflight}\n"
         )
 
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        """The aiohttp route."""
-        reply = AiohttpReply(request)
-        await self.call(request, reply)
-        return reply.result()
-
     async def call(self, request: ClientRequest, reply: Reply) -> None:
         watchdog = self._watchdog
         config = watchdog.config
         limiter = watchdog.limiter
         if not limiter.try_acquire():
-            reply.send(
-                web.Response(
-                    status=429, text=self._limit_body, content_type="text/plain", headers={INTERNAL: LIMITER_NAME}
-                )
-            )
+            reply.send(Answer.text(429, self._limit_body, ((INTERNAL, LIMITER_NAME),)))
             return
         recorder = watchdog.recorder
         started = time.perf_counter()
@@ -104,16 +97,13 @@ class FunctionCalls:
         try:
             try:
                 timeout = request_timeout(config, request.headers.get(_GO_DURATION_TIMEOUT_HEADER))
-                response = await watchdog.executor.invoke(request, timeout, reply)
-                if response is not None:
-                    assert isinstance(reply, AiohttpReply)  # executors that return aiohttp's response run there only
-                    reply.response = response
+                await watchdog.executor.invoke(request, timeout, reply)
             except InvocationError as exc:
-                reply.send(error_response(exc.status, str(exc), started))
+                reply.send(error_answer(exc.status, str(exc), started))
                 log.warning("invocation_failed", status=exc.status, error=str(exc))
             except Exception:
                 log.exception("invocation_crashed")
-                reply.send(error_response(500, "internal watchdog error", started))
+                reply.send(error_answer(500, "internal watchdog error", started))
             status = reply.status
         finally:
             elapsed = time.perf_counter() - started
@@ -127,65 +117,68 @@ class FunctionCalls:
                 structlog.contextvars.reset_contextvars(**bound)
 
 
+class OwnRoutes:
+    """``/_/health`` and ``/_/ready``."""
+
+    def __init__(self, watchdog: Watchdog) -> None:
+        self._watchdog = watchdog
+
+    async def health(self, request: ClientRequest, reply: Reply) -> None:
+        if self._watchdog.readiness.flags.healthy:
+            reply.send(Answer.text(200, "OK"))
+        else:
+            reply.send(Answer(503))
+
+    async def ready(self, request: ClientRequest, reply: Reply) -> None:
+        watchdog = self._watchdog
+        config = watchdog.config
+        if not watchdog.readiness.flags.healthy:
+            reply.send(Answer(503))
+        elif watchdog.limiter.full:
+            reply.send(Answer(429))
+        elif config.ready_path:
+            probe = request.clone(rel_url=config.ready_path)
+            try:
+                await watchdog.executor.invoke(probe, request_timeout(config, None), reply)
+            except InvocationError as exc:
+                reply.send(error_answer(exc.status, str(exc), None))
+        else:
+            reply.send(Answer())
+
+
 def lean_routes(watchdog: Watchdog, calls: FunctionCalls) -> Router | None:
-    """The requests servicekit.lean_server answers itself: the function's, in the modes whose executor answers
-    through any reply (http, python); ``/_/`` and the other modes stay with the aiohttp app. None: no lean server."""
+    """Every request, on the lean server alone, in the modes whose executor answers through any reply (http,
+    python); None in the others (watchdog/aiohttp_app.py serves them)."""
     if not watchdog.executor.lean:
         return None
+    own = OwnRoutes(watchdog)
+    health: LeanHandler = own.health
+    ready: LeanHandler = own.ready
+    call: LeanHandler = calls.call
 
-    def route(request: LeanRequest) -> LeanHandler | None:
-        return None if request.raw_path.startswith("/_/") else calls.call
+    def route(request: LeanRequest) -> LeanHandler:
+        if request.raw_path.startswith("/_/") and request.method in ("GET", "HEAD"):
+            path = request.raw_path.partition("?")[0]
+            if path == "/_/health":
+                return health
+            if path == "/_/ready":
+                return ready
+        return call
 
     return route
 
 
-def create_app(watchdog: Watchdog, calls: FunctionCalls | None = None) -> web.Application:
-    """The aiohttp app: ``/_/health``, ``/_/ready`` and every function call (``calls``, made here by default)."""
-    if calls is None:
-        calls = FunctionCalls(watchdog)
-    config = watchdog.config
-    flags = watchdog.readiness.flags
-    limiter = watchdog.limiter
-    executor = watchdog.executor
-    access_log = watchdog.access_log
+def metrics_routes(metrics: FunctionMetrics) -> Router:
+    """The metrics listener: ``GET /metrics``; anything else is the lean server's 404."""
 
-    async def health(request: web.Request) -> web.Response:
-        if flags.healthy:
-            return web.Response(text="OK")
-        return web.Response(status=503)
+    async def render(request: LeanRequest, reply: LeanReply) -> None:
+        answer = Answer(body=metrics.render().encode())
+        answer.headers["Content-Type"] = CONTENT_TYPE
+        reply.send(answer)
 
-    async def ready(request: web.Request) -> web.StreamResponse:
-        if not flags.healthy:
-            return web.Response(status=503)
-        if limiter.full:
-            return web.Response(status=429)
-        if config.ready_path:
-            probe = request.clone(rel_url=config.ready_path)
-            reply = AiohttpReply(probe)
-            try:
-                response = await executor.invoke(probe, request_timeout(config, None), reply)
-            except InvocationError as exc:
-                return error_response(exc.status, str(exc), None)
-            return response if response is not None else reply.result()
-        return web.Response()
+    def route(request: LeanRequest) -> LeanHandler | None:
+        if request.method in ("GET", "HEAD") and request.raw_path.partition("?")[0] == "/metrics":
+            return render
+        return None
 
-    app = web.Application(client_max_size=0)
-    if access_log is not None:
-
-        async def flush_access_log(_app: web.Application) -> None:
-            access_log.flush()
-
-        app.on_cleanup.append(flush_access_log)
-    app.router.add_get("/_/health", health)
-    app.router.add_get("/_/ready", ready)
-    app.router.add_route("*", "/{path:.*}", calls.handle)
-    return app
-
-
-def create_metrics_app(metrics: FunctionMetrics) -> web.Application:
-    async def render(request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render().encode(), headers={"Content-Type": CONTENT_TYPE})
-
-    app = web.Application()
-    app.router.add_get("/metrics", render)
-    return app
+    return route

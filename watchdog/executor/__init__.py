@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from aiohttp import web
-
 from servicekit.client_side import ClientRequest, Reply
 from watchdog.config import Mode, WatchdogConfig
 from watchdog.readiness import Readiness
@@ -19,16 +17,16 @@ from watchdog.readiness import Readiness
 class Executor(Protocol):
     @property
     def lean(self) -> bool:
-        """Whether it answers every call through ``reply`` (any server's request), so servicekit.lean_server may
-        serve its calls; the others use aiohttp's request and response objects and return the response."""
+        """Whether it serves any server's request and reply, so servicekit.lean_server alone serves the watchdog
+        (no aiohttp in the process); the others need aiohttp's request and an AiohttpReply."""
         ...
 
     async def start(self) -> None:
         """Acquire per-worker resources (client sessions, thread pools)."""
 
-    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> web.StreamResponse | None:
-        """Serve one request: answer through ``reply`` (and return None) or return aiohttp's response; raise an
-        InvocationError subclass for a failure the caller should see, before anything was answered."""
+    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> None:
+        """Serve one request, answering through ``reply``; raise an InvocationError subclass for a failure the
+        caller should see, before anything was answered."""
 
     async def close(self) -> None:
         """Release what start() acquired."""

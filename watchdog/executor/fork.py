@@ -18,6 +18,7 @@ import time
 import structlog
 from aiohttp import web
 
+from servicekit.aiohttp_reply import AiohttpReply
 from servicekit.client_side import ClientRequest, Reply
 from servicekit.headers import DURATION, duration_header
 from watchdog.config import Mode, WatchdogConfig
@@ -66,8 +67,12 @@ class ForkExecutor:
 
     lean = False  # aiohttp's objects: its calls are never the lean server's
 
-    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> web.StreamResponse:
-        assert isinstance(request, web.Request)
+    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> None:
+        assert isinstance(request, web.Request)  # not lean: aiohttp serves this mode (watchdog/aiohttp_app.py)
+        assert isinstance(reply, AiohttpReply)
+        reply.response = await self._answer(request, timeout_s)
+
+    async def _answer(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
         started = time.perf_counter()
         try:
             proc = await spawn(

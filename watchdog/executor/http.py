@@ -7,7 +7,8 @@ have drained.
 
 Requests go through the relay the gateway uses too (servicekit.relay): a request body must arrive within
 ``read_timeout`` (408) and stay within ``max_body_bytes`` when set (413); ``exec_timeout`` bounds the answer
-(504), except the body of server-sent events and NDJSON.
+(504), except the body of server-sent events and NDJSON. An upgrade (a websocket) is passed through as bytes
+(servicekit.tunnel); ``exec_timeout`` bounds only the function's answer to it.
 """
 
 from __future__ import annotations
@@ -19,17 +20,14 @@ import time
 from typing import Final
 from urllib.parse import urlsplit
 
-import aiohttp
 import structlog
-from aiohttp import web
-from yarl import URL
 
-from servicekit.client_side import AiohttpReply, ClientRequest, Reply
-from servicekit.headers import forwardable
+from servicekit.client_side import ClientRequest, Reply
+from servicekit.lean_server import LeanReply, LeanRequest
 from servicekit.relay import RelayError, body_length, proxy, read_body
 from servicekit.request_head import REQUEST_DROP, RequestHead
+from servicekit.tunnel import UpstreamHeadTimeoutError, tunnel
 from servicekit.upstream import UpstreamPool
-from servicekit.websocket import relay_websocket
 from watchdog.config import WatchdogConfig
 from watchdog.errors import FunctionNotReadyError, FunctionTimeoutError, UpstreamError, from_relay
 from watchdog.process import OutputForwarder, spawn, terminate
@@ -40,14 +38,11 @@ log = structlog.get_logger("watchdog.http")
 # The client's Host goes to the function as it is (of-watchdog does the same); the upstream's when there is none.
 _DROP: Final = REQUEST_DROP - {b"host"}
 _WATCH: Final = frozenset({b"host"})
+_UPGRADE_DROP: Final = frozenset({b"content-length", b"transfer-encoding"})
 RESTART_DELAY_MIN_S = 0.1
 RESTART_DELAY_MAX_S = 10.0
 # A process that ran this long before dying starts the backoff again from the minimum.
 STABLE_AFTER_S = 30.0
-
-
-def is_websocket(request: ClientRequest) -> bool:
-    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 class FunctionProcess:
@@ -142,15 +137,12 @@ class HttpExecutor:
         self._pool = UpstreamPool(*config.upstream_address)
         self._max_body = config.max_body_bytes
         self._read_timeout = config.read_timeout_s or None  # 0: no deadline, as in of-watchdog
-        self._ws_session: aiohttp.ClientSession | None = None  # websocket upgrades only
 
     async def start(self) -> None:
         return None
 
     async def close(self) -> None:
         self._pool.close()
-        if self._ws_session is not None:
-            await self._ws_session.close()
 
     lean = True
 
@@ -158,10 +150,9 @@ class HttpExecutor:
         if not self._flags.ready:
             raise FunctionNotReadyError("the function process is not ready")
         started = time.perf_counter()
-        if isinstance(reply, AiohttpReply) and is_websocket(request):
-            assert isinstance(request, web.Request)  # upgrades are aiohttp's (servicekit.lean_server)
-            url = URL(self._config.upstream_url + request.raw_path, encoded=True)
-            reply.response = await self._websocket(request, url)
+        if isinstance(request, LeanRequest) and request.upgraded is not None:
+            assert isinstance(reply, LeanReply)
+            await self._tunnel(request, reply, timeout_s)
             return
         deadline = None if timeout_s is None else asyncio.get_running_loop().time() + timeout_s
         try:
@@ -195,20 +186,24 @@ class HttpExecutor:
             head.parts.append(self._host_line)  # the hot path appends its one line itself, as the gateway's does
         return head.finish(length)
 
-    async def _websocket(self, request: web.Request, url: URL) -> web.StreamResponse:
-        if self._ws_session is None:
-            self._ws_session = aiohttp.ClientSession(
-                cookie_jar=aiohttp.DummyCookieJar(), skip_auto_headers=("User-Agent",)
-            )
-        headers = forwardable(request.headers.items())
-        for name in ("Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Extensions"):
-            headers.popall(name, None)
-        protocols = tuple(p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip())
-        headers.popall("Sec-WebSocket-Protocol", None)
+    async def _tunnel(self, request: LeanRequest, reply: LeanReply, timeout_s: float | None) -> None:
+        """An upgrade: its head as it came (``Connection``, ``Upgrade`` and all) to the function, then bytes. A body
+        of the upgrade request itself is not passed on, nor announced (a websocket handshake has none)."""
+        head = RequestHead(request.method, self._base_path + request.raw_path)
+        host = False
+        for name, value in request.raw_headers:  # (not RequestHead.copy: the names Connection lists stay here)
+            lower = name.lower()
+            host = host or lower == b"host"
+            if lower not in _UPGRADE_DROP:
+                head.add(name, value)
+        if not host:
+            head.parts.append(self._host_line)
+        head.parts.append(b"\r\n")
         try:
-            upstream = await self._ws_session.ws_connect(url, headers=headers, protocols=protocols)
-        except aiohttp.ClientConnectorError as exc:
-            raise FunctionNotReadyError(f"cannot connect to the function process: {exc.os_error}") from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamError(f"websocket upgrade refused by the function: {exc!r}") from None
-        return await relay_websocket(request, upstream)
+            await tunnel(request, reply, self._config.upstream_address, b"".join(head.parts), timeout_s)
+        except UpstreamHeadTimeoutError:
+            raise FunctionTimeoutError(f"the function did not answer the upgrade within {timeout_s:g}s") from None
+        except ConnectionRefusedError:
+            raise FunctionNotReadyError("the function process refused the connection") from None
+        except OSError as exc:
+            raise UpstreamError(f"the function process failed: {exc}") from None

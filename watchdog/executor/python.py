@@ -38,10 +38,9 @@ from types import ModuleType
 from typing import Any, Literal
 
 import structlog
-from aiohttp import web
 from multidict import CIMultiDictProxy, MultiMapping
 
-from servicekit.client_side import ClientRequest, Reply
+from servicekit.client_side import Answer, ClientRequest, Reply
 from servicekit.headers import DURATION, duration_header
 from watchdog.config import WatchdogConfig
 from watchdog.errors import BadRequestError, FunctionError, FunctionTimeoutError, StartupError
@@ -234,7 +233,8 @@ class PythonExecutor:
         else:
             kwargs = run_arguments(body, self._handler.signature)
             result = await self._call(timeout_s, **kwargs)
-            response = web.Response(body=_json(result), content_type=JSON)
+            response = Answer(body=_json(result))
+            response.headers["Content-Type"] = JSON
         response.headers[DURATION] = duration_header(started)
         reply.send(response)
 
@@ -283,7 +283,7 @@ def run_arguments(body: bytes, signature: inspect.Signature) -> dict[str, Any]:
     return arguments
 
 
-def event_response(result: Any) -> web.Response:
+def event_response(result: Any) -> Answer:
     """A handle() return value as a response: body, (body, status[, headers]) or {statusCode, body, headers}."""
     status: Any = 200
     headers: Any = None
@@ -300,7 +300,7 @@ def event_response(result: Any) -> web.Response:
     if headers is not None and not isinstance(headers, Mapping):
         raise FunctionError("handle() returned headers that are not a mapping of names to values")
     data, content_type = _body(body)
-    response = web.Response(status=status, body=data)
+    response = Answer(status, data)
     if content_type is not None:
         response.headers["Content-Type"] = content_type
     for name, value in (headers or {}).items():

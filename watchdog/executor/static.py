@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from servicekit.aiohttp_reply import AiohttpReply
 from servicekit.client_side import ClientRequest, Reply
 from watchdog.config import WatchdogConfig
 from watchdog.errors import StartupError
@@ -27,8 +28,12 @@ class StaticExecutor:
 
     lean = False  # aiohttp's objects: its calls are never the lean server's
 
-    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> web.StreamResponse:
-        assert isinstance(request, web.Request)
+    async def invoke(self, request: ClientRequest, timeout_s: float | None, reply: Reply) -> None:
+        assert isinstance(request, web.Request)  # not lean: aiohttp serves this mode (watchdog/aiohttp_app.py)
+        assert isinstance(reply, AiohttpReply)
+        reply.response = await self._answer(request, timeout_s)
+
+    async def _answer(self, request: web.Request, timeout_s: float | None) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="405 method not allowed\n")
         target = (self._root / request.path.lstrip("/")).resolve()

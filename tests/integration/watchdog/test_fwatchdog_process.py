@@ -137,6 +137,7 @@ async def test_workers_share_the_port_readiness_and_metrics(
         async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
             text = await response.text()
     assert f'http_requests_total{{code="200",method="GET"}} {total}' in text
+    assert not any(map(loads_aiohttp, watchdog_processes(proc.pid)))  # python mode: the lean server alone
     proc.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(proc.wait, 20) == 0
 
@@ -166,3 +167,52 @@ async def test_a_slow_request_head_is_closed_after_the_header_timeout_while_requ
         assert await closed(reader) == b""
         assert on_time(time.monotonic() - started, defaults.HEADER_TIMEOUT_S)
         sender.cancel()
+
+
+def watchdog_processes(pid: int) -> list[int]:
+    """The watchdog's process and its forked workers (not the function process: another command line)."""
+    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(child) for child in children if Path(f"/proc/{child}/cmdline").read_bytes() == command)]
+
+
+def loads_aiohttp(pid: int) -> bool:
+    """Whether a process has aiohttp loaded: its compiled parser is mapped once ``import aiohttp`` ran."""
+    return "/aiohttp/" in Path(f"/proc/{pid}/maps").read_text()
+
+
+async def test_http_mode_serves_calls_websockets_and_metrics_without_loading_aiohttp(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    port, metrics_port = free_port(), free_port()
+    proc = start_fwatchdog(http_mode_env(port=str(port), metrics_port=str(metrics_port), workers="2"), tmp_path)
+    processes.append(proc)
+    await wait_http_ok(port)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"http://127.0.0.1:{port}/say", data=b"hi") as answer:
+            assert answer.status == 200
+        async with session.ws_connect(f"http://127.0.0.1:{port}/ws") as ws:  # through servicekit.tunnel
+            await ws.send_str("hi")
+            assert (await ws.receive(timeout=5)).data == "echo: hi"
+        async with session.get(f"http://127.0.0.1:{port}/_/ready") as ready:
+            assert ready.status == 200
+        async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as metrics:
+            assert 'http_requests_total{code="200",method="POST"} 1' in await metrics.text()
+    serving = watchdog_processes(proc.pid)
+    assert len(serving) == 3  # the first process (metrics, the function process) and two workers
+    assert not any(map(loads_aiohttp, serving)), "http mode loaded aiohttp (servicekit.lean_server serves alone)"
+
+
+async def test_static_mode_still_serves_on_aiohttp(tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<p>hi</p>")
+    port = free_port()
+    proc = start_fwatchdog(
+        {"mode": "static", "static_path": str(site), "port": str(port), "metrics_port": "0"}, tmp_path
+    )
+    processes.append(proc)
+    await wait_http_ok(port)
+    async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as page:
+        assert await page.text() == "<p>hi</p>"
+    assert loads_aiohttp(proc.pid)  # (what the check above looks for is there when aiohttp is loaded)

@@ -12,6 +12,6 @@ import uvloop
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    if item.path.name in ("test_client_limits.py", "test_lean_server.py"):
+    if item.path.name in ("test_client_limits.py", "test_lean_server.py", "test_lean_only.py"):
         return {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}

@@ -17,7 +17,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
+from servicekit.aiohttp_site import LimitedSite
+from servicekit.client_limits import ClientGuard, ClientLimits
+from servicekit.client_side import Answer
 from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, LeanServer
 from tests.lean_support import SERVERS
 from tests.slow_clients import HEAD, closed, connection, on_time, response, still_open, trickle
@@ -78,14 +80,14 @@ def lean_route(request: LeanRequest) -> LeanHandler | None:
     """The same three routes on the lean server (servicekit.lean_server), as the services put it in front."""
 
     async def ok(request: LeanRequest, reply: LeanReply) -> None:
-        reply.send(web.Response(text="ok"))
+        reply.send(Answer.text(200, "ok"))
 
     async def sleep(request: LeanRequest, reply: LeanReply) -> None:
         await asyncio.sleep(float(request.query["s"]))
-        reply.send(web.Response(text="slept"))
+        reply.send(Answer.text(200, "slept"))
 
     async def echo(request: LeanRequest, reply: LeanReply) -> None:
-        reply.send(web.Response(text=str(len(await request.read()))))
+        reply.send(Answer.text(200, str(len(await request.read()))))
 
     handlers: dict[str, LeanHandler] = {"/": ok, "/sleep": sleep, "/echo": echo}
     return handlers.get(request.path)

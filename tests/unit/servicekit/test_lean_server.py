@@ -15,7 +15,9 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 
-from servicekit.client_limits import ClientGuard, ClientLimits, LimitedSite
+from servicekit.aiohttp_site import LimitedSite
+from servicekit.client_limits import ClientGuard, ClientLimits
+from servicekit.client_side import Answer
 from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, LeanServer
 from tests.slow_clients import closed, connection, response
 
@@ -40,12 +42,12 @@ def app() -> web.Application:
 
 async def hot(request: LeanRequest, reply: LeanReply) -> None:
     body = await request.read()
-    reply.send(web.Response(text=f"lean:{request.method}:{request.raw_path}:{len(body)}"))
+    reply.send(Answer.text(200, f"lean:{request.method}:{request.raw_path}:{len(body)}"))
 
 
 async def slow(request: LeanRequest, reply: LeanReply) -> None:
     await asyncio.sleep(float(request.query["s"]))
-    reply.send(web.Response(text="slept"))
+    reply.send(Answer.text(200, "slept"))
 
 
 async def crash(request: LeanRequest, reply: LeanReply) -> None:

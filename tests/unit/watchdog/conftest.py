@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import uvloop
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import BaseTestServer, TestClient, TestServer
 from pytest_aiohttp import AiohttpClient
 
-from tests.lean_support import SERVERS, LeanTestServer
+from tests.lean_support import LeanOnlyTestServer
 from tests.watchdog_harness import Harness, StartWatchdog
-from watchdog.app import FunctionCalls, Watchdog, create_app, lean_routes
+from watchdog.aiohttp_app import create_app
+from watchdog.app import FunctionCalls, Watchdog, lean_routes
 from watchdog.config import WatchdogConfig
 from watchdog.executor import build_executor, build_supervisor
 from watchdog.metrics import FunctionMetrics
@@ -29,11 +30,10 @@ def pytest_asyncio_loop_factories(
     return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
 
 
-@pytest.fixture(params=SERVERS)
-async def start_watchdog(
-    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient, tmp_path: Path
-) -> AsyncIterator[StartWatchdog]:
-    """A watchdog on aiohttp alone, and (``lean``) as server.py serves it: the lean server in front of the app."""
+@pytest.fixture
+async def start_watchdog(aiohttp_client: AiohttpClient, tmp_path: Path) -> AsyncIterator[StartWatchdog]:
+    """A watchdog served as server.py serves it: the lean server alone in http and python modes, the aiohttp app
+    in the fork and static modes."""
     started: list[Harness] = []
 
     async def start(env: dict[str, str]) -> Harness:
@@ -46,9 +46,8 @@ async def start_watchdog(
         await executor.start()
         watchdog = Watchdog(config, executor, readiness, limiter, metrics.recorder(0), None)
         calls = FunctionCalls(watchdog)
-        app = create_app(watchdog, calls)
         route = lean_routes(watchdog, calls)
-        server = LeanTestServer(app, route) if request.param == "lean" and route is not None else TestServer(app)
+        server: BaseTestServer = TestServer(create_app(watchdog, calls)) if route is None else LeanOnlyTestServer(route)
         client: TestClient[web.Request, None] = await aiohttp_client(server)
         await supervisor.start(readiness)
         harness = Harness(client, config, readiness, supervisor, executor, metrics)
