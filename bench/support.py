@@ -273,18 +273,20 @@ def parse_wrk(out: str) -> WrkRun:
 
 @dataclass(frozen=True)
 class Target:
-    """Where wrk sends its requests: a port on loopback, a path and, for host routing, a Host header."""
+    """Where wrk sends its requests: a port on loopback (or ``address``), a path and, for host routing, a Host
+    header."""
 
     port: int
     path: str = "/"
     host: str | None = None
     script: Path | None = None  # a wrk Lua script (a POST body, say)
+    address: str = "127.0.0.1"  # a container's address, for benches against function containers
 
 
 def wrk(target: Target, connections: int, seconds: int) -> WrkRun:
     headers = ["-H", f"Host: {target.host}"] if target.host else []
     script = ["-s", str(target.script)] if target.script else []
-    url = f"http://127.0.0.1:{target.port}{target.path}"
+    url = f"http://{target.address}:{target.port}{target.path}"
     result = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *headers, *script, url],
         capture_output=True,

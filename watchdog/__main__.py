@@ -12,12 +12,23 @@ import os
 import sys
 from collections.abc import Sequence
 
-from servicekit.log import configure_logging
-from servicekit.settings import SettingError
-from servicekit.version import __version__
-from watchdog.config import WatchdogConfig
-from watchdog.errors import StartupError
-from watchdog.pool import ENV_LOAD, LoadError, take_function
+# structlog's development renderer loads rich when it is installed (a development venv has it, for
+# import-linter): about 7 MB in every watchdog process, for tracebacks the watchdog renders plainly. It is hidden
+# only while structlog loads; a python-mode handler can still import it. (The images have no rich.)
+_HIDE_RICH = "rich" not in sys.modules
+if _HIDE_RICH:
+    sys.modules["rich"] = None  # type: ignore[assignment]
+import structlog  # noqa: E402,F401
+
+if _HIDE_RICH:
+    del sys.modules["rich"]
+
+from servicekit.log import configure_logging  # noqa: E402
+from servicekit.settings import SettingError  # noqa: E402
+from servicekit.version import __version__  # noqa: E402
+from watchdog.config import WatchdogConfig  # noqa: E402
+from watchdog.errors import StartupError  # noqa: E402
+from watchdog.pool import ENV_LOAD, LoadError, take_function  # noqa: E402
 
 EXIT_CONFIG = 2
 
