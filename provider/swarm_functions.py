@@ -175,15 +175,22 @@ class SwarmFunctions:
             cpu=sum(u.cpu_millis for u in usages), total_memory_bytes=sum(u.memory_bytes for u in usages)
         )
 
-    async def logs(self, request: LogRequest) -> AsyncIterator[LogMessage]:
+    async def open_logs(self, request: LogRequest) -> AsyncIterator[LogMessage]:
         """The function's log lines from the service logs (Swarm merges its tasks'); ``instance`` is a task ID
-        prefix. With ``follow``, until the client goes away."""
+        prefix. With ``follow``, until the client goes away. A missing function is a 404 here, not later."""
         service = await self._service(request.namespace, request.name)
+        return self._log_lines(service, request)
+
+    async def _log_lines(self, service: Service, request: LogRequest) -> AsyncIterator[LogMessage]:
         async for found in self._runtime.service_logs(
             service.id, tail=request.tail, since=request.since, follow=request.follow
         ):
             if found.task_id.startswith(request.instance):
                 yield LogMessage(request.name, request.namespace, found.task_id, found.line)
+
+    def problem(self) -> str | None:
+        """None: Swarm keeps the tasks running whatever this provider does."""
+        return None
 
     # -- deploy, update, delete, scale -----------------------------------------------------------------
 

@@ -296,7 +296,7 @@ async def test_logs_come_from_the_service_with_the_task_as_instance(backend: Bac
         TaskLogLine("task2", LogLine(at, "two")),
     ]
     request = LogRequest.parse({"name": "echo", "instance": "task2"})
-    got = [m.to_json() async for m in backend.functions.logs(request)]
+    got = [m.to_json() async for m in await backend.functions.open_logs(request)]
     assert got == [
         {
             "name": "echo",
@@ -306,8 +306,8 @@ async def test_logs_come_from_the_service_with_the_task_as_instance(backend: Bac
             "text": "two",
         }
     ]
-    with pytest.raises(FunctionNotFoundError):
-        [m async for m in backend.functions.logs(LogRequest.parse({"name": "nope"}))]
+    with pytest.raises(FunctionNotFoundError):  # before any line: the handler answers 404
+        await backend.functions.open_logs(LogRequest.parse({"name": "nope"}))
 
 
 async def test_usage_sums_the_running_tasks_containers(backend: Backend) -> None:
