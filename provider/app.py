@@ -11,6 +11,7 @@ from provider.handlers import code as code_handlers
 from provider.handlers import functions, images, logs, namespaces, secrets, system, volumes
 from provider.keys import (
     CODE,
+    CODE_STORE,
     CONFIG,
     CORE,
     CREDENTIALS,
@@ -53,6 +54,7 @@ def create_app(
     app[NAMESPACES] = namespace_store
     app[CORE] = core
     app[CODE] = core.code
+    app[CODE_STORE] = core.code.store
     app[VOLUMES] = core.volumes
     app[IMAGES] = core.images
 

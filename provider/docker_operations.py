@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from provider.code_functions import RuntimeImage
 from provider.core import Core
 from provider.logs import LogMessage, LogRequest, read_logs, select
 from provider.models import FunctionDeployment, FunctionStatus, FunctionUsage
@@ -41,6 +42,15 @@ class DockerFunctions:
     async def open_logs(self, request: LogRequest) -> AsyncIterator[LogMessage]:
         containers = select(await self._orchestrator.containers_of(request.namespace, request.name), request.instance)
         return read_logs(self._orchestrator.runtime, request, containers)
+
+    async def code_usage(self) -> dict[str, list[str]]:
+        return self._orchestrator.code_usage()
+
+    async def runtimes(self) -> list[RuntimeImage]:
+        return await self._core.code.runtimes()
+
+    async def volume_users(self) -> dict[str, list[str]]:
+        return self._orchestrator.volume_users()
 
     def problem(self) -> str | None:
         return self._core.problem()

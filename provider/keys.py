@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from provider.code_functions import CodeFunctions
+from provider.code_store import CodeStore
 from provider.config import ProviderConfig
 from provider.core import Core
 from provider.images import ImagePuller
@@ -27,3 +28,4 @@ IMAGES = web.AppKey("images", ImagePuller)
 # The operations the shared handlers call, whichever the backend (provider/operations.py).
 FUNCTIONS = web.AppKey("functions", FunctionOperations)
 SECRET_OPERATIONS = web.AppKey("secret_operations", SecretOperations)
+CODE_STORE = web.AppKey("code_store", CodeStore)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Protocol
 
+from provider.code_functions import RuntimeImage
 from provider.logs import LogMessage, LogRequest
 from provider.models import FunctionDeployment, FunctionStatus, FunctionUsage
 
@@ -34,6 +35,18 @@ class FunctionOperations(Protocol):
 
     async def open_logs(self, request: LogRequest) -> AsyncIterator[LogMessage]:
         """The function's log lines; raises (404 and the like) before the answer starts, not while iterating."""
+        ...
+
+    async def code_usage(self) -> dict[str, list[str]]:
+        """The functions (``name.namespace``) using each code bundle, by digest."""
+        ...
+
+    async def runtimes(self) -> list[RuntimeImage]:
+        """The runtime library code functions deploy onto (``GET /system/runtimes``)."""
+        ...
+
+    async def volume_users(self) -> dict[str, list[str]]:
+        """The functions (``name.namespace``) mounting each volume, deploys in flight included."""
         ...
 
     def problem(self) -> str | None:

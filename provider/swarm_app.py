@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from provider.code_store import CodeStore
 from provider.config import ProviderConfig
-from provider.handlers import functions, logs, namespaces, secrets, system
-from provider.keys import CONFIG, CREDENTIALS, FUNCTIONS, NAMESPACES, SECRET_OPERATIONS
+from provider.handlers import code, functions, logs, namespaces, secrets, system, volumes
+from provider.keys import CODE_STORE, CONFIG, CREDENTIALS, FUNCTIONS, NAMESPACES, SECRET_OPERATIONS, VOLUMES
 from provider.middleware import basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.swarm_functions import SwarmFunctions
 from provider.swarm_secrets import SwarmSecrets
+from provider.volumes import VolumeStore
 from servicekit.auth import Credentials
 from servicekit.metrics import CONTENT_TYPE, Registry
 
@@ -24,6 +26,8 @@ def create_swarm_app(
     swarm_functions: SwarmFunctions,
     swarm_secrets: SwarmSecrets,
     namespace_store: NamespaceStore,
+    volume_store: VolumeStore,
+    code_store: CodeStore,
 ) -> web.Application:
     registry = Registry()
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[observe(registry), basic_auth, errors])
@@ -32,6 +36,8 @@ def create_swarm_app(
     app[NAMESPACES] = namespace_store
     app[FUNCTIONS] = swarm_functions
     app[SECRET_OPERATIONS] = swarm_secrets
+    app[VOLUMES] = volume_store
+    app[CODE_STORE] = code_store
 
     async def metrics(request: web.Request) -> web.Response:
         del request
@@ -51,6 +57,14 @@ def create_swarm_app(
             web.put("/system/secrets", secrets.update_secret),
             web.delete("/system/secrets", secrets.delete_secret),
             web.get("/system/logs", logs.function_logs),
+            web.post("/system/code", code.upload_code),
+            web.get("/system/code", code.list_code),
+            web.delete("/system/code/{digest}", code.delete_code),
+            web.post("/system/code/{digest}/dependencies", code.no_dependency_install),
+            web.get("/system/runtimes", code.list_runtimes),
+            web.post("/system/volumes", volumes.create_volume),
+            web.get("/system/volumes", volumes.list_volumes),
+            web.delete("/system/volumes", volumes.delete_volume),
             web.get("/system/info", system.info),
             web.get("/system/namespaces", namespaces.list_namespaces),
             web.get("/healthz", system.healthz),

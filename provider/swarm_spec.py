@@ -3,7 +3,9 @@
 The same labels as a container of the docker backend (``provider/container_spec.py``) on the service and on its
 containers, the function's limits as task resources, its constraints as placement constraints, the overlay as
 the only network with ``endpoint_mode: dnsrr`` (no VIP: the kernel may have no IPVS, and the gateway picks the
-replica itself), and rolling updates that start the new task before stopping the old one.
+replica itself), and rolling updates that start the new task before stopping the old one. Volumes are mounts of
+type ``volume`` that carry the local driver's options (as ``provider/volumes.py`` makes them on the docker
+backend), so the node a task lands on makes the volume if it has none of that name.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from provider.code_functions import FUNCTION_MOUNT
 from provider.config import ProviderConfig
 from provider.container_spec import DEFAULT_HEALTHCHECK_INTERVAL, SECRETS_MOUNT
 from provider.docker_runtime import LABEL_CREATED, LABEL_FUNCTION, LABEL_GENERATION, LABEL_NAMESPACE, LABEL_SPEC
 from provider.models import FunctionDeployment
+from provider.volumes import ResolvedMount
 from servicekit.swarm import service_name as service_name  # re-exported for the operations
 
 # The overlay a function service belongs to: the identity of a provider instance on the swarm, so a second
@@ -30,6 +34,8 @@ TMPFS_SIZE_BYTES: Final = 64 * 2**20
 
 
 SECRET_MODE: Final = 0o440  # root and the PYFAASD_SECRETS_GID group, as the docker backend's files
+CODE_FILE_MODE: Final = 0o444  # a code function's files (provider/swarm_code.py): read by any user
+EMPTY_SOURCE: Final = "/dev/null"  # what an empty file of a bundle is bound to (Swarm has no empty config)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +54,39 @@ class SecretMount:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CodeConfig:
+    """A config holding one file of a function's bundle."""
+
+    id: str
+    swarm_name: str
+    path: str
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "ConfigID": self.id,
+            "ConfigName": self.swarm_name,
+            "File": {"Name": f"{FUNCTION_MOUNT}/{self.path}", "UID": "0", "GID": "0", "Mode": CODE_FILE_MODE},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CodeMounts:
+    """What a code function's tasks mount for its bundle: the configs, and the empty files."""
+
+    configs: tuple[CodeConfig, ...] = ()
+    empty: tuple[str, ...] = ()
+
+    def config_references(self) -> list[dict[str, Any]]:
+        return [config.reference() for config in self.configs]
+
+    def empty_mounts(self) -> list[dict[str, Any]]:
+        return [
+            {"Type": "bind", "Source": EMPTY_SOURCE, "Target": f"{FUNCTION_MOUNT}/{path}", "ReadOnly": True}
+            for path in self.empty
+        ]
+
+
 def service_spec(
     spec: FunctionDeployment,
     config: ProviderConfig,
@@ -56,6 +95,8 @@ def service_spec(
     created: str,
     generation: str,
     secrets: Sequence[SecretMount] = (),
+    volumes: Sequence[ResolvedMount] = (),
+    code: CodeMounts | None = None,
 ) -> dict[str, Any]:
     env = [f"{k}={v}" for k, v in spec.env_vars.items() if k != "fprocess"]
     if spec.env_process:
@@ -93,11 +134,17 @@ def service_spec(
         "Retries": 3,
         "StartPeriod": int(config.ready_timeout_s * NANOS),
     }
+    mounts = [volume_mount(m, config.swarm_network) for m in volumes]
+    if code is not None:
+        container["Configs"] = code.config_references()  # the bundle's files at /home/app/function
+        mounts += code.empty_mounts()
     if spec.read_only_root_filesystem:
         container["ReadOnly"] = True  # the watchdog's lock file and the function's scratch space: a tmpfs
-        container["Mounts"] = [
+        mounts.append(
             {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": TMPFS_SIZE_BYTES}}  # noqa: S108
-        ]
+        )
+    if mounts:
+        container["Mounts"] = mounts
     return {
         "Name": service_name(spec.namespace, spec.service),
         "Labels": labels,
@@ -113,6 +160,22 @@ def service_spec(
         "UpdateConfig": {"Parallelism": 1, "Order": "start-first", "FailureAction": "rollback"},
         "RollbackConfig": {"Parallelism": 1, "Order": "start-first"},
         "EndpointSpec": {"Mode": "dnsrr"},
+    }
+
+
+def volume_mount(mount: ResolvedMount, network: str) -> dict[str, Any]:
+    """A volume annotation as a service mount: the volume by its Docker name, made with the local driver and the
+    volume's options (a host directory's bind, an NFS share) by the node a task lands on when it has none yet."""
+    driver: dict[str, Any] = {"Name": "local"}
+    options = mount.volume.driver_options()
+    if options:
+        driver["Options"] = options
+    return {
+        "Type": "volume",
+        "Source": mount.volume.docker_name,
+        "Target": mount.target,
+        "ReadOnly": mount.read_only,
+        "VolumeOptions": {"Labels": mount.labels(LABEL_NETWORK, network), "DriverConfig": driver},
     }
 
 
