@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from provider.code_functions import FUNCTION_MOUNT
 from provider.config import ProviderConfig
-from provider.container_spec import DEFAULT_HEALTHCHECK_INTERVAL, SECRETS_MOUNT
+from provider.container_spec import DEFAULT_HEALTHCHECK_INTERVAL, LABEL_DEFAULTS, SECRETS_MOUNT, root_read_only
 from provider.docker_runtime import LABEL_CREATED, LABEL_FUNCTION, LABEL_GENERATION, LABEL_NAMESPACE, LABEL_SPEC
 from provider.models import FunctionDeployment
 from provider.volumes import ResolvedMount
@@ -116,6 +116,14 @@ def service_spec(
             LABEL_SPEC: spec.to_label(),
         }
     )
+    # The function's own limits, else the operator's defaults, recorded as the docker backend records them (the
+    # API echoes only what was deployed)
+    resources, applied = _resources(spec, config)
+    read_only = root_read_only(spec, config)
+    if read_only and not spec.read_only_root_filesystem:
+        applied.append("read-only-root")
+    if applied:
+        labels[LABEL_DEFAULTS] = ",".join(applied)
     container: dict[str, Any] = {
         "Image": spec.image,
         "Env": env,
@@ -138,7 +146,7 @@ def service_spec(
     if code is not None:
         container["Configs"] = code.config_references()  # the bundle's files at /home/app/function
         mounts += code.empty_mounts()
-    if spec.read_only_root_filesystem:
+    if read_only:
         container["ReadOnly"] = True  # the watchdog's lock file and the function's scratch space: a tmpfs
         mounts.append(
             {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": TMPFS_SIZE_BYTES}}  # noqa: S108
@@ -150,7 +158,7 @@ def service_spec(
         "Labels": labels,
         "TaskTemplate": {
             "ContainerSpec": container,
-            "Resources": _resources(spec, config),
+            "Resources": resources,
             "RestartPolicy": {"Condition": "any", "Delay": NANOS},
             "Placement": {"Constraints": list(spec.constraints)},
             "Networks": [{"Target": config.swarm_network, "Aliases": [spec.service]}],
@@ -197,16 +205,20 @@ def with_secret(spec: Mapping[str, Any], old_id: str, new: SecretMount, gid: int
     return {**spec, "TaskTemplate": template}
 
 
-def _resources(spec: FunctionDeployment, config: ProviderConfig) -> dict[str, Any]:
+def _resources(spec: FunctionDeployment, config: ProviderConfig) -> tuple[dict[str, Any], list[str]]:
+    """The task's resources, and the operator's defaults among them (``memory=``, ``nanocpus=``)."""
     limits: dict[str, int] = {}
+    applied: list[str] = []
     memory = spec.limits.memory_bytes("limits") if spec.limits is not None else None
-    if memory is None:
+    if memory is None and config.default_memory_bytes is not None:
         memory = config.default_memory_bytes
+        applied.append(f"memory={memory}")
     if memory is not None:
         limits["MemoryBytes"] = memory
     cpus = spec.limits.nano_cpus("limits") if spec.limits is not None else None
-    if cpus is None:
+    if cpus is None and config.default_nano_cpus is not None:
         cpus = config.default_nano_cpus
+        applied.append(f"nanocpus={cpus}")
     if cpus is not None:
         limits["NanoCPUs"] = cpus
     limits["Pids"] = config.pids_limit
@@ -215,4 +227,4 @@ def _resources(spec: FunctionDeployment, config: ProviderConfig) -> dict[str, An
         reserved = spec.requests.memory_bytes("requests")
         if reserved is not None:
             reservations["MemoryBytes"] = reserved
-    return {"Limits": limits, "Reservations": reservations}
+    return {"Limits": limits, "Reservations": reservations}, applied

@@ -141,3 +141,35 @@ def test_a_host_directory_volume_binds_the_directory_on_the_node() -> None:
 def test_no_volume_no_mounts() -> None:
     out = service_spec(spec_of(), CONFIG, replicas=1, created="c", generation="g")
     assert "Mounts" not in out["TaskTemplate"]["ContainerSpec"]
+
+
+def test_operator_defaults_apply_to_services_and_are_recorded_as_the_docker_backend_records_them() -> None:
+    config = ProviderConfig(
+        swarm_network="fnnet",
+        default_memory_bytes=256 << 20,
+        default_nano_cpus=500_000_000,
+        default_read_only_root=True,
+    )
+
+    def made(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        out = service_spec(spec_of(**body), config, replicas=1, created="c", generation="g")
+        return out["TaskTemplate"], out["Labels"]
+
+    template, labels = made({})
+    limits = template["Resources"]["Limits"]
+    assert (limits["MemoryBytes"], limits["NanoCPUs"], template["ContainerSpec"]["ReadOnly"]) == (
+        256 << 20,
+        500_000_000,
+        True,
+    )
+    assert [m["Target"] for m in template["ContainerSpec"]["Mounts"]] == ["/tmp"]
+    assert labels["com.pyfaasd.defaults"] == f"memory={256 << 20},nanocpus=500000000,read-only-root"
+    assert template["ContainerSpec"]["Labels"]["com.pyfaasd.defaults"] == labels["com.pyfaasd.defaults"]
+    template, labels = made({"limits": {"memory": "64Mi"}, "annotations": {"com.pyfaasd.writable-root": "true"}})
+    assert template["Resources"]["Limits"]["MemoryBytes"] == 64 << 20
+    assert "ReadOnly" not in template["ContainerSpec"]
+    assert labels["com.pyfaasd.defaults"] == "nanocpus=500000000"
+    _, labels = made({"limits": {"memory": "64Mi", "cpu": "1"}, "readOnlyRootFilesystem": True})
+    assert "com.pyfaasd.defaults" not in labels
+    # the API still answers what was deployed
+    assert FunctionDeployment.from_label(labels["com.pyfaasd.spec"]).limits is not None
