@@ -49,6 +49,9 @@ class DockerFunctions:
     async def runtimes(self) -> list[RuntimeImage]:
         return await self._core.code.runtimes()
 
+    async def prune_dependencies(self) -> list[str]:
+        return await self._orchestrator.prune_dependencies()
+
     async def volume_users(self) -> dict[str, list[str]]:
         return self._orchestrator.volume_users()
 

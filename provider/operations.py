@@ -45,6 +45,10 @@ class FunctionOperations(Protocol):
         """The runtime library code functions deploy onto (``GET /system/runtimes``)."""
         ...
 
+    async def prune_dependencies(self) -> list[str]:
+        """Remove the dependency sets no function uses; their keys."""
+        ...
+
     async def volume_users(self) -> dict[str, list[str]]:
         """The functions (``name.namespace``) mounting each volume, deploys in flight included."""
         ...

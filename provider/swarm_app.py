@@ -60,6 +60,7 @@ def create_swarm_app(
             web.post("/system/code", code.upload_code),
             web.get("/system/code", code.list_code),
             web.delete("/system/code/{digest}", code.delete_code),
+            web.post("/system/code/prune", code.prune_code),
             web.post("/system/code/{digest}/dependencies", code.no_dependency_install),
             web.get("/system/runtimes", code.list_runtimes),
             web.post("/system/volumes", volumes.create_volume),

@@ -307,6 +307,10 @@ class SwarmFunctions:
         may land on needs the same image (docs/swarm.md)."""
         return await runtime_library(self._runtime)
 
+    async def prune_dependencies(self) -> list[str]:
+        """None to prune: the swarm backend installs no requirements (docs/swarm.md)."""
+        return []
+
     async def volume_users(self) -> dict[str, list[str]]:
         """The functions mounting each volume, as ``name.namespace``."""
         return self._volumes.users(await self._specs())

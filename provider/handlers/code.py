@@ -1,6 +1,6 @@
 """/system/code: upload a bundle (201 new, 200 already stored), list them, remove an unused one; and
-/system/runtimes, the runtime library that code functions deploy onto. Upload, list, remove and the runtimes serve
-either backend; installing requirements and pruning dependency sets are the docker backend's.
+/system/runtimes, the runtime library that code functions deploy onto. Upload, list, remove, prune and the runtimes
+serve either backend; installing requirements is the docker backend's.
 
 The upload is read from the stream with the bundle limit (``PYFAASD_CODE_MAX_BYTES``), not the provider's
 small JSON body limit, and unpacked in a thread.
@@ -15,7 +15,7 @@ from aiohttp import web
 from provider.code_store import check_digest
 from provider.errors import CodeBundleTooLargeError, CodeInUseError, CodeNotCarriedError
 from provider.handlers import Progress, empty, read_json, stream_ndjson
-from provider.keys import CODE, CODE_STORE, FUNCTIONS, ORCHESTRATOR
+from provider.keys import CODE, CODE_STORE, FUNCTIONS
 from servicekit import json_text
 
 _CHUNK = 1 << 16
@@ -61,7 +61,7 @@ async def install_code_dependencies(request: web.Request) -> web.StreamResponse:
 
 async def prune_code(request: web.Request) -> web.Response:
     """Remove the dependency sets no function uses (``pyfaasd code prune``)."""
-    removed = await request.app[ORCHESTRATOR].prune_dependencies()
+    removed = await request.app[FUNCTIONS].prune_dependencies()
     return web.json_response({"removedDependencySets": removed}, dumps=json_text.dumps)
 
 

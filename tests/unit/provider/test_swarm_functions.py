@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from netconf import NetConfig, read_hosts
 from provider.code_store import CodeStore
+from provider.config import Backend as BackendSetting
 from provider.config import ProviderConfig
 from provider.errors import (
     CodeMissingError,
@@ -39,12 +41,14 @@ from provider.logs import LogRequest
 from provider.models import FunctionDeployment
 from provider.namespaces import NamespaceStore
 from provider.runtime import ContainerUsage, ImageInfo, LogLine, VolumeInfo
+from provider.swarm_app import create_swarm_app
 from provider.swarm_code import MAX_CONFIG_BYTES, MAX_FILES, SwarmCode
 from provider.swarm_functions import Publisher, SwarmFunctions
 from provider.swarm_runtime import ConfigInfo, SecretInfo, Service, Task, TaskLogLine
 from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import LABEL_NETWORK, service_spec
 from provider.volumes import NfsShare, VolumeRequest, VolumeStore
+from tests.unit.provider.fakes import AUTH, CREDENTIALS
 
 RUNTIME = "pyfaasd/runtime-python"
 
@@ -516,3 +520,54 @@ async def test_usage_sums_the_running_tasks_containers(backend: Backend) -> None
     backend.swarm.usage_of = {containers[0]: ContainerUsage(100.0, 1000.0), containers[1]: ContainerUsage(50.0, 24.0)}
     usage = await backend.functions.usage("openfaas-fn", "echo")
     assert (usage.cpu, usage.total_memory_bytes) == (150.0, 1024.0)
+
+
+async def test_the_swarm_app_serves_volumes_and_code_with_the_shared_handlers(
+    backend: Backend, tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    config = ProviderConfig(net=NetConfig(state_dir=tmp_path), swarm_network="fnnet", backend=BackendSetting.SWARM)
+    app = create_swarm_app(
+        config,
+        CREDENTIALS,
+        backend.functions,
+        backend.secrets,
+        NamespaceStore(tmp_path / "namespaces"),
+        backend.volumes,
+        backend.code,
+    )
+    client = await aiohttp_client(app)
+    info = await (await client.get("/system/info", headers=AUTH)).json()
+    assert info["orchestration"] == "swarm"
+    assert (await client.get("/healthz")).status == 200
+
+    made = await client.post("/system/volumes", json={"name": "data"}, headers=AUTH)
+    assert (made.status, (await made.json())["type"]) == (201, "local")
+    uploaded = await client.post("/system/code?filename=handler.py", data=b"def handle(e, c): return 1", headers=AUTH)
+    assert uploaded.status == 201
+    digest = (await uploaded.json())["digest"]
+    runtimes = await (await client.get("/system/runtimes", headers=AUTH)).json()
+    assert runtimes == [{"name": "python3.11", "image": RUNTIME, "mode": ""}]
+
+    spec = {
+        "service": "fn",
+        "image": RUNTIME,
+        "annotations": {"com.pyfaasd.code": digest, "com.pyfaasd.volume.data": "/data"},
+    }
+    assert (await client.post("/system/functions", json=spec, headers=AUTH)).status == 202
+    volumes = await (await client.get("/system/volumes", headers=AUTH)).json()
+    assert [(v["name"], v["functions"]) for v in volumes] == [("data", ["fn.openfaas-fn"])]
+    bundles = await (await client.get("/system/code", headers=AUTH)).json()
+    assert [(b["digest"], b["functions"]) for b in bundles] == [(digest, ["fn.openfaas-fn"])]
+    in_use = await client.delete(f"/system/code/{digest}", headers=AUTH)
+    assert in_use.status == 409
+    assert "fn.openfaas-fn" in await in_use.text()
+    refused = await client.post(f"/system/code/{digest}/dependencies", json={"image": RUNTIME}, headers=AUTH)
+    assert refused.status == 400
+    assert "cannot install requirements" in await refused.text()
+    pruned = await client.post("/system/code/prune", headers=AUTH)
+    assert await pruned.json() == {"removedDependencySets": []}
+
+    assert (await client.delete("/system/functions", json={"functionName": "fn"}, headers=AUTH)).status == 200
+    assert backend.swarm.configs_by_id == {}
+    assert (await client.delete(f"/system/code/{digest}", headers=AUTH)).status == 200
+    assert (await client.delete("/system/volumes", json={"name": "data"}, headers=AUTH)).status == 200
