@@ -6,9 +6,23 @@ from aiohttp import web
 
 from provider.config import ProviderConfig
 from provider.core import Core
+from provider.docker_operations import DockerFunctions, DockerSecrets
 from provider.handlers import code as code_handlers
 from provider.handlers import functions, images, logs, namespaces, secrets, system, volumes
-from provider.keys import CODE, CONFIG, CORE, CREDENTIALS, IMAGES, NAMESPACES, ORCHESTRATOR, SECRETS, VOLUMES
+from provider.keys import (
+    CODE,
+    CODE_STORE,
+    CONFIG,
+    CORE,
+    CREDENTIALS,
+    FUNCTIONS,
+    IMAGES,
+    NAMESPACES,
+    ORCHESTRATOR,
+    SECRET_OPERATIONS,
+    SECRETS,
+    VOLUMES,
+)
 from provider.middleware import after_recovery, basic_auth, errors, observe
 from provider.namespaces import NamespaceStore
 from provider.secrets import SecretStore
@@ -35,9 +49,12 @@ def create_app(
     app[CREDENTIALS] = credentials
     app[ORCHESTRATOR] = core.orchestrator
     app[SECRETS] = secret_store
+    app[FUNCTIONS] = DockerFunctions(core)
+    app[SECRET_OPERATIONS] = DockerSecrets(secret_store, core.orchestrator)
     app[NAMESPACES] = namespace_store
     app[CORE] = core
     app[CODE] = core.code
+    app[CODE_STORE] = core.code.store
     app[VOLUMES] = core.volumes
     app[IMAGES] = core.images
 

@@ -16,7 +16,7 @@ import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from provider.code_store import CodeStore, check_digest
 from provider.dependencies import DependencySets, requirements_of, set_key
@@ -177,13 +177,7 @@ class CodeFunctions:
         return "installed" if found.installed else "cached"
 
     def usage(self, specs: Iterable[FunctionDeployment]) -> dict[str, list[str]]:
-        """The functions of ``specs`` using each bundle, as ``name.namespace``."""
-        users: dict[str, set[str]] = {}
-        for spec in specs:
-            digest = code_digest(spec)
-            if digest is not None:
-                users.setdefault(digest, set()).add(f"{spec.service}.{spec.namespace}")
-        return {digest: sorted(names) for digest, names in users.items()}
+        return code_users(specs)
 
     async def prune(self, specs: Iterable[FunctionDeployment]) -> list[str]:
         """Remove the dependency sets none of ``specs`` uses; the keys removed."""
@@ -199,12 +193,47 @@ class CodeFunctions:
         return self.dependencies.remove_unused(used)
 
     async def runtimes(self) -> list[RuntimeImage]:
-        """The runtime library: every tagged image labelled as a runtime (an empty label value opts out)."""
-        found = []
-        for image in await self._runtime.images_labelled(LABEL_RUNTIME):
-            name = image.labels.get(LABEL_RUNTIME, "")
-            if not name:
-                continue
-            mode = image.labels.get(LABEL_RUNTIME_MODE, "")
-            found += [RuntimeImage(name, tag, mode) for tag in image.tags if not tag.startswith("<none>")]
-        return sorted(found, key=lambda r: (r.name, r.image))
+        return await runtime_library(self._runtime)
+
+
+def code_users(specs: Iterable[FunctionDeployment]) -> dict[str, list[str]]:
+    """The functions of ``specs`` using each bundle, as ``name.namespace``."""
+    users: dict[str, set[str]] = {}
+    for spec in specs:
+        digest = code_digest(spec)
+        if digest is not None:
+            users.setdefault(digest, set()).add(f"{spec.service}.{spec.namespace}")
+    return {digest: sorted(names) for digest, names in users.items()}
+
+
+class ImageSource(Protocol):
+    """The images of the engine the provider talks to."""
+
+    async def image(self, image: str) -> ImageInfo | None: ...
+
+    async def images_labelled(self, label: str) -> list[ImageInfo]: ...
+
+
+async def runtime_library(images: ImageSource) -> list[RuntimeImage]:
+    """The runtime library: every tagged image labelled as a runtime (an empty label value opts out)."""
+    found = []
+    for image in await images.images_labelled(LABEL_RUNTIME):
+        name = image.labels.get(LABEL_RUNTIME, "")
+        if not name:
+            continue
+        mode = image.labels.get(LABEL_RUNTIME_MODE, "")
+        found += [RuntimeImage(name, tag, mode) for tag in image.tags if not tag.startswith("<none>")]
+    return sorted(found, key=lambda r: (r.name, r.image))
+
+
+async def check_runtime(images: ImageSource, name: str) -> ImageInfo:
+    """The image ``name``, after checking it is present (400) and a runtime (400 naming the runtime library)."""
+    image = await images.image(name)
+    if image is None:
+        raise ImageUnavailableError(f"image {name} is not present")
+    if not image.labels.get(LABEL_RUNTIME):
+        raise InvalidRequestError(
+            f"image {name} is not a runtime (it has no {LABEL_RUNTIME} label), so it cannot run code "
+            "bundles: GET /system/runtimes lists the runtimes"
+        )
+    return image

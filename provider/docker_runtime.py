@@ -17,7 +17,13 @@ import aiodocker
 import aiohttp
 import structlog
 
-from provider.errors import DockerUnavailableError, ImageUnavailableError, RuntimeFailureError, VolumeMountError
+from provider.errors import (
+    DockerUnavailableError,
+    ImageUnavailableError,
+    RuntimeFailureError,
+    VolumeInUseError,
+    VolumeMountError,
+)
 from provider.runtime import (
     Container,
     ContainerEvent,
@@ -277,6 +283,10 @@ class DockerRuntime:
             volume = await self._docker.volumes.get(name)  # type: ignore[no-untyped-call]
             await volume.delete()
         except aiodocker.DockerError as e:
+            if e.status == 409:  # containers still hold it (with Swarm: tasks of a removed service not yet gone)
+                raise VolumeInUseError(
+                    f"volume {name} is still mounted by containers that are stopping; try again shortly"
+                ) from e
             if e.status != 404:
                 raise _error(f"remove volume {name}", e) from e
 

@@ -168,6 +168,20 @@ class CodeMissingError(ProviderError):
     status = 400
 
 
+class CodeTooLargeForSwarmError(ProviderError):
+    """A code bundle the swarm backend cannot carry to its tasks as Swarm configs (a file over Swarm's 500 KB,
+    too many files, too much in all): refused before anything is made; the message names the limit."""
+
+    status = 400
+
+
+class CodeNotCarriedError(ProviderError):
+    """What a code function asks that the swarm backend cannot give tasks on other nodes (a requirements.txt to
+    install, a ``pyfaasd dev`` directory of this host): refused before anything is made."""
+
+    status = 400
+
+
 class DevDirectoryError(ProviderError):
     """A ``pyfaasd dev`` directory that is missing, shared, or whose token does not prove local access."""
 

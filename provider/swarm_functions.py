@@ -16,6 +16,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from ipaddress import IPv4Address
 from typing import Final
@@ -24,23 +25,23 @@ import structlog
 
 from netconf import write_hosts
 from netconf.hosts import Replica
-from provider.code_functions import ANNOTATION_CODE, ANNOTATION_DEV
+from provider.code_functions import RuntimeImage, code_users, runtime_library
 from provider.config import ProviderConfig
 from provider.docker_runtime import LABEL_CREATED, LABEL_FUNCTION, LABEL_NAMESPACE, LABEL_SPEC
 from provider.errors import (
     FunctionExistsError,
     FunctionNotFoundError,
     FunctionStartError,
-    InvalidRequestError,
 )
 from provider.logs import LogMessage, LogRequest
 from provider.models import FunctionDeployment, FunctionStatus, FunctionUsage, format_time
 from provider.namespaces import NamespaceStore
 from provider.runtime import ContainerUsage, Probe
+from provider.swarm_code import CodeFile, SwarmCode, config_ids
 from provider.swarm_runtime import Service, Swarm, Task
 from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import LABEL_NETWORK, SecretMount, service_name, service_spec, with_replicas
-from provider.volumes import ANNOTATION_PREFIX as VOLUME_ANNOTATION_PREFIX
+from provider.volumes import ResolvedMount, VolumeStore, volume_mounts
 
 log = structlog.get_logger("provider.swarm")
 
@@ -119,6 +120,12 @@ def _failures(tasks: list[Task], keys: dict[str, tuple[str, str]]) -> dict[tuple
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Checked:
+    secrets: list[SecretMount]
+    code: list[CodeFile] | None  # the files of a code function's bundle
+
+
 class SwarmFunctions:
     def __init__(
         self,
@@ -127,9 +134,13 @@ class SwarmFunctions:
         publisher: Publisher,
         namespaces: NamespaceStore,
         secrets: SwarmSecrets,
+        volumes: VolumeStore,
+        code: SwarmCode,
     ) -> None:
         self._config = config
+        self._code = code
         self._secrets = secrets
+        self._volumes = volumes
         self._runtime = runtime
         self._publisher = publisher
         self._namespaces = namespaces
@@ -175,56 +186,77 @@ class SwarmFunctions:
             cpu=sum(u.cpu_millis for u in usages), total_memory_bytes=sum(u.memory_bytes for u in usages)
         )
 
-    async def logs(self, request: LogRequest) -> AsyncIterator[LogMessage]:
+    async def open_logs(self, request: LogRequest) -> AsyncIterator[LogMessage]:
         """The function's log lines from the service logs (Swarm merges its tasks'); ``instance`` is a task ID
-        prefix. With ``follow``, until the client goes away."""
+        prefix. With ``follow``, until the client goes away. A missing function is a 404 here, not later."""
         service = await self._service(request.namespace, request.name)
+        return self._log_lines(service, request)
+
+    async def _log_lines(self, service: Service, request: LogRequest) -> AsyncIterator[LogMessage]:
         async for found in self._runtime.service_logs(
             service.id, tail=request.tail, since=request.since, follow=request.follow
         ):
             if found.task_id.startswith(request.instance):
                 yield LogMessage(request.name, request.namespace, found.task_id, found.line)
 
+    def problem(self) -> str | None:
+        """None: Swarm keeps the tasks running whatever this provider does."""
+        return None
+
     # -- deploy, update, delete, scale -----------------------------------------------------------------
 
     async def deploy(self, spec: FunctionDeployment) -> FunctionStatus:
         key = (spec.namespace, spec.service)
         async with self._locks[key]:
-            secrets = await self._check_deployable(spec)
+            checked = await self._check_deployable(spec)
             if await self._runtime.service(service_name(spec.namespace, spec.service)) is not None:
                 raise FunctionExistsError(
                     f"function {spec.service}.{spec.namespace} already exists (update it with PUT /system/functions)"
                 )
             replicas = spec.scale_min(self._config.max_replicas)
             created = format_time(datetime.now(UTC))
-            body = service_spec(
-                spec, self._config, replicas=replicas, created=created, generation=uuid.uuid4().hex, secrets=secrets
-            )
-            service_id = await self._runtime.create_service(body)
-            try:
-                await self._await_ready(key, replicas)
-            except FunctionStartError:
-                await self._runtime.remove_service(service_id)  # leave nothing half-made
-                raise
+            async with self._volumes_for(spec) as volumes, self._code.mounts(spec, checked.code) as code:
+                body = service_spec(
+                    spec,
+                    self._config,
+                    replicas=replicas,
+                    created=created,
+                    generation=uuid.uuid4().hex,
+                    secrets=checked.secrets,
+                    volumes=volumes,
+                    code=code,
+                )
+                service_id = await self._runtime.create_service(body)
+                try:
+                    await self._await_ready(key, replicas)
+                except FunctionStartError:
+                    await self._runtime.remove_service(service_id)  # leave nothing half-made
+                    raise
             log.info("function_deployed", function=spec.service, namespace=spec.namespace, replicas=replicas)
             return await self.status(spec.namespace, spec.service)
 
     async def update(self, spec: FunctionDeployment) -> FunctionStatus:
         async with self._locks[(spec.namespace, spec.service)]:
             service = await self._service(spec.namespace, spec.service)
-            secrets = await self._check_deployable(spec)
+            checked = await self._check_deployable(spec)
             if service.labels.get(LABEL_SPEC) == spec.to_label():
                 log.info("function_unchanged", function=spec.service, namespace=spec.namespace)
                 return self._status(service)
-            body = service_spec(
-                spec,
-                self._config,
-                replicas=service.replicas,
-                created=service.labels.get(LABEL_CREATED, format_time(datetime.now(UTC))),
-                generation=uuid.uuid4().hex,
-                secrets=secrets,
-            )
-            await self._runtime.update_service(service, body)  # Swarm rolls the tasks, new ones first
+            async with self._volumes_for(spec) as volumes, self._code.mounts(spec, checked.code) as code:
+                body = service_spec(
+                    spec,
+                    self._config,
+                    replicas=service.replicas,
+                    created=service.labels.get(LABEL_CREATED, format_time(datetime.now(UTC))),
+                    generation=uuid.uuid4().hex,
+                    secrets=checked.secrets,
+                    volumes=volumes,
+                    code=code,
+                )
+                await self._runtime.update_service(service, body)  # Swarm rolls the tasks, new ones first
+            # the configs of the replaced spec stay (Swarm's rollback target), older ones go
+            kept = config_ids(service.spec) | {c.id for c in code.configs}
+            await self._code.remove_unused(spec.namespace, spec.service, kept)
             log.info("function_updated", function=spec.service, namespace=spec.namespace, replicas=service.replicas)
             return await self.status(spec.namespace, spec.service)
 
@@ -232,6 +264,7 @@ class SwarmFunctions:
         async with self._locks[(namespace, name)]:
             service = await self._service(namespace, name)
             await self._runtime.remove_service(service.id)
+            await self._code.remove_unused(namespace, name, ())  # its code's configs (no service mounts them now)
             await self._publisher.refresh()  # out of the hosts file now, not at the next round
             log.info("function_deleted", function=name, namespace=namespace)
 
@@ -245,21 +278,46 @@ class SwarmFunctions:
 
     # -- checks ------------------------------------------------------------------------------------------
 
-    async def _check_deployable(self, spec: FunctionDeployment) -> list[SecretMount]:
-        """The checks before anything is made (400s); the secrets the deployment mounts."""
+    async def _check_deployable(self, spec: FunctionDeployment) -> _Checked:
+        """The checks before anything is made (400s); the secrets the deployment mounts and its code's files."""
         self._namespaces.require(spec.namespace)
         spec.scale_labels(self._config.max_replicas)
-        unsupported = sorted(
-            key
-            for key in spec.annotations or {}
-            if key in (ANNOTATION_CODE, ANNOTATION_DEV) or key.startswith(VOLUME_ANNOTATION_PREFIX)
-        )
-        if unsupported:
-            raise InvalidRequestError(
-                f"function {spec.service}.{spec.namespace}: the swarm backend does not run code functions or mount "
-                f"volumes yet (annotations {', '.join(unsupported)}; docs/swarm.md)"
-            )
-        return await self._secrets.mounts(spec.namespace, spec.secrets)
+        volume_mounts(spec)  # a malformed volume annotation is a 400 before anything is made
+        code = await self._code.check(spec)
+        return _Checked(await self._secrets.mounts(spec.namespace, spec.secrets), code)
+
+    @contextlib.asynccontextmanager
+    async def _volumes_for(self, spec: FunctionDeployment) -> AsyncIterator[list[ResolvedMount]]:
+        """The volumes ``spec`` mounts (400 for a missing one; its auto volume made on first use); if the
+        operation then fails, an auto volume made for it now is removed again."""
+        mounts, made = await self._volumes.resolve(spec)
+        try:
+            yield mounts
+        except BaseException:
+            for name in made:
+                await self._volumes.delete(name, [])
+            raise
+
+    async def code_usage(self) -> dict[str, list[str]]:
+        """The functions using each code bundle, as ``name.namespace``."""
+        return code_users(await self._specs())
+
+    async def runtimes(self) -> list[RuntimeImage]:
+        """The runtime library of this node (the manager): the images labelled as runtimes. Every node a task
+        may land on needs the same image (docs/swarm.md)."""
+        return await runtime_library(self._runtime)
+
+    async def prune_dependencies(self) -> list[str]:
+        """None to prune: the swarm backend installs no requirements (docs/swarm.md)."""
+        return []
+
+    async def volume_users(self) -> dict[str, list[str]]:
+        """The functions mounting each volume, as ``name.namespace``."""
+        return self._volumes.users(await self._specs())
+
+    async def _specs(self) -> list[FunctionDeployment]:
+        services = await self._runtime.services(f"{LABEL_NETWORK}={self._config.swarm_network}")
+        return [FunctionDeployment.from_label(s.labels[LABEL_SPEC]) for s in services if LABEL_SPEC in s.labels]
 
     async def _await_ready(self, key: tuple[str, str], replicas: int) -> None:
         """Until ``replicas`` tasks of the function answer healthy; FunctionStartError (422) with Swarm's last

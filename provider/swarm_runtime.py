@@ -20,7 +20,7 @@ import structlog
 
 from provider.docker_runtime import DockerRuntime
 from provider.errors import DockerUnavailableError, FunctionNotFoundError, RuntimeFailureError
-from provider.runtime import ContainerUsage, LogLine
+from provider.runtime import ContainerUsage, ImageInfo, LogLine, VolumeInfo
 
 log = structlog.get_logger("provider.swarm")
 
@@ -62,6 +62,15 @@ class TaskLogLine:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigInfo:
+    """A Swarm config (its data is not read back)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
 class SecretInfo:
     """A Swarm secret (its value cannot be read back)."""
 
@@ -92,6 +101,18 @@ class Swarm(Protocol):
     async def create_secret(self, name: str, value: bytes, labels: Mapping[str, str]) -> str: ...
 
     async def remove_secret(self, secret_id: str) -> None: ...
+
+    async def configs(self, label: str) -> list[ConfigInfo]: ...
+
+    async def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> str: ...
+
+    async def remove_config(self, config_id: str) -> None: ...
+
+    async def image(self, image: str) -> ImageInfo | None:
+        """The image as this node (the manager the provider runs on) has it."""
+        ...
+
+    async def images_labelled(self, label: str) -> list[ImageInfo]: ...
 
     def service_logs(
         self, service_id: str, *, tail: int | None, since: datetime | None, follow: bool
@@ -214,6 +235,59 @@ class SwarmRuntime:
         """A task container's CPU and memory now (as the docker backend reads them); None when the container is
         not on this node's engine or not running."""
         return await DockerRuntime(self._docker, "").usage(container_id)
+
+    # -- images (of this node: the runtime library of code functions) ------------------------------------
+
+    async def image(self, image: str) -> ImageInfo | None:
+        return await DockerRuntime(self._docker, "").image(image)
+
+    async def images_labelled(self, label: str) -> list[ImageInfo]:
+        return await DockerRuntime(self._docker, "").images_labelled(label)
+
+    # -- configs (the files of code functions) --------------------------------------------------------------
+
+    async def configs(self, label: str) -> list[ConfigInfo]:
+        """The configs carrying ``label`` (``key=value``)."""
+        try:
+            found = await self._docker.configs.list(filters={"label": [label]})
+        except aiodocker.DockerError as e:
+            raise _error("list configs", e) from e
+        return [
+            ConfigInfo(
+                id=str(raw["ID"]),
+                name=str((raw.get("Spec") or {}).get("Name", "")),
+                labels=dict((raw.get("Spec") or {}).get("Labels") or {}),
+            )
+            for raw in found
+        ]
+
+    async def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        try:
+            made = await self._docker.configs.create(
+                name, base64.b64encode(data).decode(), b64=True, labels=dict(labels)
+            )
+        except aiodocker.DockerError as e:
+            raise _error(f"create the config {name}", e) from e
+        return str(made["ID"])
+
+    async def remove_config(self, config_id: str) -> None:
+        """Remove a config; a no-op when it is gone."""
+        try:
+            await self._docker.configs.delete(config_id)
+        except aiodocker.DockerError as e:
+            if e.status != 404:
+                raise _error(f"remove the config {config_id}", e) from e
+
+    # -- volumes (of this node: the records of /system/volumes) ------------------------------------------
+
+    async def create_volume(self, name: str, options: Mapping[str, str], labels: Mapping[str, str]) -> VolumeInfo:
+        return await DockerRuntime(self._docker, "").create_volume(name, options, labels)
+
+    async def volumes(self, label: str) -> list[VolumeInfo]:
+        return await DockerRuntime(self._docker, "").volumes(label)
+
+    async def remove_volume(self, name: str) -> None:
+        await DockerRuntime(self._docker, "").remove_volume(name)
 
     # -- logs --------------------------------------------------------------------------------------------
 

@@ -14,16 +14,19 @@ from ipaddress import IPv4Address, IPv4Network
 import structlog
 from aiohttp import web
 
+from provider.code_store import CodeStore
 from provider.config import ProviderConfig
 from provider.errors import NotOnOverlayError
 from provider.namespaces import NamespaceStore
 from provider.readiness import HttpProbe
 from provider.state_lock import state_dir_lock
 from provider.swarm_app import create_swarm_app
+from provider.swarm_code import SwarmCode
 from provider.swarm_functions import Publisher, SwarmFunctions
 from provider.swarm_runtime import SwarmRuntime
 from provider.swarm_secrets import SwarmSecrets
 from provider.swarm_spec import LABEL_NETWORK
+from provider.volumes import VolumeStore
 from servicekit.aiohttp_site import LimitedSite
 from servicekit.auth import ensure_credentials
 from servicekit.client_limits import ClientGuard, ClientLimits
@@ -79,10 +82,14 @@ async def serve_swarm(
             check_attached(config.swarm_network, await runtime.ensure_network({LABEL_NETWORK: config.swarm_network}))
             namespace_store = NamespaceStore(config.state_dir / "namespaces")
             secrets = SwarmSecrets(config, runtime, namespace_store)
-            functions = SwarmFunctions(config, runtime, publisher, namespace_store, secrets)
+            volumes = VolumeStore(runtime, config.swarm_network, config.volume_host_roots, owner_label=LABEL_NETWORK)
+            code_store = CodeStore(config.code_dir, config.code_limits)
+            code_store.remove_leftovers()
+            code = SwarmCode(config, runtime, code_store)
+            functions = SwarmFunctions(config, runtime, publisher, namespace_store, secrets, volumes, code)
             await publisher.refresh()  # the hosts file says what runs before the API answers
             publisher.start()
-            app = create_swarm_app(config, credentials, functions, secrets, namespace_store)
+            app = create_swarm_app(config, credentials, functions, secrets, namespace_store, volumes, code_store)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
             try:
                 await runner.setup()

@@ -15,6 +15,10 @@ survives restarts and reboots like the functions themselves:
 A function mounts volumes with annotations ``com.pyfaasd.volume.<name>: /path`` or ``/path:ro``;
 ``com.pyfaasd.volume.auto: /path`` mounts a volume of the function's own (``auto-<name>-<namespace>``), made on
 its first deploy and kept after the function is removed, until deleted. Every replica mounts the same volume.
+
+The swarm backend keeps the same records (Docker volumes of the manager the provider runs on, labelled with its
+overlay instead of its bridge) and gives services mounts that carry the volume's driver options, so each node
+makes the volume where a task lands (``provider/swarm_spec.py``, docs/swarm.md).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from provider.errors import (
     InvalidRequestError,
@@ -36,10 +40,11 @@ from provider.errors import (
     VolumeNotFoundError,
 )
 from provider.models import FunctionDeployment
-from provider.runtime import Runtime, VolumeInfo
+from provider.runtime import VolumeInfo
 
 ANNOTATION_PREFIX: Final = "com.pyfaasd.volume."
 AUTO: Final = "auto"
+LABEL_OWNER: Final = "com.pyfaasd.bridge"  # the docker backend's instance: its bridge
 LABEL_VOLUME: Final = "com.pyfaasd.volume"
 LABEL_VOLUME_TYPE: Final = "com.pyfaasd.volume.type"
 LABEL_VOLUME_AUTO: Final = "com.pyfaasd.volume.auto"  # the function an auto volume belongs to, name.namespace
@@ -123,6 +128,10 @@ class Volume:
     nfs: NfsShare | None = None
     auto_for: str = ""
 
+    def driver_options(self) -> dict[str, str]:
+        """The local driver's options that make this volume (on any node): none for a named volume."""
+        return _driver_options(self.type, self.host_path, self.nfs)
+
     def to_json(self, functions: list[str]) -> dict[str, object]:
         out: dict[str, object] = {"name": self.name, "type": self.type, "functions": functions, "created": self.created}
         if self.host_path:
@@ -179,19 +188,67 @@ def auto_volume_name(spec: FunctionDeployment) -> str:
     return f"auto-{spec.service}-{spec.namespace}"
 
 
+def _driver_options(kind: str, host_path: str, nfs: NfsShare | None) -> dict[str, str]:
+    if kind == "host":
+        return {"type": "none", "o": "bind", "device": host_path}
+    if kind == "nfs" and nfs is not None:
+        return nfs.driver_options()
+    return {}
+
+
+class VolumeRuntime(Protocol):
+    """The Docker volumes of the engine the provider talks to (``Runtime`` and ``SwarmRuntime`` have them)."""
+
+    async def create_volume(self, name: str, options: Mapping[str, str], labels: Mapping[str, str]) -> VolumeInfo: ...
+
+    async def volumes(self, label: str) -> list[VolumeInfo]: ...
+
+    async def remove_volume(self, name: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedMount:
+    """A volume annotation of a function with the volume it names."""
+
+    volume: Volume
+    target: str
+    read_only: bool
+
+    def labels(self, owner_label: str, owner: str) -> dict[str, str]:
+        """The labels a node gives the volume when it makes it for a task (the same as the record's)."""
+        labels = {owner_label: owner, LABEL_VOLUME: self.volume.name, LABEL_VOLUME_TYPE: self.volume.type}
+        if self.volume.auto_for:
+            labels[LABEL_VOLUME_AUTO] = self.volume.auto_for
+        return labels
+
+
 class VolumeStore:
-    def __init__(self, runtime: Runtime, bridge: str, host_roots: Iterable[Path] = ()) -> None:
+    """The volumes of one provider instance: ``owner`` (its bridge, or with the swarm backend its overlay) in
+    the label ``owner_label`` and in the Docker name ``pyfaasd-<owner>-<name>``."""
+
+    def __init__(
+        self,
+        runtime: VolumeRuntime,
+        owner: str,
+        host_roots: Iterable[Path] = (),
+        owner_label: str = LABEL_OWNER,
+    ) -> None:
         self._runtime = runtime
-        self._bridge = bridge
-        self._prefix = f"pyfaasd-{bridge}-"
+        self._owner = owner
+        self.owner_label = owner_label
+        self._prefix = f"pyfaasd-{owner}-"
         self.host_roots = tuple(Path(posixpath.normpath(str(root))) for root in host_roots)
+
+    @property
+    def owner(self) -> str:
+        return self._owner
 
     def docker_name(self, name: str) -> str:
         return f"{self._prefix}{name}"
 
     async def all(self) -> list[Volume]:
         found = await self._runtime.volumes(f"{LABEL_VOLUME_TYPE}")
-        mine = [self._volume(v) for v in found if v.labels.get("com.pyfaasd.bridge") == self._bridge]
+        mine = [self._volume(v) for v in found if v.labels.get(self.owner_label) == self._owner]
         return sorted(mine, key=lambda v: v.name)
 
     async def get(self, name: str) -> Volume | None:
@@ -200,16 +257,14 @@ class VolumeStore:
     async def create(self, request: VolumeRequest, *, auto_for: str = "") -> Volume:
         if await self.get(request.name) is not None:
             raise VolumeExistsError(f"volume {request.name} exists already")
-        options: dict[str, str] = {}
         kind = "local"
         if request.host_path is not None:
             self._check_host_path(request.host_path)
-            options = {"type": "none", "o": "bind", "device": str(request.host_path)}
             kind = "host"
         elif request.nfs is not None:
-            options = request.nfs.driver_options()
             kind = "nfs"
-        labels = {"com.pyfaasd.bridge": self._bridge, LABEL_VOLUME: request.name, LABEL_VOLUME_TYPE: kind}
+        options = _driver_options(kind, str(request.host_path or ""), request.nfs)
+        labels = {self.owner_label: self._owner, LABEL_VOLUME: request.name, LABEL_VOLUME_TYPE: kind}
         if auto_for:
             labels[LABEL_VOLUME_AUTO] = auto_for
         info = await self._runtime.create_volume(self.docker_name(request.name), options, labels)
@@ -230,26 +285,30 @@ class VolumeStore:
 
         A missing volume is a 400 naming it; the function's own ``auto`` volume is made on first use.
         """
-        mounts: list[tuple[str, str, bool]] = []
+        resolved, made = await self.resolve(spec)
+        return [(m.volume.docker_name, m.target, m.read_only) for m in resolved], made
+
+    async def resolve(self, spec: FunctionDeployment) -> tuple[list[ResolvedMount], list[str]]:
+        """The mounts of ``spec`` with their volumes, and the auto volumes made for it now (as ``for_function``)."""
+        mounts: list[ResolvedMount] = []
         made: list[str] = []
         wanted = volume_mounts(spec)
         if not wanted:  # most functions: no need to list Docker's volumes on every replica's creation
             return mounts, made
-        existing = {v.name for v in await self.all()}
+        existing = {v.name: v for v in await self.all()}
         for mount in wanted:
             name = mount.volume
             if name == AUTO:
                 name = auto_volume_name(spec)
                 if name not in existing:
-                    await self.create(VolumeRequest(name), auto_for=f"{spec.service}.{spec.namespace}")
-                    existing.add(name)
+                    existing[name] = await self.create(VolumeRequest(name), auto_for=f"{spec.service}.{spec.namespace}")
                     made.append(name)
             elif name not in existing:
                 raise VolumeMissingError(
                     f"annotation {ANNOTATION_PREFIX}{name}: there is no volume {name} "
                     f"(create it with: pyfaasd volume create {name})"
                 )
-            mounts.append((self.docker_name(name), mount.target, mount.read_only))
+            mounts.append(ResolvedMount(existing[name], mount.target, mount.read_only))
         return mounts, made
 
     def users(self, specs: Iterable[FunctionDeployment]) -> dict[str, list[str]]:

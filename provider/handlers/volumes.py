@@ -1,11 +1,12 @@
-"""/system/volumes: create (201, 409 if it exists), list with the functions using each, delete (409 if used)."""
+"""/system/volumes: create (201, 409 if it exists), list with the functions using each, delete (409 if used); for
+either backend."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from provider.handlers import empty, read_json
-from provider.keys import ORCHESTRATOR, VOLUMES
+from provider.keys import FUNCTIONS, VOLUMES
 from provider.volumes import VolumeRequest, check_volume_name
 from servicekit import json_text
 
@@ -16,7 +17,7 @@ async def create_volume(request: web.Request) -> web.Response:
 
 
 async def list_volumes(request: web.Request) -> web.Response:
-    users = request.app[ORCHESTRATOR].volume_users()
+    users = await request.app[FUNCTIONS].volume_users()
     volumes = await request.app[VOLUMES].all()
     return web.json_response([v.to_json(users.get(v.name, [])) for v in volumes], dumps=json_text.dumps)
 
@@ -24,5 +25,5 @@ async def list_volumes(request: web.Request) -> web.Response:
 async def delete_volume(request: web.Request) -> web.Response:
     body = await read_json(request, "Volume")
     name = check_volume_name(str(body.get("name") or ""))
-    await request.app[VOLUMES].delete(name, request.app[ORCHESTRATOR].volume_users().get(name, []))
+    await request.app[VOLUMES].delete(name, (await request.app[FUNCTIONS].volume_users()).get(name, []))
     return empty(200)

@@ -10,6 +10,7 @@ engine for everyone on the machine, so the swarm lives only while this module ru
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from tests.swarm_support import docker, leave_swarm, remove_overlay, require_no_
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
 
 ECHO = "pyfaasd/fn-echo-http:latest"
+RUNTIME = "pyfaasd/runtime-python:latest"
 NETWORK_LABEL = "com.pyfaasd.swarm-network"
 GATEWAY_PORT = 8080
 PROVIDER_PORT = 8081
@@ -46,6 +49,7 @@ def swarm() -> Iterator[None]:
     if not docker_available():
         pytest.skip("needs a running Docker Engine")
     require_image(ECHO)
+    require_image(RUNTIME)
     had_gwbridge = require_no_swarm("it")
     docker("swarm", "init", "--advertise-addr", "127.0.0.1")
     try:
@@ -148,8 +152,12 @@ def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
             docker("service", "rm", service, check=False)
         for secret in docker("secret", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
             docker("secret", "rm", secret, check=False)
+        for config in docker("config", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
+            docker("config", "rm", config, check=False)
         docker("rm", "-f", anchor, check=False)
-        remove_overlay(network)
+        remove_overlay(network)  # waits for the task containers to go, so their volumes are free
+        for volume in docker("volume", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
+            docker("volume", "rm", volume, check=False)
         print(logs(tmp_path))
 
 
@@ -356,3 +364,155 @@ def test_scale_down_under_load_fails_no_request(stack: SwarmStack) -> None:
     assert len(results) > 50
     print(f"scale down under load: {len(results)} requests, none failed")
     assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+
+
+def test_a_volume_is_a_service_mount_that_keeps_what_a_call_wrote_across_an_update_and_a_scale(
+    stack: SwarmStack,
+) -> None:
+    volume = unique_name("vol")
+    made = stack.call("POST", "/system/volumes", {"name": volume})
+    assert made.status == 201, made.text
+    assert made.json()["type"] == "local"
+
+    # a function that appends each request's body to a file on the volume and answers the whole file
+    name = unique_name("sv")
+    spec = {
+        "service": name,
+        "image": RUNTIME,
+        "envVars": {"mode": "streaming"},
+        "envProcess": "sh -c 'cat >> /data/log; cat /data/log'",
+        "annotations": {f"com.pyfaasd.volume.{volume}": "/data"},
+    }
+    deployed = stack.call("POST", "/system/functions", spec)
+    assert deployed.status == 202, deployed.text
+    mounts = json.loads(docker("service", "inspect", f"openfaas-fn_{name}"))[0]["Spec"]["TaskTemplate"][
+        "ContainerSpec"
+    ]["Mounts"]
+    assert [(m["Type"], m["Target"], m["VolumeOptions"]["DriverConfig"]["Name"]) for m in mounts] == [
+        ("volume", "/data", "local")
+    ]
+    first = http("POST", f"{stack.gateway_url}/function/{name}", b"one;", timeout=30)
+    assert (first.status, first.text) == (200, "one;")
+    listed = {v["name"]: v for v in stack.call("GET", "/system/volumes").json()}
+    assert listed[volume]["functions"] == [f"{name}.openfaas-fn"]
+
+    # a rolling update replaces the task: the new one reads what the old one wrote
+    old_tasks = set(docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name=openfaas-fn_{name}").split())
+    updated = stack.call("PUT", "/system/functions", {**spec, "envVars": {"mode": "streaming", "K": "v2"}})
+    assert updated.status == 202, updated.text
+
+    def rolled() -> bool:
+        now = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name=openfaas-fn_{name}").split()
+        return bool(now) and not old_tasks & set(now)
+
+    wait_for(rolled, 90, 0.5, "the update to replace the task")
+    second = http("POST", f"{stack.gateway_url}/function/{name}", b"two;", timeout=30)
+    assert (second.status, second.text) == (200, "one;two;")
+
+    # scaled to 2: both tasks mount the same volume (one node here) and see every write
+    assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2}).status == 200
+    wait_for(lambda: len(stack.hosts(name)) == 2, 30, 0.2, "two tasks in the hosts file")
+    ids = docker("ps", "-q", "--filter", f"label=com.docker.swarm.service.name=openfaas-fn_{name}").split()
+    assert len(ids) == 2
+    assert {docker("exec", cid, "cat", "/data/log") for cid in ids} == {"one;two;"}
+
+    # in use: the volume stays; once the function is gone it can be deleted
+    in_use = stack.call("DELETE", "/system/volumes", {"name": volume})
+    assert in_use.status == 409
+    assert name in in_use.text
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+    # Swarm removes the tasks' (stopped) containers a little after the service; until then the volume is in use
+    service_label = f"label=com.docker.swarm.service.name=openfaas-fn_{name}"
+    wait_for(lambda: docker("ps", "-aq", "--filter", service_label) == "", 60, 0.2, "the tasks' containers to go")
+    assert stack.call("DELETE", "/system/volumes", {"name": volume}).status == 200
+    assert docker("volume", "ls", "-q", "--filter", f"label=com.pyfaasd.volume={volume}") == ""
+
+    # a volume that does not exist: 400 naming it, no service made
+    refused = stack.call("POST", "/system/functions", {**spec, "annotations": {"com.pyfaasd.volume.nope": "/data"}})
+    assert refused.status == 400
+    assert "nope" in refused.text
+    assert f"openfaas-fn_{name}" not in stack.services()
+
+
+def _bundle(answer: str) -> bytes:
+    """A code bundle of three files: the handler, a package with an empty ``__init__.py`` and a module."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr(
+            "handler.py",
+            "from lib.util import ANSWER\n\n\ndef handle(event, context):\n"
+            "    return {'statusCode': 200, 'body': ANSWER, 'headers': {'Content-Type': 'text/plain'}}\n",
+        )
+        archive.writestr("lib/__init__.py", "")
+        archive.writestr("lib/util.py", f"ANSWER = {answer!r}\n")
+    return out.getvalue()
+
+
+def test_a_code_function_runs_from_swarm_configs_rolls_to_new_code_and_leaves_nothing(stack: SwarmStack) -> None:
+    def upload(data: bytes) -> str:
+        headers = {"Authorization": stack.authorization, "Content-Type": "application/octet-stream"}
+        reply = http("POST", f"{stack.gateway_url}/system/code?filename=fn.zip", data, headers, timeout=30)
+        assert reply.status in (200, 201), reply.text
+        return str(reply.json()["digest"])
+
+    def configs_of(name: str) -> list[str]:
+        out = docker("config", "ls", "--filter", f"label=com.pyfaasd.function={name}", "--format", "{{.Name}}")
+        return [line for line in out.splitlines() if line]
+
+    runtimes = stack.call("GET", "/system/runtimes").json()
+    assert {"name": "python3.11", "image": RUNTIME, "mode": "python"} in runtimes
+
+    name = unique_name("sc")
+    first = upload(_bundle("one"))
+    spec = {
+        "service": name,
+        "image": RUNTIME,
+        "annotations": {"com.pyfaasd.code": first},
+        "readOnlyRootFilesystem": True,  # the configs are mounted into a read-only root
+    }
+    deployed = stack.call("POST", "/system/functions", spec)
+    assert deployed.status == 202, deployed.text
+    assert len(configs_of(name)) == 2  # handler.py and lib/util.py; the empty __init__.py is /dev/null
+    reply = http("GET", f"{stack.gateway_url}/function/{name}", timeout=30)
+    assert (reply.status, reply.text) == (200, "one")
+    listed = {b["digest"]: b for b in stack.call("GET", "/system/code").json()}
+    assert listed[first]["functions"] == [f"{name}.openfaas-fn"]
+    assert stack.call("DELETE", f"/system/code/{first}").status == 409  # in use
+
+    # new code: a rolling update (start-first) onto new configs; the function answers throughout
+    second = upload(_bundle("two"))
+    updated = stack.call("PUT", "/system/functions", {**spec, "annotations": {"com.pyfaasd.code": second}})
+    assert updated.status == 202, updated.text
+    answers: list[tuple[int, str]] = []
+    deadline = time.monotonic() + 90
+    while not answers or answers[-1] != (200, "two"):
+        assert time.monotonic() < deadline, f"the update did not reach the new code: {answers[-5:]}"
+        got = http("GET", f"{stack.gateway_url}/function/{name}", timeout=30)
+        answers.append((got.status, got.text))
+        time.sleep(0.1)
+    assert {status for status, _ in answers} == {200}, answers
+    # the replaced spec's configs stay as Swarm's rollback target; handler.py did not change, so its config is shared
+    assert len(configs_of(name)) == 3
+
+    # what Swarm cannot carry: a 400 naming it, nothing made
+    with_requirements = io.BytesIO()
+    with zipfile.ZipFile(with_requirements, "w") as archive:
+        archive.writestr("handler.py", "def handle(event, context):\n    return 'x'\n")
+        archive.writestr("requirements.txt", "requests\n")
+    other = unique_name("sc")
+    refused = stack.call(
+        "POST",
+        "/system/functions",
+        {"service": other, "image": RUNTIME, "annotations": {"com.pyfaasd.code": upload(with_requirements.getvalue())}},
+    )
+    assert refused.status == 400
+    assert "requirements" in refused.text
+    assert f"openfaas-fn_{other}" not in stack.services()
+    assert configs_of(other) == []
+
+    # delete: no service, no config, no secret of the function left
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+    assert f"openfaas-fn_{name}" not in stack.services()
+    assert configs_of(name) == []
+    assert docker("secret", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={stack.network}") == ""
+    assert stack.call("DELETE", f"/system/code/{first}").status == 200  # no longer used

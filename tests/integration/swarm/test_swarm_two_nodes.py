@@ -5,6 +5,8 @@ own (it never touches the first engine's), and reaches the manager over a veth p
 started with ``nsenter --net`` rather than ``ip netns exec``: the latter mounts a fresh /sys, in which dockerd
 finds no cgroup ("Devices cgroup isn't mounted"). It gets the function image with ``docker save | docker load``
 (nothing can be pulled). The swarm, the namespace, the engine and its directory are gone after the module.
+A code function with a volume shows what the worker gets without the provider's directories: its bundle as Swarm
+configs, its volume made by the worker's engine from the mount's driver options.
 
 The functions' stack (provider and gateway in the anchor's network namespace) is the single-node test's
 ``stack`` fixture, on this module's two-node ``swarm``.
@@ -12,21 +14,29 @@ The functions' stack (provider and gateway in the anchor's network namespace) is
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.docker_support import require_image
+from tests.docker_support import require_image, unique_name
 from tests.helpers import docker_available
-from tests.integration.swarm.test_swarm_backend import ECHO, SwarmStack, stack  # noqa: F401 (stack: fixture)
-from tests.provider_harness import wait_for, wait_for_hostnames
+from tests.integration.swarm.test_swarm_backend import (  # noqa: F401 (stack: fixture)
+    ECHO,
+    RUNTIME,
+    SwarmStack,
+    stack,
+)
+from tests.provider_harness import http, wait_for, wait_for_hostnames
 from tests.swarm_support import docker, leave_swarm, require_no_swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
@@ -119,6 +129,7 @@ def swarm() -> Iterator[SecondEngine]:
     if not docker_available():
         pytest.skip("needs a running Docker Engine")
     require_image(ECHO)
+    require_image(RUNTIME)
     if subprocess.run(["ip", "netns", "pids", NETNS], capture_output=True, check=False).returncode == 0:
         pytest.skip(f"a network namespace {NETNS} exists already")
     had_gwbridge = require_no_swarm("it")
@@ -126,6 +137,7 @@ def swarm() -> Iterator[SecondEngine]:
     try:
         engine.start()
         engine.load(ECHO)
+        engine.load(RUNTIME)  # shares its layers with ECHO's
         docker("swarm", "init", "--advertise-addr", MANAGER_IP)
         token = docker("swarm", "join-token", "-q", "worker")
         engine.docker("swarm", "join", "--token", token, "--advertise-addr", WORKER_IP, f"{MANAGER_IP}:2377")
@@ -162,3 +174,57 @@ def test_replicas_spread_over_both_nodes_and_both_serve(swarm: SecondEngine, sta
     status = stack.call("GET", f"/system/function/{name}").json()
     assert (status["replicas"], status["availableReplicas"]) == (2, 2)
     print(f"two nodes: both tasks serving {time.monotonic() - started:.1f}s after the scale")
+
+
+HANDLER = """import json
+import socket
+
+from lib.answer import ANSWER
+
+
+def handle(event, context):
+    body = json.dumps({"hostname": socket.gethostname(), "answer": ANSWER})
+    return {"statusCode": 200, "body": body, "headers": {"Content-Type": "application/json"}}
+"""
+
+
+def test_a_code_function_and_its_volume_on_the_worker(swarm: SecondEngine, stack: SwarmStack) -> None:  # noqa: F811
+    volume = unique_name("vol")
+    assert stack.call("POST", "/system/volumes", {"name": volume}).status == 201
+    bundle = io.BytesIO()
+    with zipfile.ZipFile(bundle, "w") as archive:
+        archive.writestr("handler.py", HANDLER)
+        archive.writestr("lib/__init__.py", "")
+        archive.writestr("lib/answer.py", "ANSWER = 'from the configs'\n")
+    headers = {"Authorization": stack.authorization, "Content-Type": "application/octet-stream"}
+    uploaded = http("POST", f"{stack.gateway_url}/system/code?filename=fn.zip", bundle.getvalue(), headers, timeout=30)
+    assert uploaded.status == 201, uploaded.text
+
+    name = unique_name("code2")
+    spec = {
+        "service": name,
+        "image": RUNTIME,
+        "labels": {"com.openfaas.scale.min": "2"},
+        "annotations": {"com.pyfaasd.code": uploaded.json()["digest"], f"com.pyfaasd.volume.{volume}": "/data:ro"},
+    }
+    deployed = stack.call("POST", "/system/functions", spec)
+    assert deployed.status == 202, deployed.text
+    label = f"label=com.docker.swarm.service.name=openfaas-fn_{name}"
+
+    def one_task_on_each_node() -> bool:
+        here = docker("ps", "-q", "--filter", label, "--filter", "status=running").split()
+        there = swarm.docker("ps", "-q", "--filter", label, "--filter", "status=running").split()
+        return len(here) == 1 and len(there) == 1
+
+    wait_for(one_task_on_each_node, 120, 0.5, "a task of the code function on each node")
+    remote = swarm.docker("ps", "-q", "--filter", label)[:12]
+    served = wait_for_hostnames(f"{stack.gateway_url}/function/{name}", 2, 60, "both nodes' tasks to serve the code")
+    assert remote in served, (remote, served)
+    assert http("GET", f"{stack.gateway_url}/function/{name}", timeout=30).json()["answer"] == "from the configs"
+    # the worker's engine made the volume from the service mount (labels and all); the provider never asked it
+    made = json.loads(swarm.docker("volume", "inspect", f"pyfaasd-{stack.network}-{volume}"))[0]
+    assert made["Labels"]["com.pyfaasd.volume"] == volume
+    assert made["Labels"]["com.pyfaasd.swarm-network"] == stack.network
+
+    assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
+    assert docker("config", "ls", "-q", "--filter", f"label=com.pyfaasd.function={name}") == ""

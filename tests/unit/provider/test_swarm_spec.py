@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from provider.config import Backend, ProviderConfig
 from provider.models import FunctionDeployment
 from provider.swarm_secrets import swarm_secret_name
 from provider.swarm_spec import LABEL_NETWORK, SecretMount, service_name, service_spec, with_replicas, with_secret
+from provider.volumes import NfsShare, ResolvedMount, Volume
 from servicekit.settings import SettingError
 
 CONFIG = ProviderConfig(swarm_network="fnnet", pids_limit=256, stop_timeout_s=5.0)
@@ -87,3 +90,86 @@ def test_swarm_secret_names_fit_swarms_limit_and_change_with_the_value() -> None
     assert len(long) <= 64
     assert swarm_secret_name("ns", "db", b"one") != swarm_secret_name("ns", "db", b"two")
     assert swarm_secret_name("ns", "db", b"one").startswith("ns_db_")
+
+
+def _volume_mount(kind: str, *, read_only: bool = False, **fields: Any) -> ResolvedMount:
+    volume = Volume(name="data", type=kind, docker_name="pyfaasd-fnnet-data", created="c", **fields)
+    return ResolvedMount(volume, "/data", read_only)
+
+
+def test_a_named_volume_is_a_volume_mount_of_the_local_driver_labelled_for_the_instance() -> None:
+    out = service_spec(spec_of(), CONFIG, replicas=1, created="c", generation="g", volumes=[_volume_mount("local")])
+    assert out["TaskTemplate"]["ContainerSpec"]["Mounts"] == [
+        {
+            "Type": "volume",
+            "Source": "pyfaasd-fnnet-data",
+            "Target": "/data",
+            "ReadOnly": False,
+            "VolumeOptions": {
+                "Labels": {LABEL_NETWORK: "fnnet", "com.pyfaasd.volume": "data", "com.pyfaasd.volume.type": "local"},
+                "DriverConfig": {"Name": "local"},
+            },
+        }
+    ]
+
+
+def test_an_nfs_volume_carries_the_driver_options_so_every_node_mounts_the_share() -> None:
+    """Only at the spec level: this machine's kernel has no NFS client (docs/swarm.md)."""
+    nfs = NfsShare("10.0.0.5", "/exports/fn", "nfsvers=4,soft")
+    mount = _volume_mount("nfs", read_only=True, nfs=nfs)
+    out = service_spec(
+        spec_of(readOnlyRootFilesystem=True), CONFIG, replicas=1, created="c", generation="g", volumes=[mount]
+    )
+    mounts = out["TaskTemplate"]["ContainerSpec"]["Mounts"]
+    assert mounts[0]["ReadOnly"] is True
+    assert mounts[0]["VolumeOptions"]["DriverConfig"] == {
+        "Name": "local",
+        "Options": {"type": "nfs", "o": "addr=10.0.0.5,nfsvers=4,soft", "device": ":/exports/fn"},
+    }
+    assert mounts[0]["VolumeOptions"]["DriverConfig"]["Options"] == nfs.driver_options()  # as the docker backend
+    assert mounts[1]["Type"] == "tmpfs"  # the read-only root's /tmp as before
+
+
+def test_a_host_directory_volume_binds_the_directory_on_the_node() -> None:
+    out = service_spec(
+        spec_of(), CONFIG, replicas=1, created="c", generation="g", volumes=[_volume_mount("host", host_path="/srv/fn")]
+    )
+    driver = out["TaskTemplate"]["ContainerSpec"]["Mounts"][0]["VolumeOptions"]["DriverConfig"]
+    assert driver == {"Name": "local", "Options": {"type": "none", "o": "bind", "device": "/srv/fn"}}
+
+
+def test_no_volume_no_mounts() -> None:
+    out = service_spec(spec_of(), CONFIG, replicas=1, created="c", generation="g")
+    assert "Mounts" not in out["TaskTemplate"]["ContainerSpec"]
+
+
+def test_operator_defaults_apply_to_services_and_are_recorded_as_the_docker_backend_records_them() -> None:
+    config = ProviderConfig(
+        swarm_network="fnnet",
+        default_memory_bytes=256 << 20,
+        default_nano_cpus=500_000_000,
+        default_read_only_root=True,
+    )
+
+    def made(body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        out = service_spec(spec_of(**body), config, replicas=1, created="c", generation="g")
+        return out["TaskTemplate"], out["Labels"]
+
+    template, labels = made({})
+    limits = template["Resources"]["Limits"]
+    assert (limits["MemoryBytes"], limits["NanoCPUs"], template["ContainerSpec"]["ReadOnly"]) == (
+        256 << 20,
+        500_000_000,
+        True,
+    )
+    assert [m["Target"] for m in template["ContainerSpec"]["Mounts"]] == ["/tmp"]
+    assert labels["com.pyfaasd.defaults"] == f"memory={256 << 20},nanocpus=500000000,read-only-root"
+    assert template["ContainerSpec"]["Labels"]["com.pyfaasd.defaults"] == labels["com.pyfaasd.defaults"]
+    template, labels = made({"limits": {"memory": "64Mi"}, "annotations": {"com.pyfaasd.writable-root": "true"}})
+    assert template["Resources"]["Limits"]["MemoryBytes"] == 64 << 20
+    assert "ReadOnly" not in template["ContainerSpec"]
+    assert labels["com.pyfaasd.defaults"] == "nanocpus=500000000"
+    _, labels = made({"limits": {"memory": "64Mi", "cpu": "1"}, "readOnlyRootFilesystem": True})
+    assert "com.pyfaasd.defaults" not in labels
+    # the API still answers what was deployed
+    assert FunctionDeployment.from_label(labels["com.pyfaasd.spec"]).limits is not None
