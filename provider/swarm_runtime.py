@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import aiodocker
 import aiohttp
 import structlog
+from aiodocker.configs import DockerConfigs
+from aiodocker.secrets import DockerSecrets
 
 from provider.docker_runtime import DockerRuntime
 from provider.errors import DockerUnavailableError, FunctionNotFoundError, RuntimeFailureError
@@ -248,35 +250,15 @@ class SwarmRuntime:
 
     async def configs(self, label: str) -> list[ConfigInfo]:
         """The configs carrying ``label`` (``key=value``)."""
-        try:
-            found = await self._docker.configs.list(filters={"label": [label]})
-        except aiodocker.DockerError as e:
-            raise _error("list configs", e) from e
-        return [
-            ConfigInfo(
-                id=str(raw["ID"]),
-                name=str((raw.get("Spec") or {}).get("Name", "")),
-                labels=dict((raw.get("Spec") or {}).get("Labels") or {}),
-            )
-            for raw in found
-        ]
+        found = await _list_objects(self._docker.configs, "configs", label)
+        return [ConfigInfo(id=str(raw["ID"]), name=_spec_name(raw), labels=_spec_labels(raw)) for raw in found]
 
     async def create_config(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
-        try:
-            made = await self._docker.configs.create(
-                name, base64.b64encode(data).decode(), b64=True, labels=dict(labels)
-            )
-        except aiodocker.DockerError as e:
-            raise _error(f"create the config {name}", e) from e
-        return str(made["ID"])
+        return await _create_object(self._docker.configs, "config", name, data, labels)
 
     async def remove_config(self, config_id: str) -> None:
         """Remove a config; a no-op when it is gone."""
-        try:
-            await self._docker.configs.delete(config_id)
-        except aiodocker.DockerError as e:
-            if e.status != 404:
-                raise _error(f"remove the config {config_id}", e) from e
+        await _remove_object(self._docker.configs, "config", config_id)
 
     # -- volumes (of this node: the records of /system/volumes) ------------------------------------------
 
@@ -320,36 +302,23 @@ class SwarmRuntime:
 
     async def secrets(self, label: str) -> list[SecretInfo]:
         """The secrets carrying ``label`` (``key=value``)."""
-        try:
-            found = await self._docker.secrets.list(filters={"label": [label]})
-        except aiodocker.DockerError as e:
-            raise _error("list secrets", e) from e
+        found = await _list_objects(self._docker.secrets, "secrets", label)
         return [
             SecretInfo(
                 id=str(raw["ID"]),
-                name=str((raw.get("Spec") or {}).get("Name", "")),
-                labels=dict((raw.get("Spec") or {}).get("Labels") or {}),
+                name=_spec_name(raw),
+                labels=_spec_labels(raw),
                 created=str(raw.get("CreatedAt", "")),
             )
             for raw in found
         ]
 
     async def create_secret(self, name: str, value: bytes, labels: Mapping[str, str]) -> str:
-        try:
-            made = await self._docker.secrets.create(
-                name, base64.b64encode(value).decode(), b64=True, labels=dict(labels)
-            )
-        except aiodocker.DockerError as e:
-            raise _error(f"create the secret {name}", e) from e
-        return str(made["ID"])
+        return await _create_object(self._docker.secrets, "secret", name, value, labels)
 
     async def remove_secret(self, secret_id: str) -> None:
         """Remove a secret; a no-op when it is gone."""
-        try:
-            await self._docker.secrets.delete(secret_id)
-        except aiodocker.DockerError as e:
-            if e.status != 404:
-                raise _error(f"remove the secret {secret_id}", e) from e
+        await _remove_object(self._docker.secrets, "secret", secret_id)
 
     async def tasks(self, service_ids: list[str]) -> list[Task]:
         """The tasks of these services, on every node (a manager sees them all)."""
@@ -533,3 +502,40 @@ class SwarmNode:
         except aiodocker.DockerError as e:
             if e.status not in (404, 409):  # 409: its removal is under way already
                 raise _error(f"remove the anchor container {name}", e) from e
+
+
+# Swarm's configs and secrets are one kind of object to the Engine API (and to aiodocker): data, a name and labels,
+# listed by label, removed by ID.
+_SwarmObjects = DockerConfigs | DockerSecrets
+
+
+async def _list_objects(api: _SwarmObjects, kind: str, label: str) -> list[Mapping[str, Any]]:
+    try:
+        return await api.list(filters={"label": [label]})
+    except aiodocker.DockerError as e:
+        raise _error(f"list {kind}", e) from e
+
+
+async def _create_object(api: _SwarmObjects, kind: str, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+    try:
+        made = await api.create(name, base64.b64encode(data).decode(), b64=True, labels=dict(labels))
+    except aiodocker.DockerError as e:
+        raise _error(f"create the {kind} {name}", e) from e
+    return str(made["ID"])
+
+
+async def _remove_object(api: _SwarmObjects, kind: str, object_id: str) -> None:
+    """A no-op when it is gone."""
+    try:
+        await api.delete(object_id)
+    except aiodocker.DockerError as e:
+        if e.status != 404:
+            raise _error(f"remove the {kind} {object_id}", e) from e
+
+
+def _spec_name(raw: Mapping[str, Any]) -> str:
+    return str((raw.get("Spec") or {}).get("Name", ""))
+
+
+def _spec_labels(raw: Mapping[str, Any]) -> dict[str, str]:
+    return dict((raw.get("Spec") or {}).get("Labels") or {})
