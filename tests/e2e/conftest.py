@@ -1,50 +1,10 @@
-"""The whole stack (``pyfaasd up``) as a subprocess on a throwaway bridge, subnet, ports and state dir."""
+"""Fixtures of the e2e tests; the stack itself (``make_stack``) is tests/stack_fixtures.py's."""
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
-
-from tests.docker_support import require_image
-from tests.helpers import docker_available
-from tests.provider_harness import ProviderProcess
-
-ECHO = "pyfaasd/fn-echo-http:latest"
-HELLO = "pyfaasd/fn-hello-python:latest"
-
-
-@pytest.fixture(scope="session")
-def stack_prerequisites() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the stack needs root (bridge, veth, iptables)")
-    if not docker_available():
-        pytest.skip("needs a running Docker Engine (scripts/setup starts one)")
-    if shutil.which("iptables") is None:
-        pytest.skip("needs iptables")
-    require_image(ECHO)
-    require_image(HELLO)
-
-
-@pytest.fixture
-def make_stack(stack_prerequisites: None, tmp_path: Path) -> Iterator[Callable[..., ProviderProcess]]:
-    made: list[ProviderProcess] = []
-
-    def make(gateway_host: str = "127.0.0.1", **extra_env: str) -> ProviderProcess:
-        stack = ProviderProcess.stack(tmp_path / f"state{len(made)}", gateway_host=gateway_host, extra_env=extra_env)
-        made.append(stack)
-        stack.start()
-        return stack
-
-    try:
-        yield make
-    finally:
-        for stack in made:
-            stack.cleanup()
 
 
 @pytest.fixture

@@ -11,19 +11,17 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.callback_receiver import CallbackReceiver
-from tests.e2e.conftest import ECHO
 from tests.provider_harness import ProviderProcess, Reply, http, wait_for
+from tests.stack_fixtures import ECHO, MakeStack
 
 pytestmark = pytest.mark.docker
-
-MakeStack = Callable[..., ProviderProcess]
 
 
 @pytest.fixture

@@ -7,18 +7,15 @@ import http.client
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import ECHO
 from tests.e2e.test_stack_e2e import faas_cli_deploy, invoke
 from tests.provider_harness import ProviderProcess, wait_for
+from tests.stack_fixtures import ECHO, MakeStack
 
 pytestmark = pytest.mark.docker
-
-MakeStack = Callable[..., ProviderProcess]
 
 
 class Load:

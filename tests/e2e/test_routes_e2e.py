@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ECHO
 from tests.helpers import ROOT, free_port
-from tests.provider_harness import ProviderProcess, http
+from tests.provider_harness import http
+from tests.stack_fixtures import ECHO, MakeStack
 from tests.tls_support import make_certificate
 
 pytestmark = pytest.mark.docker
-
-MakeStack = Callable[..., ProviderProcess]
 
 
 def curl(*args: str) -> dict[str, object]:

@@ -9,12 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 
-from tests.provider_harness import ProviderProcess
 from tests.slow_clients import HEAD, closed, connection, on_time, still_open, trickle
-
-MakeStack = Callable[..., ProviderProcess]
+from tests.stack_fixtures import MakeStack
 
 
 async def test_both_listeners_close_slow_heads_and_idle_connections(make_stack: MakeStack) -> None:

@@ -10,18 +10,16 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.code_support import DEP, REQUIREMENT, make_wheel
-from tests.e2e.conftest import ECHO
 from tests.provider_harness import ProviderProcess, Reply, http, wait_for
+from tests.stack_fixtures import ECHO, MakeStack
 
 pytestmark = pytest.mark.docker
 
-MakeStack = Callable[..., ProviderProcess]
 FAAS_CLI = {"User-Agent": "faas-cli/0.17.0"}
 
 

@@ -11,13 +11,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.conftest import ECHO
 from tests.helpers import free_port
-from tests.provider_harness import ProviderProcess, http, wait_for
+from tests.provider_harness import http, wait_for
+from tests.stack_fixtures import ECHO, MakeStack
 
 pytestmark = pytest.mark.docker
-
-MakeStack = Callable[..., ProviderProcess]
 
 
 def test_a_bridge_deleted_under_running_functions_is_rebuilt_and_callers_fail_fast_meanwhile(
