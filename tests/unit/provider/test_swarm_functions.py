@@ -15,12 +15,14 @@ from typing import Any
 import pytest
 
 from netconf import NetConfig, read_hosts
+from netconf.routes import read_routes
 from provider.config import ProviderConfig
 from provider.errors import (
     FunctionExistsError,
     FunctionNotFoundError,
     FunctionStartError,
     InvalidRequestError,
+    RouteConflictError,
     SecretExistsError,
     SecretInUseError,
     SecretMissingError,
@@ -316,3 +318,22 @@ async def test_usage_sums_the_running_tasks_containers(backend: Backend) -> None
     backend.swarm.usage_of = {containers[0]: ContainerUsage(100.0, 1000.0), containers[1]: ContainerUsage(50.0, 24.0)}
     usage = await backend.functions.usage("openfaas-fn", "echo")
     assert (usage.cpu, usage.total_memory_bytes) == (150.0, 1024.0)
+
+
+async def test_a_functions_domain_and_path_are_published_held_and_freed(backend: Backend) -> None:
+    routes = {"com.pyfaasd.domain": "echo.example.com", "com.pyfaasd.path": "/echo"}
+    await backend.functions.deploy(echo(annotations=routes))
+    routes_file = backend.hosts.with_name("routes")
+    published = {(str(r.kind), r.value, r.function) for r in read_routes(routes_file).routes}
+    assert published == {("domain", "echo.example.com", "echo.openfaas-fn"), ("path", "/echo", "echo.openfaas-fn")}
+
+    other = FunctionDeployment.parse(
+        {"service": "other", "image": "pyfaasd/fn-echo-http", "annotations": {"com.pyfaasd.domain": "echo.example.com"}}
+    )
+    with pytest.raises(RouteConflictError, match=r"echo\.example\.com is already routed to function echo\.openfaas-fn"):
+        await backend.functions.deploy(other)
+    assert set(backend.swarm.services_by_name) == {"openfaas-fn_echo"}  # nothing made
+
+    await backend.functions.delete("openfaas-fn", "echo")
+    assert list(read_routes(routes_file).routes) == []
+    await backend.functions.deploy(other)  # the domain is free again
