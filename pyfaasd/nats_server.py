@@ -10,10 +10,14 @@ body (up to ``PYFAASD_ASYNC_MAX_BODY_BYTES``, 1 MiB by default) base64 in a JSON
 
 from __future__ import annotations
 
+import ctypes
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
@@ -21,6 +25,7 @@ from urllib.parse import urlsplit
 START_TIMEOUT_S: Final = 10.0
 STOP_TIMEOUT_S: Final = 10.0
 LOOPBACK: Final = frozenset({"127.0.0.1", "localhost"})
+PR_SET_PDEATHSIG: Final = 1
 
 
 class NatsServerError(Exception):
@@ -60,7 +65,9 @@ def start(state_dir: Path, url: str) -> subprocess.Popen[bytes] | None:
     config.write_text(config_text(*address, directory / "store"))
     log_path = directory / "nats.log"
     with log_path.open("ab") as log:
-        process = subprocess.Popen([binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_stop_with_parent(os.getpid())
+        )
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if process.poll() is not None:
@@ -74,6 +81,18 @@ def start(state_dir: Path, url: str) -> subprocess.Popen[bytes] | None:
                 stop(process)
                 raise NatsServerError(f"nats-server did not listen on {address[0]}:{address[1]}") from None
             time.sleep(0.05)
+
+
+def _stop_with_parent(parent: int) -> Callable[[], None]:
+    """For the child, before it runs nats-server: SIGTERM when ``up`` dies, however it dies. A kill -9 of ``up``
+    would otherwise leave the server running in the anchor's namespace, holding the port and the store, and the next
+    ``up`` (the same anchor is kept) could not start its own."""
+
+    def arm() -> None:
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0 or os.getppid() != parent:
+            os._exit(1)  # not armed, or ``up`` is gone already
+
+    return arm
 
 
 def stop(process: subprocess.Popen[bytes]) -> int:
