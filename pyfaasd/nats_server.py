@@ -1,5 +1,6 @@
 """The NATS server of the swarm stack: ``pyfaasd up --backend swarm`` runs Debian's ``nats-server`` with JetStream
-for the gateway's async queue (gateway/jetstream_queue.py), inside the anchor's network namespace.
+for the gateway's async queue (gateway/jetstream_queue.py), inside the anchor's network namespace; so does the
+``pyfaasd-nats`` unit of ``pyfaasd install --backend swarm`` (``pyfaasd nats-server``: :func:`command`, then exec).
 
 Only when ``PYFAASD_NATS_URL`` names one server on loopback (the default, ``nats://127.0.0.1:4222``): any other
 URL is a server the user runs (on another node, a cluster), and ``up`` leaves it alone. The store is
@@ -46,8 +47,9 @@ def config_text(host: str, port: int, store: Path) -> str:
     return f'listen: "{host}:{port}"\nmax_payload: 8MB\njetstream {{\n  store_dir: "{store}"\n}}\n'
 
 
-def start(state_dir: Path, url: str) -> subprocess.Popen[bytes] | None:
-    """Start the server ``url`` names if it is the stack's own (on loopback), once it listens; None otherwise."""
+def command(state_dir: Path, url: str) -> list[str] | None:
+    """The command line of the server ``url`` names if it is the stack's own (on loopback), its configuration
+    written to ``<state>/nats/nats.conf``; None when ``url`` is a server the user runs."""
     address = local_address(url)
     if address is None:
         return None
@@ -63,10 +65,19 @@ def start(state_dir: Path, url: str) -> subprocess.Popen[bytes] | None:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     config = directory / "nats.conf"
     config.write_text(config_text(*address, directory / "store"))
-    log_path = directory / "nats.log"
+    return [binary, "-c", str(config)]
+
+
+def start(state_dir: Path, url: str) -> subprocess.Popen[bytes] | None:
+    """Start the server ``url`` names if it is the stack's own (on loopback), once it listens; None otherwise."""
+    argv = command(state_dir, url)
+    address = local_address(url)
+    if argv is None or address is None:
+        return None
+    log_path = state_dir / "nats" / "nats.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [binary, "-c", str(config)], stdout=log, stderr=subprocess.STDOUT, preexec_fn=_stop_with_parent(os.getpid())
+            argv, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_stop_with_parent(os.getpid())
         )
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
