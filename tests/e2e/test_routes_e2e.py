@@ -69,7 +69,7 @@ def test_a_function_at_its_own_domain_and_path(make_stack: MakeStack, name: str,
         )
         assert taken.status == 409
         assert f"{domain} is already routed to function {name}.openfaas-fn" in taken.text
-        assert not [c for c in stack.containers() if c["Names"].startswith(f"{name}b.")]
+        assert not [c for c in stack.containers() if f"com.pyfaasd.function={name}b" in c["Labels"]]
 
         listed = subprocess.run(
             [sys.executable, "-m", "pyfaasd.cli", "routes", "--json"],

@@ -11,9 +11,13 @@ import json
 import time
 
 from tests.slow_clients import HEAD, closed, connection, on_time, still_open, trickle
-from tests.stack_fixtures import MakeStack
+from tests.stack_fixtures import MakeStack, docker_only
 
 
+@docker_only(
+    "swarm: the provider listens in the anchor's network namespace, out of the host's reach; both backends' listeners "
+    "are the same servicekit/client_limits.py"
+)
 async def test_both_listeners_close_slow_heads_and_idle_connections(make_stack: MakeStack) -> None:
     stack = make_stack(PYFAASD_HEADER_TIMEOUT="1s", PYFAASD_IDLE_TIMEOUT="2s")
     assert stack.gateway_port is not None
