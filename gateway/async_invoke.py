@@ -7,7 +7,9 @@ answer is read whole (at most ``max_body_bytes``), because it is kept for the ca
 
 When no answer comes, the outcome carries the status ``/function/`` would have answered (404 not deployed, 502
 refused, 503 no replica, 504 timeout) and a one-line body, with ``X-OpenFaaS-Internal: gateway`` as the OpenFaaS
-queue-worker's callbacks do for a failed invocation.
+queue-worker's callbacks do for a failed invocation. One exception: when the function has no replica and the
+provider cannot be asked to scale it (``ProviderError``: it is not up yet, or failing), nothing was attempted, and
+the error is raised for the dispatcher to put the call back.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import (
     FunctionNotFoundError,
     GatewayError,
+    ProviderError,
     UpstreamBadResponseError,
     UpstreamConnectError,
     UpstreamTimeoutError,
@@ -57,7 +60,7 @@ class FunctionInvoker:
 
     async def invoke(self, call: AsyncCall) -> Outcome:
         """Send ``call`` to a ready replica (scaling from zero if need be); the function's answer, or the
-        gateway's status when there was none."""
+        gateway's status when there was none. ProviderError when the provider could not be asked for a replica."""
         started = time.perf_counter()
         key = call.function
         name, _, namespace = key.rpartition(".")
@@ -67,7 +70,7 @@ class FunctionInvoker:
             if not replicas:
                 try:
                     replicas = await self._scaler.ready_replicas(name, namespace)
-                except FunctionNotFoundError:
+                except (FunctionNotFoundError, ProviderError):
                     raise
                 except GatewayError:
                     counted = True
@@ -76,6 +79,8 @@ class FunctionInvoker:
             counted = True
             self._metrics.request_started(key)
             outcome = await self._send(call, key, replicas, started)
+        except ProviderError:
+            raise  # not attempted: the dispatcher puts the call back
         except (GatewayError, RelayError) as exc:
             error = exc if isinstance(exc, GatewayError) else from_relay(exc)
             text = f"{error}\n".encode()

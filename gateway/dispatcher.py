@@ -12,7 +12,10 @@ calls of one function run at once, and as many of its callbacks, each set in its
 a slow callback receiver holds only its own function's slots. Calls of one function start oldest first.
 
 **Retries** follow the function's ``com.openfaas.retry.*`` annotations (gateway/retry_policy.py); a call waiting
-for its retry is back in the queue with a later due time, so it survives a restart too.
+for its retry is back in the queue with a later due time, so it survives a restart too. A call that could not be
+attempted because the provider could not be asked for a replica (a gateway started before its provider, a
+function at zero while the provider restarts) is put back for :data:`PROVIDER_WAIT_S`, not failed: its claim
+counts in ``attempts``, but the function was not invoked.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from gateway.async_calls import CallQueue, ClaimedCall, Outcome, PendingCallback
 from gateway.async_invoke import FunctionInvoker
 from gateway.callbacks import CallbackSender
 from gateway.doorbell import Doorbell
-from gateway.errors import FunctionNotFoundError, GatewayError
+from gateway.errors import FunctionNotFoundError, GatewayError, ProviderError
 from gateway.metrics import AsyncMetrics
 from gateway.retry_policy import (
     CALLBACK_MAX_WAIT_S,
@@ -54,6 +57,7 @@ SETTINGS_TTL_S: Final = 2.0  # how long a function's annotations are reused befo
 PURGE_EVERY_S: Final = 60.0
 COUNTS_EVERY_S: Final = 1.0  # how often the queue depth gauges are refreshed
 CLAIM_MISSED_WAIT_S: Final = 0.05
+PROVIDER_WAIT_S: Final = 1.0  # a call that could not be attempted for want of the provider is put back for this long
 FAILED_STEP_WAIT_S: Final = 1.0  # a dispatcher step that failed (the queue, the provider) is tried again after
 RECOVER_MAX_WAIT_S: Final = 30.0
 
@@ -238,6 +242,11 @@ class Dispatcher:
         in_flight.inc()
         try:
             outcome = await self._invoker.invoke(call)
+        except ProviderError as exc:
+            log.warning("async_provider_unavailable", attempt=claimed.attempts, error=str(exc), wait_s=PROVIDER_WAIT_S)
+            unattempted = Outcome(exc.status, (), f"{exc}\n".encode(), 0.0)
+            await self._queue.retry_at(claimed.seq, self._clock() + PROVIDER_WAIT_S, unattempted)
+            return
         except Exception as exc:  # a bug, not a function's failure: try again later rather than lose the call
             log.exception("async_invoke_crashed")
             outcome = Outcome(500, (), f"internal gateway error: {exc!r}\n".encode(), 0.0)

@@ -25,6 +25,7 @@ import structlog
 
 from netconf import write_hosts
 from netconf.hosts import Replica
+from netconf.routes import write_routes
 from provider.code_functions import RuntimeImage, code_users, runtime_library
 from provider.config import ProviderConfig
 from provider.docker_runtime import LABEL_CREATED, LABEL_FUNCTION, LABEL_NAMESPACE, LABEL_SPEC
@@ -36,6 +37,7 @@ from provider.errors import (
 from provider.logs import LogMessage, LogRequest
 from provider.models import FunctionDeployment, FunctionStatus, FunctionUsage, format_time
 from provider.namespaces import NamespaceStore
+from provider.routes import check_routes, published_routes
 from provider.runtime import ContainerUsage, Probe
 from provider.swarm_code import CodeFile, SwarmCode, config_ids
 from provider.swarm_runtime import Service, Swarm, Task
@@ -85,6 +87,8 @@ class Publisher:
         replicas = [Replica(name, ns, ip) for (ns, name), ips in self.ready.items() for ip in ips]
         if write_hosts(self._config.hosts_path, self._config.net.bridge_ip, replicas):
             log.info("hosts_published", replicas=len(replicas))
+        # the functions' own domains and paths, for the gateway (as the docker backend's replicas.py writes them)
+        write_routes(self._config.routes_path, published_routes(deployed_specs(services)))
         async with self._changed:
             self._changed.notify_all()
 
@@ -110,6 +114,10 @@ class Publisher:
         async with self._changed:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout_s)
+
+
+def deployed_specs(services: list[Service]) -> list[FunctionDeployment]:
+    return [FunctionDeployment.from_label(s.labels[LABEL_SPEC]) for s in services if LABEL_SPEC in s.labels]
 
 
 def _failures(tasks: list[Task], keys: dict[str, tuple[str, str]]) -> dict[tuple[str, str], str]:
@@ -284,6 +292,7 @@ class SwarmFunctions:
         spec.scale_labels(self._config.max_replicas)
         volume_mounts(spec)  # a malformed volume annotation is a 400 before anything is made
         code = await self._code.check(spec)
+        check_routes(spec, await self._specs())  # 409 naming the function that holds the domain or path
         return _Checked(await self._secrets.mounts(spec.namespace, spec.secrets), code)
 
     @contextlib.asynccontextmanager
@@ -316,8 +325,7 @@ class SwarmFunctions:
         return self._volumes.users(await self._specs())
 
     async def _specs(self) -> list[FunctionDeployment]:
-        services = await self._runtime.services(f"{LABEL_NETWORK}={self._config.swarm_network}")
-        return [FunctionDeployment.from_label(s.labels[LABEL_SPEC]) for s in services if LABEL_SPEC in s.labels]
+        return deployed_specs(await self._runtime.services(f"{LABEL_NETWORK}={self._config.swarm_network}"))
 
     async def _await_ready(self, key: tuple[str, str], replicas: int) -> None:
         """Until ``replicas`` tasks of the function answer healthy; FunctionStartError (422) with Swarm's last

@@ -495,6 +495,17 @@ class SwarmNode:
         log.info("anchor_started", container=name, network=network, ports=[f"{p.host_ip}:{p.port}" for p in ports])
         return Anchor(name, int(attrs["State"]["Pid"]))
 
+    async def running_anchor(self, name: str) -> Anchor | None:
+        """The anchor container ``name`` if it runs; None if it is missing or stopped."""
+        try:
+            attrs = (await self._docker.containers.get(name))._container
+        except aiodocker.DockerError as e:
+            if e.status == 404:
+                return None
+            raise _error(f"inspect the anchor container {name}", e) from e
+        state = attrs.get("State") or {}
+        return Anchor(name, int(state["Pid"])) if state.get("Running") else None
+
     async def remove_anchor(self, name: str) -> None:
         try:
             container = await self._docker.containers.get(name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -575,6 +576,31 @@ def _swarm_anchor(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nats_server(args: argparse.Namespace) -> int:
+    """The swarm backend's pyfaasd-nats unit (in the anchor's namespace, NetworkNamespacePath=): nats-server with
+    the stack's JetStream configuration in the state dir, as ``up --backend swarm`` runs it; exec'd, so systemd
+    sees and stops nats-server itself."""
+    from gateway.config import NATS_URL
+    from pyfaasd import nats_server
+    from servicekit.settings import SettingError, with_flags
+
+    env = with_flags(os.environ, args, (STATE_DIR, NATS_URL))
+    try:
+        state_dir, url = STATE_DIR.read(env), NATS_URL.read(env)
+        argv = nats_server.command(state_dir, url)
+    except SettingError as e:
+        print(f"pyfaasd nats-server: configuration error: {e}", file=sys.stderr)
+        return 2
+    except (nats_server.NatsServerError, OSError) as e:
+        print(f"pyfaasd nats-server: {e}", file=sys.stderr)
+        return 1
+    if argv is None:
+        print(f"pyfaasd nats-server: {NATS_URL.env}={url} is a server you run; nothing to start", file=sys.stderr)
+        return 0
+    print(f"pyfaasd nats-server: {shlex.join(argv)} (JetStream store in {state_dir / 'nats' / 'store'})", flush=True)
+    os.execv(argv[0], argv)  # noqa: S606 (nats-server, found on PATH by nats_server.command)
+
+
 def _up(args: argparse.Namespace) -> int:
     from pyfaasd.up import run
 
@@ -620,6 +646,14 @@ def _add_daemon_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     )
     anchor.add_argument("--pin", metavar="PATH", required=True, help="where to pin the namespace (a bind mount)")
     anchor.set_defaults(run=_swarm_anchor)
+    from gateway.config import NATS_URL
+    from servicekit.settings import add_flags
+
+    nats = commands.add_parser(
+        "nats-server", help="swarm backend: run nats-server (JetStream, the async queue) with the stack's configuration"
+    )
+    add_flags(nats, (STATE_DIR, NATS_URL))
+    nats.set_defaults(run=_nats_server)
     from pyfaasd.status import add_arguments as add_status_arguments
 
     status = commands.add_parser("status", help="show the bridge, the daemons and the functions")

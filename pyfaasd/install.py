@@ -38,8 +38,16 @@ DEFAULT_COMMAND_LINK = Path("/usr/local/bin/pyfaasd")  # scripts/setup makes the
 
 PROVIDER_UNIT = "pyfaasd-provider.service"
 GATEWAY_UNIT = "pyfaasd.service"
+NATS_UNIT = "pyfaasd-nats.service"  # swarm backend only: nats-server (JetStream), the async queue
 SWARM_NETNS = Path("/run/pyfaasd/swarm-netns")  # the anchor's network namespace, pinned (swarm backend)
-UNITS = (PROVIDER_UNIT, GATEWAY_UNIT)  # start order: the gateway is ordered after the provider
+UNITS = (PROVIDER_UNIT, GATEWAY_UNIT)  # the docker backend's, in start order: the gateway after the provider
+ALL_UNITS = (PROVIDER_UNIT, NATS_UNIT, GATEWAY_UNIT)  # every template, in start order
+
+
+def units_for(backend: Backend) -> tuple[str, ...]:
+    """The units a backend installs, in start order."""
+    return ALL_UNITS if backend is Backend.SWARM else UNITS
+
 
 STATE_DIR_MODE = 0o755  # the hosts file in it is bind-mounted into every function container
 SECRETS_DIR_MODE = 0o700
@@ -222,7 +230,7 @@ def observe(
 ) -> HostState:
     """Read (never change) the parts of the host the planners need."""
     units: dict[str, str | None] = {}
-    for name in UNITS:
+    for name in ALL_UNITS:
         try:
             units[name] = (unit_dir / name).read_text()
         except FileNotFoundError:
@@ -276,17 +284,18 @@ def template_dirs() -> tuple[Path, ...]:
 
 
 def load_templates(dirs: Sequence[Path] | None = None) -> dict[str, str]:
-    """The text of both unit templates, from the first directory that has them."""
+    """The text of every unit template, from the first directory that has them all."""
     searched = template_dirs() if dirs is None else tuple(dirs)
     for directory in searched:
-        if all((directory / name).is_file() for name in UNITS):
-            return {name: (directory / name).read_text() for name in UNITS}
+        if all((directory / name).is_file() for name in ALL_UNITS):
+            return {name: (directory / name).read_text() for name in ALL_UNITS}
     places = ", ".join(str(d) for d in searched)
-    raise InstallError(f"the unit templates {' and '.join(UNITS)} are not in any of: {places}")
+    raise InstallError(f"the unit templates {', '.join(ALL_UNITS)} are not in any of: {places}")
 
 
 def render_units(templates: Mapping[str, str], options: InstallOptions) -> dict[str, str]:
-    """Fill the ``${...}`` placeholders of the templates; InstallError on a path systemd cannot take as is."""
+    """Fill the ``${...}`` placeholders of the templates of the backend's units (:func:`units_for`); InstallError on
+    a path systemd cannot take as is."""
     for flag, path in (
         ("--pyfaasd", options.executable),
         ("--state-dir", options.state_dir),
@@ -314,10 +323,14 @@ def render_units(templates: Mapping[str, str], options: InstallOptions) -> dict[
         "env_file": str(options.env_file),
         "state_dir_setting": state_setting,
         "protect_home": "read-only" if near_home else "yes",
+        "swarm_netns": str(SWARM_NETNS),
         **_backend_lines(options),
     }
     rendered = {}
-    for name, text in templates.items():
+    for name in units_for(options.backend):
+        text = templates.get(name)
+        if text is None:
+            raise InstallError(f"the unit template {name} is missing")
         try:
             rendered[name] = Template(text).substitute(values)
         except (KeyError, ValueError) as e:
@@ -329,7 +342,8 @@ def _backend_lines(options: InstallOptions) -> dict[str, str]:
     """What differs between the backends' units. With ``swarm`` (docs/swarm.md): the provider unit first makes
     the swarm, overlay and anchor and pins the anchor's network namespace (ExecStartPre with full privileges, so
     the bind mount is in the host's mount namespace), then enters it; the gateway unit is started in it by
-    systemd and listens on every address there, the anchor publishing its port."""
+    systemd and listens on every address there, the anchor publishing its port; so is the NATS unit (its own
+    template), which the gateway is ordered after."""
     if options.backend is not Backend.SWARM:
         note = "# PYFAASD_BACKEND=docker (pyfaasd install --backend swarm renders the swarm backend's lines here)"
         return {
@@ -345,7 +359,7 @@ def _backend_lines(options: InstallOptions) -> dict[str, str]:
             f"Environment=PYFAASD_BACKEND=swarm\nExecStartPre=+{options.executable} swarm-anchor --pin {SWARM_NETNS}"
         ),
         # the gateway lives in the namespace the provider unit pins: restarted (and stopped) with it
-        "gateway_unit_backend": f"PartOf={PROVIDER_UNIT}",
+        "gateway_unit_backend": f"PartOf={PROVIDER_UNIT}\nWants={NATS_UNIT}\nAfter={NATS_UNIT}",
         "gateway_flags": " --in-anchor",
         "gateway_backend": f"Environment=PYFAASD_BACKEND=swarm\nNetworkNamespacePath={SWARM_NETNS}",
     }
@@ -375,9 +389,17 @@ def plan_install(options: InstallOptions, rendered: Mapping[str, str], host: Hos
     else:
         actions.append(CreateCredentials(secrets_dir(options.state_dir)))
 
+    units = units_for(options.backend)
     changed: list[str] = []  # written units that were there before, so may be running with the old text
     written = False
-    for name in UNITS:
+    # a unit of the other backend (the NATS unit, installed with --backend swarm before) goes
+    stale = [name for name in ALL_UNITS if name not in units and host.unit_files.get(name) is not None]
+    systemctl = host.systemctl or "systemctl"
+    if stale:
+        actions.append(RunCommand((systemctl, "disable", "--now", *stale)))
+        actions.extend(RemoveFile(options.unit_dir / name) for name in stale)
+        written = True
+    for name in units:
         text = host.unit_files.get(name)
         if text == rendered[name]:
             notes.append(f"{options.unit_dir / name} is up to date")
@@ -387,14 +409,13 @@ def plan_install(options: InstallOptions, rendered: Mapping[str, str], host: Hos
         if text is not None:
             changed.append(name)
 
-    systemctl = host.systemctl or "systemctl"
     if written:
         actions.append(RunCommand((systemctl, "daemon-reload")))
     if changed and options.start:
         # Services running with the old unit pick the new one up; stopped ones stay stopped here and are
         # started by `enable --now` below.
         actions.append(RunCommand((systemctl, "try-restart", *changed)))
-    enable = (systemctl, "enable", "--now", *UNITS) if options.start else (systemctl, "enable", *UNITS)
+    enable = (systemctl, "enable", "--now", *units) if options.start else (systemctl, "enable", *units)
     actions.append(RunCommand(enable))
     actions += _plan_daemon_json(options, host, notes)
     actions += _plan_command_link(options, host, notes)
@@ -445,10 +466,10 @@ def plan_uninstall(options: UninstallOptions, host: HostState) -> Plan:
     """The actions that stop and remove the units (and with ``purge`` the state dir)."""
     actions: list[Action] = []
     notes: list[str] = []
-    present = [name for name in UNITS if host.unit_files.get(name) is not None]
+    present = [name for name in ALL_UNITS if host.unit_files.get(name) is not None]
     systemctl = host.systemctl or "systemctl"
     if present:
-        # The gateway first: it is ordered after the provider.
+        # The gateway first: it is ordered after the others.
         actions.append(RunCommand((systemctl, "disable", "--now", *reversed(present))))
         actions.extend(RemoveFile(options.unit_dir / name) for name in reversed(present))
         actions.append(RunCommand((systemctl, "daemon-reload")))
@@ -621,8 +642,9 @@ def install(
     for note in plan.notes:
         out(f"  ({note})")
     started = "enabled and started" if options.start else "enabled (not started: --no-start)"
-    out(f"pyfaasd is installed: {' and '.join(UNITS)} are {started}.")
-    out(f"Logs: journalctl -u {PROVIDER_UNIT} -u {GATEWAY_UNIT} -f")
+    units = units_for(options.backend)
+    out(f"pyfaasd is installed: {', '.join(units[:-1])} and {units[-1]} are {started}.")
+    out(f"Logs: journalctl {' '.join(f'-u {name}' for name in units)} -f")
     out(login_hint(options.state_dir))
     return 0
 

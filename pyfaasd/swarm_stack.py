@@ -88,6 +88,20 @@ async def prepare(network: str, advertise_addr: str, ports: tuple[Published, ...
     return SwarmReady(anchor, made)
 
 
+async def running_anchor(network: str) -> Anchor | None:
+    """The stack's anchor on ``network`` if it runs (``pyfaasd status``)."""
+    try:
+        node = await SwarmNode.connect()
+    except DockerUnavailableError as e:
+        raise SwarmStackError(str(e)) from e
+    try:
+        return await node.running_anchor(anchor_name(network))
+    except RuntimeFailureError as e:
+        raise SwarmStackError(str(e)) from e
+    finally:
+        await node.close()
+
+
 async def remove_anchor(network: str) -> None:
     node = await SwarmNode.connect()
     try:

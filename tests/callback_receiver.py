@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,7 +28,9 @@ class Callback:
 
 
 class CallbackReceiver:
-    def __init__(self, slow_s: float = 3.0) -> None:
+    def __init__(self, slow_s: float = 3.0, bind: str = "127.0.0.1", url_host: Callable[[], str] | None = None) -> None:
+        """``bind``: the address it listens on; ``url_host``: the host its URL names, asked when the URL is read
+        (default: ``bind``)."""
         self.slow_s = slow_s
         self.got: list[Callback] = []
         self._lock = threading.Condition()
@@ -56,12 +59,16 @@ class CallbackReceiver:
             def handle_error(self, request: Any, client_address: Any) -> None:
                 pass  # a sender killed mid-connection (the kill -9 tests) resets it: nothing to report
 
-        self._server = Server(("127.0.0.1", 0), Handler)
+        self._server = Server((bind, 0), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self.url = f"http://127.0.0.1:{self.port}"
+        self._url_host = url_host or (lambda: bind)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._url_host()}:{self.port}"
 
     def wait_for(self, count: int, timeout: float = 30.0, path: str | None = None) -> list[Callback]:
         """The callbacks (to ``path`` if given) once there are ``count`` of them; AssertionError on timeout."""

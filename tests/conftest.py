@@ -6,6 +6,8 @@ import pytest
 
 from tests.helpers import free_port
 
+pytest_plugins = ("tests.stack_fixtures",)  # make_stack: the whole stack, for the e2e and provider tests
+
 
 @pytest.fixture
 def port() -> int:

@@ -159,10 +159,15 @@ class ProviderProcess:
         found = self._containers(running_only=running_only)
         return found if idle_pool else [c for c in found if not self.is_idle_pool(c)]
 
+    def replicas_gone(self, name: str) -> bool:
+        """No replica of the function is published, nor has a running container (with the swarm backend a task
+        taken out of service still answers until its container stops: docs/swarm.md)."""
+        running = [c for c in self.containers(running_only=True) if labels_of(c).get("com.pyfaasd.function") == name]
+        return not self.hosts(name) and not running
+
     def is_idle_pool(self, container: dict[str, str]) -> bool:
         """A warm pool container no function has claimed (its slot has no claim record)."""
-        labels = dict(part.split("=", 1) for part in container["Labels"].split(",") if "=" in part)
-        slot = labels.get("com.pyfaasd.pool.slot")
+        slot = labels_of(container).get("com.pyfaasd.pool.slot")
         return bool(slot) and not (self.state_dir / "pool" / str(slot) / "claim.json").exists()
 
     def idle_pool(self, size: int) -> set[str]:
@@ -216,6 +221,11 @@ class ProviderProcess:
             [sys.executable, "-m", "netconf", "down"], env=self.env, cwd=ROOT, capture_output=True, check=False
         )
         force_cleanup(self.bridge)
+
+
+def labels_of(container: dict[str, str]) -> dict[str, str]:
+    """The labels of a container as ``docker ps --format '{{json .}}'`` lists them."""
+    return dict(part.split("=", 1) for part in container["Labels"].split(",") if "=" in part)
 
 
 def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05, what: str = "condition") -> Any:

@@ -1,50 +1,34 @@
-"""The whole stack (``pyfaasd up``) as a subprocess on a throwaway bridge, subnet, ports and state dir."""
+"""Fixtures of the e2e tests; the stack itself (``make_stack``) is tests/stack_fixtures.py's, here on both
+backends: every test that makes a stack runs once on ``docker`` and once on ``swarm``.
+
+The swarm variants share one single-node swarm (``swarm init`` and ``leave`` take seconds each), made by the
+first of them on an engine in none and left after the last test of this package (or earlier by a test that needs
+the engine in no swarm, tests/e2e/test_swarm_up_e2e.py); each stack has an overlay and an anchor of its own.
+"""
 
 from __future__ import annotations
 
-import os
 import secrets
-import shutil
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
-from tests.docker_support import require_image
-from tests.helpers import docker_available
-from tests.provider_harness import ProviderProcess
-
-ECHO = "pyfaasd/fn-echo-http:latest"
-HELLO = "pyfaasd/fn-hello-python:latest"
+from tests.swarm_support import SharedSwarm
 
 
-@pytest.fixture(scope="session")
-def stack_prerequisites() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the stack needs root (bridge, veth, iptables)")
-    if not docker_available():
-        pytest.skip("needs a running Docker Engine (scripts/setup starts one)")
-    if shutil.which("iptables") is None:
-        pytest.skip("needs iptables")
-    require_image(ECHO)
-    require_image(HELLO)
+@pytest.fixture(params=["docker", "swarm"])
+def backend(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
 
 
-@pytest.fixture
-def make_stack(stack_prerequisites: None, tmp_path: Path) -> Iterator[Callable[..., ProviderProcess]]:
-    made: list[ProviderProcess] = []
-
-    def make(gateway_host: str = "127.0.0.1", **extra_env: str) -> ProviderProcess:
-        stack = ProviderProcess.stack(tmp_path / f"state{len(made)}", gateway_host=gateway_host, extra_env=extra_env)
-        made.append(stack)
-        stack.start()
-        return stack
-
+@pytest.fixture(scope="package")
+def shared_swarm() -> Iterator[SharedSwarm]:
+    swarm = SharedSwarm()
     try:
-        yield make
+        yield swarm
     finally:
-        for stack in made:
-            stack.cleanup()
+        swarm.leave()
 
 
 @pytest.fixture

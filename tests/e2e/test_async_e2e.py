@@ -11,24 +11,25 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.callback_receiver import CallbackReceiver
-from tests.e2e.conftest import ECHO
 from tests.provider_harness import ProviderProcess, Reply, http, wait_for
+from tests.stack_fixtures import ECHO, MakeStack, docker_only
+from tests.swarm_support import SwarmStack, gwbridge_address
 
 pytestmark = pytest.mark.docker
 
-MakeStack = Callable[..., ProviderProcess]
-
 
 @pytest.fixture
-def receiver() -> Iterator[CallbackReceiver]:
-    made = CallbackReceiver()
+def receiver(backend: str) -> Iterator[CallbackReceiver]:
+    """On loopback; with the swarm backend at the host's docker_gwbridge address (made with the first anchor),
+    where the gateway, in the anchor's namespace whose loopback is not the host's, reaches the host."""
+    made = CallbackReceiver() if backend == "docker" else CallbackReceiver(bind="0.0.0.0", url_host=gwbridge_address)
     yield made
     made.close()
 
@@ -54,11 +55,34 @@ def status(stack: ProviderProcess, call_id: str) -> dict[str, Any]:
 
 
 def queue_rows(stack: ProviderProcess, where: str = "1") -> list[dict[str, Any]]:
-    """Rows of the stack's queue database, read-only, as another process may read it while the stack runs."""
+    """Rows of the stack's queue database (docker backend), read-only, as another process may read it while the
+    stack runs."""
     path = stack.state_dir / "async" / "queue.db"
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         db.row_factory = sqlite3.Row
         return [dict(row) for row in db.execute(f"SELECT * FROM calls WHERE {where} ORDER BY seq")]  # noqa: S608
+
+
+def stored_states(stack: ProviderProcess) -> dict[str, str]:
+    """Each call ID in the stack's queue and its state, read from the store itself: SQLite's rows (docker), the
+    JetStream bucket's records (swarm)."""
+    rows = stack.queued_calls() if isinstance(stack, SwarmStack) else queue_rows(stack)
+    return {row["call_id"]: row["state"] for row in rows}
+
+
+def cron_calls_done(stack: ProviderProcess) -> list[dict[str, Any]]:
+    """The finished cron calls in the stack's queue, each with ``slot`` (from its dedupe key ``cron <fn> <slot>``),
+    ``started_at`` and ``function_status``: SQLite's rows (docker), JetStream's records (swarm; a record keeps
+    when it finished and how long the invocation took, so it started that much earlier)."""
+    if isinstance(stack, SwarmStack):
+        rows = [r for r in stack.queued_calls() if (r["dedupe"] or "").startswith("cron ") and r["state"] == "done"]
+        for row in rows:
+            row["started_at"] = row["finished_at"] - row["duration_s"]
+    else:
+        rows = queue_rows(stack, "dedupe LIKE 'cron %' AND state = 'done'")
+    for row in rows:
+        row["slot"] = float(row["dedupe"].rsplit(" ", 1)[1])
+    return rows
 
 
 def test_callbacks_carry_the_openfaas_headers_and_fifty_calls_make_fifty(
@@ -95,27 +119,34 @@ def test_callbacks_carry_the_openfaas_headers_and_fifty_calls_make_fifty(
     metrics = http("GET", f"{stack.url}/metrics").text
     assert f'gateway_async_accepted_total{{function_name="{name}.openfaas-fn"}} 51' in metrics
     assert f'gateway_async_finished_total{{function_name="{name}.openfaas-fn",status="done"}} 51' in metrics
+    # the backend's own queue holds them: SQLite in the state dir (docker), the JetStream bucket (swarm)
+    assert stored_states(stack) == {"first": "done", **dict.fromkeys(ids, "done")}
 
 
 def test_kill_9_with_thirty_calls_queued_loses_none(
     make_stack: MakeStack, name: str, receiver: CallbackReceiver
 ) -> None:
-    stack = make_stack()
+    stack = make_stack(PYFAASD_ASYNC_LEASE="3s")  # swarm: the killed gateway's claims are taken after 3 s
     deploy(stack, name, **{"com.pyfaasd.async.concurrency": "1"})
     ids = [f"k{i:02d}" for i in range(30)]
     for call_id in ids:  # 0.4 s each, one at a time: about 12 s of work
         assert submit(stack, f"{name}?sleep=0.4", call_id, receiver.url).status == 202
     receiver.wait_for(3, timeout=30)
     assert stack.stop(signal.SIGKILL) == -signal.SIGKILL
-    rows = queue_rows(stack)
-    queued = [r for r in rows if r["state"] == "queued"]
-    running = [r for r in rows if r["state"] == "running" or r["callback_state"] in ("pending", "running")]
     delivered_before = len(receiver.per_call())
-    print(
-        f"\nkill -9 of pyfaasd up: {delivered_before} calls called back, {len(queued)} queued, "
-        f"{len(running)} invocations or callbacks in flight"
-    )
-    assert len(queued) >= 20
+    if isinstance(stack, SwarmStack):
+        # the queue is in the nats-server of the stack, which stopped with it (its store is in the state dir)
+        print(f"\nkill -9 of pyfaasd up --backend swarm: {delivered_before} calls called back")
+        assert 30 - delivered_before >= 20
+    else:
+        rows = queue_rows(stack)
+        queued = [r for r in rows if r["state"] == "queued"]
+        running = [r for r in rows if r["state"] == "running" or r["callback_state"] in ("pending", "running")]
+        print(
+            f"\nkill -9 of pyfaasd up: {delivered_before} calls called back, {len(queued)} queued, "
+            f"{len(running)} invocations or callbacks in flight"
+        )
+        assert len(queued) >= 20
 
     stack.start()
     wait_for(lambda: set(receiver.per_call()) == set(ids), timeout=60, what="every call to be called back")
@@ -197,15 +228,16 @@ def test_a_slow_receiver_does_not_stall_another_function(
     assert len([c for c in receiver.got if c.path == "/slow"]) <= 2
 
 
+@docker_only(
+    "swarm: passes (34 s), skipped for CI time; cron on time and once after downtime on JetStream is "
+    "tests/unit/gateway/test_async_cron.py's (a real nats-server), a restart keeping the store the kill -9 test's"
+)
 def test_a_cron_function_fires_on_time_and_once_after_downtime(make_stack: MakeStack, name: str) -> None:
     stack = make_stack()
     deploy(stack, name, topic="cron-function", schedule="* * * * * */4")  # every 4 seconds
 
     def fired() -> list[dict[str, Any]]:
-        rows = queue_rows(stack, "dedupe LIKE 'cron %' AND state = 'done'")
-        for row in rows:
-            row["slot"] = float(row["dedupe"].rsplit(" ", 1)[1])
-        return rows
+        return cron_calls_done(stack)
 
     wait_for(lambda: len(fired()) >= 3, timeout=30, what="three cron invocations")
     for row in fired():

@@ -7,18 +7,15 @@ import http.client
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import ECHO
 from tests.e2e.test_stack_e2e import faas_cli_deploy, invoke
 from tests.provider_harness import ProviderProcess, wait_for
+from tests.stack_fixtures import ECHO, MakeStack
 
 pytestmark = pytest.mark.docker
-
-MakeStack = Callable[..., ProviderProcess]
 
 
 class Load:
@@ -106,7 +103,7 @@ def test_up_under_load_down_when_it_stops_to_zero_when_idle_and_woken_without_a_
     idle_since = time.monotonic()
     wait_for(lambda: desired(stack, name) == 0, timeout=40, interval=0.25, what="scaled to zero")
     assert time.monotonic() - idle_since >= 9  # not before zero-duration (10s, less the last tick's half second)
-    assert stack.hosts(name) == []
+    wait_for(lambda: stack.replicas_gone(name), timeout=30, what="the last replica to stop")  # swarm: it drains
 
     # Woken by the next request.
     woken = invoke(stack, f"{name}.openfaas-fn", method="GET")

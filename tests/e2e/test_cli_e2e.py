@@ -8,16 +8,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.conftest import ECHO
-from tests.provider_harness import ProviderProcess
+from tests.stack_fixtures import ECHO, MakeStack
 
 pytestmark = pytest.mark.docker
-
-MakeStack = Callable[..., ProviderProcess]
 
 
 def test_the_function_commands_need_no_login(make_stack: MakeStack, name: str) -> None:

@@ -6,19 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import ECHO
 from tests.helpers import ROOT, free_port
-from tests.provider_harness import ProviderProcess, http
+from tests.provider_harness import http
+from tests.stack_fixtures import ECHO, MakeStack
 from tests.tls_support import make_certificate
 
 pytestmark = pytest.mark.docker
-
-MakeStack = Callable[..., ProviderProcess]
 
 
 def curl(*args: str) -> dict[str, object]:
@@ -72,7 +69,7 @@ def test_a_function_at_its_own_domain_and_path(make_stack: MakeStack, name: str,
         )
         assert taken.status == 409
         assert f"{domain} is already routed to function {name}.openfaas-fn" in taken.text
-        assert not [c for c in stack.containers() if c["Names"].startswith(f"{name}b.")]
+        assert not [c for c in stack.containers() if f"com.pyfaasd.function={name}b" in c["Labels"]]
 
         listed = subprocess.run(
             [sys.executable, "-m", "pyfaasd.cli", "routes", "--json"],

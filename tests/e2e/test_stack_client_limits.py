@@ -9,14 +9,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 
-from tests.provider_harness import ProviderProcess
 from tests.slow_clients import HEAD, closed, connection, on_time, still_open, trickle
+from tests.stack_fixtures import MakeStack, docker_only
 
-MakeStack = Callable[..., ProviderProcess]
 
-
+@docker_only(
+    "swarm: the provider listens in the anchor's network namespace, out of the host's reach; both backends' listeners "
+    "are the same servicekit/client_limits.py"
+)
 async def test_both_listeners_close_slow_heads_and_idle_connections(make_stack: MakeStack) -> None:
     stack = make_stack(PYFAASD_HEADER_TIMEOUT="1s", PYFAASD_IDLE_TIMEOUT="2s")
     assert stack.gateway_port is not None

@@ -1,4 +1,5 @@
-"""The whole stack as a user meets it: ``pyfaasd up`` driven only over HTTP, the way faas-cli does (proxy/*.go)."""
+"""The whole stack as a user meets it: ``pyfaasd up`` driven only over HTTP, the way faas-cli does (proxy/*.go),
+on each backend (tests/e2e/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,16 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.code_support import DEP, REQUIREMENT, make_wheel
-from tests.e2e.conftest import ECHO
 from tests.provider_harness import ProviderProcess, Reply, http, wait_for
+from tests.stack_fixtures import DEV_ON_SWARM, ECHO, REQUIREMENTS_ON_SWARM, MakeStack, docker_only
 
 pytestmark = pytest.mark.docker
 
-MakeStack = Callable[..., ProviderProcess]
 FAAS_CLI = {"User-Agent": "faas-cli/0.17.0"}
 
 
@@ -39,7 +38,7 @@ def faas_cli_deploy(stack: ProviderProcess, body: dict[str, object]) -> int:
     return reply.status
 
 
-def test_faas_cli_flow(make_stack: MakeStack, name: str) -> None:
+def test_faas_cli_flow(make_stack: MakeStack, name: str, backend: str) -> None:
     stack = make_stack()
 
     # login: GET /system/functions with basic auth; a wrong password is 401
@@ -86,7 +85,10 @@ def test_faas_cli_flow(make_stack: MakeStack, name: str) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     status = json.loads(out.stdout)
-    assert status["bridge"]["up"]
+    if backend == "docker":
+        assert status["bridge"]["up"]
+    else:
+        assert status["swarm"]["anchor"]["running"]
     assert {"name": name, "namespace": "openfaas-fn", "image": ECHO, "replicas": 1, "available": 1} in status[
         "functions"
     ]
@@ -94,7 +96,7 @@ def test_faas_cli_flow(make_stack: MakeStack, name: str) -> None:
     # version
     info = stack.call("GET", "/system/info").json()
     assert info["provider"]["provider"] == "pyfaasd"
-    assert info["provider"]["orchestration"] == "docker"
+    assert info["provider"]["orchestration"] == backend
     assert "release" in info["version"]
 
     # secrets: create, list, update, remove
@@ -120,6 +122,7 @@ def test_faas_cli_flow(make_stack: MakeStack, name: str) -> None:
     assert invoke(stack, f"{name}.openfaas-fn").status == 200
     assert stack.call("DELETE", "/system/functions", {"functionName": name, "namespace": "openfaas-fn"}).status == 200
     assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 404
+    wait_for(lambda: stack.replicas_gone(name), timeout=30, what="the replica to stop")  # swarm: it drains first
     gone = invoke(stack, f"{name}.openfaas-fn")
     assert gone.status == 404
     assert gone.headers.get("X-OpenFaaS-Internal") == "gateway"
@@ -140,10 +143,13 @@ def test_two_replicas_share_the_load_and_scale_from_zero(make_stack: MakeStack, 
     assert min(served.values()) >= 50  # round robin, roughly even
 
     assert stack.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 0}).status == 200
-    assert stack.hosts(name) == []
+    # docker: the replicas are gone when the scale answers; swarm: once their tasks have stopped (they drain first)
+    wait_for(lambda: stack.replicas_gone(name), timeout=30, what="no replica left")
     reply = invoke(stack, f"{name}.openfaas-fn", method="GET")  # held until a replica is ready
     assert reply.status == 200
-    assert stack.call("GET", f"/system/function/{name}").json()["availableReplicas"] == 1
+    # swarm: the provider counts a task available once its own probe has seen it (every 0.5 s)
+    described = lambda: stack.call("GET", f"/system/function/{name}").json()  # noqa: E731
+    wait_for(lambda: described().get("availableReplicas") == 1, timeout=5, what="one available replica")
 
 
 def test_sigterm_finishes_the_request_in_flight_and_a_restart_serves_without_redeploy(
@@ -210,6 +216,7 @@ def test_a_handler_file_deployed_with_the_cli_answers_through_the_gateway(
     assert (reply.status, reply.json()) == (200, {"sum": 8})
 
 
+@docker_only(DEV_ON_SWARM)
 def test_pyfaasd_dev_serves_each_edit_streams_the_output_and_leaves_nothing(
     make_stack: MakeStack, name: str, tmp_path: Path
 ) -> None:
@@ -239,6 +246,7 @@ def test_pyfaasd_dev_serves_each_edit_streams_the_output_and_leaves_nothing(
     assert invoke(stack, name, method="GET").status == 404
 
 
+@docker_only(REQUIREMENTS_ON_SWARM)
 def test_a_stack_file_for_the_python3_http_template_deploys_as_code_with_requirements(
     make_stack: MakeStack, name: str, tmp_path: Path
 ) -> None:

@@ -11,15 +11,14 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.conftest import ECHO
 from tests.helpers import free_port
-from tests.provider_harness import ProviderProcess, http, wait_for
+from tests.provider_harness import http, wait_for
+from tests.stack_fixtures import ECHO, MakeStack, docker_only
 
 pytestmark = pytest.mark.docker
 
-MakeStack = Callable[..., ProviderProcess]
 
-
+@docker_only("swarm: no bridge to delete, functions are on an overlay network Swarm keeps")
 def test_a_bridge_deleted_under_running_functions_is_rebuilt_and_callers_fail_fast_meanwhile(
     make_stack: MakeStack, name: str
 ) -> None:
@@ -118,6 +117,10 @@ def container_on_docker0() -> Iterator[str]:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
 
 
+@docker_only(
+    "swarm: functions are not confined to the gateway, each other and PYFAASD_FUNCTION_HOST_PORTS yet (no bridge, no "
+    "nftables table on the overlay; docs/swarm.md, Not yet)"
+)
 def test_a_function_reaches_the_gateway_functions_and_allowed_ports_but_no_other_host_port_or_bridge(
     make_stack: MakeStack, name: str, host_listeners: Callable[[], int], container_on_docker0: str
 ) -> None:
@@ -139,6 +142,9 @@ def test_a_function_reaches_the_gateway_functions_and_allowed_ports_but_no_other
     assert reach(inside, "provider", stack.port) == "refused"  # the provider's API is behind the gateway
 
 
+@docker_only(
+    "swarm: PYFAASD_ISOLATE_FUNCTIONS (netconf/isolation.py) does not apply to the overlay yet (docs/swarm.md)"
+)
 def test_isolated_functions_reach_each_other_only_through_the_gateway(make_stack: MakeStack, name: str) -> None:
     stack = make_stack(gateway_host="0.0.0.0", PYFAASD_ISOLATE_FUNCTIONS="true")
     other = f"{name}b"
@@ -153,7 +159,7 @@ def test_isolated_functions_reach_each_other_only_through_the_gateway(make_stack
 
 
 def test_after_a_kill_9_functions_answer_before_the_provider_has_re_read_docker(
-    make_stack: MakeStack, name: str
+    make_stack: MakeStack, name: str, backend: str
 ) -> None:
     stack = make_stack()
     assert stack.call("POST", "/system/functions", {"service": name, "image": ECHO}).status == 202
@@ -175,7 +181,8 @@ def test_after_a_kill_9_functions_answer_before_the_provider_has_re_read_docker(
         return (status, http("GET", f"{stack.url}/healthz", timeout=5).status) if status == 200 else None
 
     first = wait_for(answered, timeout=20, interval=0.005, what="the first 200 after the restart")
-    assert first[1] != 200, "the provider had already recovered: the gateway did not serve ahead of it"
+    if backend == "docker":  # swarm: the gateway finds the tasks through DNS, whenever the provider is ready
+        assert first[1] != 200, "the provider had already recovered: the gateway did not serve ahead of it"
     wait_for(lambda: http("GET", f"{stack.url}/healthz").status == 200, what="the provider to recover")
     assert len(stack.containers()) == 1  # the same replica, adopted
 

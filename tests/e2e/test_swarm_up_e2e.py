@@ -26,7 +26,14 @@ import pytest
 from tests.docker_support import require_image, unique_name
 from tests.helpers import ROOT, docker_available, free_port
 from tests.provider_harness import Reply, http, wait_for, wait_for_hostnames
-from tests.swarm_support import docker, leave_swarm, remove_overlay, require_no_swarm, stop_processes
+from tests.swarm_support import (
+    SharedSwarm,
+    docker,
+    leave_swarm,
+    remove_swarm_stack,
+    require_no_swarm,
+    stop_processes,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.netns]
 
@@ -59,16 +66,18 @@ class SwarmUp:
 def remove_stack(network: str, had_gwbridge: bool) -> None:
     """Remove what the stack made on the swarm (services, their task containers, anchor, overlay), then leave the
     swarm the test's ``up`` made."""
-    listed = docker("service", "ls", "-q", "--filter", f"label=com.pyfaasd.swarm-network={network}", check=False)
-    for service in listed.split():
-        docker("service", "rm", service, check=False)
-    docker("rm", "-f", f"pyfaasd-anchor-{network}", check=False)
-    remove_overlay(network)
+    remove_swarm_stack(network)
     leave_swarm(had_gwbridge)
 
 
 @pytest.fixture
-def swarm_up(tmp_path: Path) -> Iterator[SwarmUp]:
+def no_swarm(shared_swarm: SharedSwarm) -> None:
+    """These tests see a swarm made by ``up`` itself: the one the other e2e tests share is left first."""
+    shared_swarm.leave()
+
+
+@pytest.fixture
+def swarm_up(tmp_path: Path, no_swarm: None) -> Iterator[SwarmUp]:
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("needs root (the stack enters the anchor's network namespace)")
     if not docker_available():
@@ -176,11 +185,12 @@ def test_up_with_the_swarm_backend_serves_functions_to_the_host(swarm_up: SwarmU
     print(f"swarm up: answering after {up_s:.1f}s (swarm init included), deploy 202 after {deploy_s:.1f}s")
 
 
-def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path: Path) -> None:
+def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path: Path, no_swarm: None) -> None:
     """What the units of ``pyfaasd install --backend swarm`` run, in their order, without systemd: the provider
     unit's ExecStartPre (``swarm-anchor --pin``, which makes the swarm this time), its ExecStart (``provider
-    --netns``), and the gateway unit's ``gateway --in-anchor`` in the pinned namespace (``nsenter --net=`` standing
-    in for ``NetworkNamespacePath=``, which joins it the same way, by setns on the pinned file)."""
+    --netns``), the NATS unit's ``nats-server`` and the gateway unit's ``gateway --in-anchor`` in the pinned
+    namespace (``nsenter --net=`` standing in for ``NetworkNamespacePath=``, which joins it the same way, by setns
+    on the pinned file); an async call goes through that nats-server."""
     if os.geteuid() != 0 or shutil.which("nsenter") is None or shutil.which("umount") is None:
         pytest.skip("needs root, nsenter and umount")
     if not docker_available():
@@ -211,6 +221,7 @@ def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path
         assert "made this engine a swarm manager" in done.stdout
         for argv in (
             [*cli, "provider", "--netns", str(pin)],
+            ["nsenter", f"--net={pin}", *cli, "nats-server"],
             ["nsenter", f"--net={pin}", *cli, "gateway", "--in-anchor"],
         ):
             log = (tmp_path / f"{argv[0].rsplit('/', 1)[-1]}-{len(processes)}.log").open("ab")
@@ -234,6 +245,18 @@ def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path
         assert deployed.status == 202, deployed.text
         reply = http("POST", f"http://127.0.0.1:{port}/function/{name}", b"via the units", timeout=30)
         assert (reply.status, reply.json()["body"]) == (200, "via the units")
+        # an async call, queued on the NATS unit's JetStream (its store in <state>/nats) and run
+        call_id = f"{name}-async"
+        accepted = http("POST", f"http://127.0.0.1:{port}/async-function/{name}", b"q", {"X-Call-Id": call_id})
+        assert accepted.status == 202, accepted.text
+        wait_for(
+            lambda: stack.call("GET", f"/system/async/{call_id}").json().get("status") == "done",
+            30,
+            0.2,
+            "the async call to be delivered through the NATS unit's server",
+        )
+        assert (state_dir / "nats" / "store" / "jetstream").is_dir()
+        assert processes[1].poll() is None  # nats-server itself (exec'd), still serving
         assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
         # the anchor goes (dockerd restarted, say): the provider stops with status 1, for systemd to restart it
         # (and the gateway, PartOf it) after a new swarm-anchor

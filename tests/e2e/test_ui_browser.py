@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -27,12 +27,11 @@ from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.e2e.conftest import ECHO
-from tests.provider_harness import ProviderProcess, http, wait_for
+from tests.provider_harness import http, wait_for
+from tests.stack_fixtures import ECHO, MakeStack
 
 pytestmark = pytest.mark.docker
 
-MakeStack = Callable[..., ProviderProcess]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 HANDLER = (

@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from ipaddress import IPv4Address
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ import pytest
 from netconf.network import host_ifname
 from tests.integration.provider.conftest import HELLO
 from tests.provider_harness import ProviderProcess, get, http, wait_for
+from tests.stack_fixtures import MakeStack
 
 pytestmark = pytest.mark.docker
 
@@ -76,27 +76,7 @@ def paused_at_zero(provider: ProviderProcess, name: str) -> str:
     return cid
 
 
-@pytest.fixture
-def make_stack(provider_prerequisites: None, tmp_path: Path) -> Iterator[Callable[..., ProviderProcess]]:
-    """``pyfaasd up`` (gateway and provider) of a test's own."""
-    made: list[ProviderProcess] = []
-
-    def make(**extra_env: str) -> ProviderProcess:
-        stack = ProviderProcess.stack(tmp_path / f"state{len(made)}", extra_env=extra_env)
-        made.append(stack)
-        stack.start()
-        return stack
-
-    try:
-        yield make
-    finally:
-        for stack in made:
-            stack.cleanup()
-
-
-def test_a_paused_replica_counts_as_none_and_a_request_wakes_it(
-    make_stack: Callable[..., ProviderProcess], name: str
-) -> None:
+def test_a_paused_replica_counts_as_none_and_a_request_wakes_it(make_stack: MakeStack, name: str) -> None:
     stack = make_stack(PYFAASD_ZERO_PAUSE="5m")
     deploy(stack, name)
     [cid] = replica_ids(stack, name)

@@ -301,6 +301,36 @@ async def test_a_function_at_zero_replicas_is_scaled_from_zero_for_a_queued_call
     assert len(provider.calls_to("POST", "/system/scale-function/echo")) == 1
 
 
+async def test_a_call_the_provider_cannot_scale_yet_is_put_back_not_failed(
+    start_stack: StartStack, receiver: MakeReceiver
+) -> None:
+    """A gateway started before its provider, or a provider failing for a while: a queued call of a function at
+    zero cannot be attempted, and waits for the provider instead of failing with the gateway's 502."""
+    provider = FakeProvider()
+    deploy(provider)
+    provider.functions["echo.openfaas-fn"]["replicas"] = 0
+    stack = await started(await start_stack(provider=provider, functions={}))
+    scales = 0
+
+    async def on_scale(name: str, namespace: str, replicas: int) -> None:
+        nonlocal scales
+        scales += 1
+        if scales == 1:
+            provider.functions["echo.openfaas-fn"]["replicas"] = 0  # still at zero
+            raise RuntimeError("the platform is not ready")  # the fake provider answers 500
+        asyncio.get_running_loop().call_later(0.1, stack.set_hosts, {f"{name}.{namespace}": ["127.0.0.1"]})
+
+    provider.on_scale = on_scale
+    back = await receiver()
+    accepted = await stack.client.post("/async-function/echo", headers={"X-Callback-Url": back.url, "X-Call-Id": "w"})
+    assert accepted.status == 202
+    [callback] = await back.wait_for(1)
+    assert callback["headers"]["X-Function-Status"] == "200"
+    assert scales == 2
+    answer = await until_status(stack, "w", "done")
+    assert (answer["functionStatus"], len(stack.upstream.seen)) == (200, 1)  # invoked once, when it could be
+
+
 async def test_a_second_gateway_on_the_same_state_dir_stands_by_then_takes_over_and_reruns_the_claim(
     start_stack: StartStack, receiver: MakeReceiver
 ) -> None:

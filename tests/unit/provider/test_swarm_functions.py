@@ -18,6 +18,7 @@ import pytest
 from pytest_aiohttp import AiohttpClient
 
 from netconf import NetConfig, read_hosts
+from netconf.routes import read_routes
 from provider.code_store import CodeStore
 from provider.config import Backend as BackendSetting
 from provider.config import ProviderConfig
@@ -30,6 +31,7 @@ from provider.errors import (
     FunctionStartError,
     ImageUnavailableError,
     InvalidRequestError,
+    RouteConflictError,
     SecretExistsError,
     SecretInUseError,
     SecretMissingError,
@@ -571,3 +573,22 @@ async def test_the_swarm_app_serves_volumes_and_code_with_the_shared_handlers(
     assert backend.swarm.configs_by_id == {}
     assert (await client.delete(f"/system/code/{digest}", headers=AUTH)).status == 200
     assert (await client.delete("/system/volumes", json={"name": "data"}, headers=AUTH)).status == 200
+
+
+async def test_a_functions_domain_and_path_are_published_held_and_freed(backend: Backend) -> None:
+    routes = {"com.pyfaasd.domain": "echo.example.com", "com.pyfaasd.path": "/echo"}
+    await backend.functions.deploy(echo(annotations=routes))
+    routes_file = backend.hosts.with_name("routes")
+    published = {(str(r.kind), r.value, r.function) for r in read_routes(routes_file).routes}
+    assert published == {("domain", "echo.example.com", "echo.openfaas-fn"), ("path", "/echo", "echo.openfaas-fn")}
+
+    other = FunctionDeployment.parse(
+        {"service": "other", "image": "pyfaasd/fn-echo-http", "annotations": {"com.pyfaasd.domain": "echo.example.com"}}
+    )
+    with pytest.raises(RouteConflictError, match=r"echo\.example\.com is already routed to function echo\.openfaas-fn"):
+        await backend.functions.deploy(other)
+    assert set(backend.swarm.services_by_name) == {"openfaas-fn_echo"}  # nothing made
+
+    await backend.functions.delete("openfaas-fn", "echo")
+    assert list(read_routes(routes_file).routes) == []
+    await backend.functions.deploy(other)  # the domain is free again

@@ -125,6 +125,35 @@ def test_plan_uninstall_stops_the_gateway_first_and_keeps_the_state(opts):
     assert any("--purge" in note for note in plan.notes)
 
 
+def test_plan_install_with_the_swarm_backend_adds_the_nats_unit_between_provider_and_gateway(opts):
+    swarm = dataclasses.replace(opts, backend=install.Backend.SWARM)
+    rendered = install.render_units(install.load_templates(), swarm)
+    three = ("pyfaasd-provider.service", "pyfaasd-nats.service", "pyfaasd.service")
+    plan = install.plan_install(swarm, rendered, host(opts))
+    assert [a.path.name for a in plan.actions if isinstance(a, WriteFile)] == list(three)
+    assert plan.actions[-1] == RunCommand((SYSTEMCTL, "enable", "--now", *three))
+
+
+def test_plan_install_with_the_docker_backend_removes_a_nats_unit_left_by_the_swarm_backend(opts, rendered):
+    units = {**rendered, "pyfaasd-nats.service": "x"}
+    current = host(opts, units=units, state=0o755, secrets=0o700, creds={"basic-auth-user", "basic-auth-password"})
+    plan = install.plan_install(opts, rendered, current)
+    assert plan.actions == (
+        RunCommand((SYSTEMCTL, "disable", "--now", "pyfaasd-nats.service")),
+        RemoveFile(opts.unit_dir / "pyfaasd-nats.service"),
+        RunCommand((SYSTEMCTL, "daemon-reload")),
+        RunCommand((SYSTEMCTL, "enable", "--now", *BOTH)),
+    )
+
+
+def test_plan_uninstall_removes_the_nats_unit_after_the_gateway(opts):
+    names = ("pyfaasd-provider.service", "pyfaasd-nats.service", "pyfaasd.service")
+    current = host(opts, units=dict.fromkeys(names, "x"), state=0o755)
+    plan = install.plan_uninstall(UninstallOptions(opts.state_dir, opts.unit_dir), current)
+    assert plan.actions[0] == RunCommand((SYSTEMCTL, "disable", "--now", *reversed(names)))
+    assert [a.path.name for a in plan.actions if isinstance(a, RemoveFile)] == list(reversed(names))
+
+
 def test_plan_uninstall_purge_removes_the_state_dir(opts):
     current = host(opts, state=0o755)
     plan = install.plan_uninstall(UninstallOptions(opts.state_dir, opts.unit_dir, purge=True), current)

@@ -53,9 +53,9 @@ def verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
 
 
 def about_our_units(result: subprocess.CompletedProcess[str]) -> list[str]:
-    """The output lines about our two units. Warnings about other units (docker.service, pulled in by Wants=
+    """The output lines about our units. Warnings about other units (docker.service, pulled in by Wants=
     and After=, may carry a distribution's own deprecated settings) are not ours to fail on."""
-    return [line for line in (result.stdout + result.stderr).splitlines() if any(u in line for u in install.UNITS)]
+    return [line for line in (result.stdout + result.stderr).splitlines() if any(u in line for u in install.ALL_UNITS)]
 
 
 def directives(text: str) -> dict[str, dict[str, list[str]]]:
@@ -87,7 +87,7 @@ def rendered() -> dict[str, dict[str, dict[str, list[str]]]]:
 def test_templates_are_found_in_the_source_checkout():
     assert install.template_dirs()[0] == REPO / "systemd"
     templates = install.load_templates()
-    assert set(templates) == {"pyfaasd-provider.service", "pyfaasd.service"}
+    assert set(templates) == {"pyfaasd-provider.service", "pyfaasd-nats.service", "pyfaasd.service"}
     assert templates["pyfaasd.service"] == (REPO / "systemd" / "pyfaasd.service").read_text()
 
 
@@ -95,7 +95,7 @@ def test_templates_are_shipped_in_the_wheel_where_template_dirs_looks():
     config = tomllib.loads((REPO / "pyproject.toml").read_text())
     data_files = config["tool"]["setuptools"]["data-files"]
     shipped = data_files["share/pyfaasd/systemd"]
-    assert sorted(Path(p).name for p in shipped) == sorted(install.UNITS)
+    assert sorted(Path(p).name for p in shipped) == sorted(install.ALL_UNITS)
     assert all((REPO / p).is_file() for p in shipped)
     assert any(str(d).endswith("share/pyfaasd/systemd") for d in install.template_dirs()[1:])
 
@@ -253,6 +253,8 @@ def test_the_swarm_backend_runs_both_units_in_the_anchor_s_namespace():
     # the gateway (no capability) is put there by systemd
     assert gateway["NetworkNamespacePath"] == [netns]
     assert units["pyfaasd.service"]["Unit"]["PartOf"] == ["pyfaasd-provider.service"]
+    assert "pyfaasd-nats.service" in units["pyfaasd.service"]["Unit"]["After"]  # its queue's server first
+    assert "pyfaasd-nats.service" in units["pyfaasd.service"]["Unit"]["Wants"]
     assert gateway["ExecStart"] == [f"{EXECUTABLE} gateway --in-anchor"]
     assert "PYFAASD_BACKEND=swarm" in gateway["Environment"]
     docker = {
@@ -261,6 +263,32 @@ def test_the_swarm_backend_runs_both_units_in_the_anchor_s_namespace():
     assert "NetworkNamespacePath" not in docker["pyfaasd.service"]["Service"]
     assert "ExecStartPre" not in docker["pyfaasd-provider.service"]["Service"]
     assert "PartOf" not in docker["pyfaasd.service"]["Unit"]  # the docker backend's gateway outlives provider restarts
+    assert set(docker) == {
+        "pyfaasd-provider.service",
+        "pyfaasd.service",
+    }  # no NATS: the docker backend's queue is SQLite
+    assert "pyfaasd-nats.service" not in " ".join(docker["pyfaasd.service"]["Unit"]["After"])
+
+
+def test_the_swarm_backend_runs_nats_server_in_the_anchor_s_namespace_before_the_gateway():
+    """pyfaasd-nats.service: `pyfaasd nats-server` (the configuration `up --backend swarm` uses, then exec) where
+    the gateway finds it, on 127.0.0.1:4222 of the anchor's namespace; its store in <state>/nats, its only write."""
+    rendered = install.render_units(install.load_templates(), options(backend=install.Backend.SWARM))
+    assert list(rendered) == ["pyfaasd-provider.service", "pyfaasd-nats.service", "pyfaasd.service"]  # start order
+    nats = directives(rendered["pyfaasd-nats.service"])
+    service = nats["Service"]
+    assert service["ExecStart"] == [f"{EXECUTABLE} nats-server"]
+    assert service["NetworkNamespacePath"] == [str(install.SWARM_NETNS)]
+    assert "PYFAASD_STATE_DIR=/var/lib/pyfaasd" in service["Environment"]
+    assert service["EnvironmentFile"] == ["-/etc/pyfaasd/pyfaasd.env"]  # PYFAASD_NATS_URL, as the gateway reads it
+    assert service["ExecStartPre"] == ["+/bin/mkdir -p -m 0700 /var/lib/pyfaasd/nats"]
+    assert service["ReadWritePaths"] == ["/var/lib/pyfaasd/nats"]
+    assert (service["ProtectSystem"], service["CapabilityBoundingSet"]) == (["strict"], [""])
+    assert service["Restart"] == ["on-failure"]
+    # in the namespace the provider unit pins: after it, and restarted with it (a new anchor, a new namespace)
+    assert nats["Unit"]["After"] == ["pyfaasd-provider.service"]
+    assert nats["Unit"]["PartOf"] == ["pyfaasd-provider.service"]
+    assert nats["Install"]["WantedBy"] == ["multi-user.target"]
 
 
 @needs_analyze
