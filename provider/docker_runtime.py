@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +36,9 @@ from provider.runtime import (
 )
 
 log = structlog.get_logger("provider.docker")
+# How long removing a volume waits for the stopping containers that still hold it, and how often it asks.
+VOLUME_RELEASE_WAIT_S = 15.0
+VOLUME_RELEASE_STEP_S = 0.25
 
 LABEL_FUNCTION = "com.pyfaasd.function"
 LABEL_NAMESPACE = "com.pyfaasd.namespace"
@@ -279,16 +283,26 @@ class DockerRuntime:
         return [_volume(v) for v in found.get("Volumes") or []]
 
     async def remove_volume(self, name: str) -> None:
-        try:
-            volume = await self._docker.volumes.get(name)  # type: ignore[no-untyped-call]
-            await volume.delete()
-        except aiodocker.DockerError as e:
-            if e.status == 409:  # containers still hold it (with Swarm: tasks of a removed service not yet gone)
-                raise VolumeInUseError(
-                    f"volume {name} is still mounted by containers that are stopping; try again shortly"
-                ) from e
-            if e.status != 404:
-                raise _error(f"remove volume {name}", e) from e
+        """Remove a volume; a no-op when it is gone. No function uses it (the caller checked): containers that
+        still hold it are stopping (with Swarm, the draining tasks of a removed service), so wait for them for up
+        to :data:`VOLUME_RELEASE_WAIT_S` before a 409."""
+        deadline = time.monotonic() + VOLUME_RELEASE_WAIT_S
+        while True:
+            try:
+                volume = await self._docker.volumes.get(name)  # type: ignore[no-untyped-call]
+                await volume.delete()
+                return
+            except aiodocker.DockerError as e:
+                if e.status == 404:
+                    return
+                if e.status != 409:
+                    raise _error(f"remove volume {name}", e) from e
+                if time.monotonic() > deadline:
+                    raise VolumeInUseError(
+                        f"volume {name} is still mounted by containers {VOLUME_RELEASE_WAIT_S:g}s after it was asked "
+                        "to go (no function uses it: they are stopping, or are not pyfaasd's); try again shortly"
+                    ) from e
+            await asyncio.sleep(VOLUME_RELEASE_STEP_S)
 
     async def run_to_completion(
         self, name: str, config: dict[str, Any], timeout_s: float, on_line: Callable[[str], None]

@@ -281,6 +281,16 @@ class SwarmFunctions:
             service = await self._service(namespace, name)
             if replicas != service.replicas:
                 await self._runtime.update_service(service, with_replicas(service.spec, replicas))
+            if replicas > service.replicas:
+                # As the docker backend: answered once the new replicas serve (in the hosts file, in DNS); if they
+                # do not, the function keeps what does serve and the 422 says why.
+                try:
+                    await self._await_ready((namespace, name), replicas)
+                except FunctionStartError:
+                    ready = len(self._publisher.ready.get((namespace, name), ()))
+                    current = await self._service(namespace, name)
+                    await self._runtime.update_service(current, with_replicas(current.spec, ready))
+                    raise
             log.info("function_scaled", function=name, namespace=namespace, replicas=replicas)
             return await self.status(namespace, name)
 

@@ -14,11 +14,12 @@ import shutil
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import JavascriptException
+from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -91,21 +92,35 @@ class Pages:
         self.driver.execute_script("location.hash = arguments[0]", fragment)
 
     def field(self, label: str, within: WebElement | None = None) -> WebElement:
-        """The control whose <label> says exactly ``label``."""
+        """The control whose <label> says exactly ``label`` (waited for: a list the page is redrawing makes the
+        elements found a moment ago stale)."""
         root = within or self.driver
-        labels = [e for e in root.find_elements(By.TAG_NAME, "label") if e.is_displayed() and e.text == label]
-        assert len(labels) == 1, f"{len(labels)} visible labels {label!r}"
-        return self.driver.find_element(By.ID, labels[0].get_attribute("for") or "")
+
+        def one(_driver: WebDriver) -> WebElement | Literal[False]:
+            labels = [e for e in root.find_elements(By.TAG_NAME, "label") if e.is_displayed() and e.text == label]
+            return len(labels) == 1 and self.driver.find_element(By.ID, labels[0].get_attribute("for") or "")
+
+        return self.settled(10).until(one, f"not one visible label {label!r}")
 
     def button(self, text: str, within: WebElement | None = None) -> WebElement:
+        """The one visible button (or link styled as one) with this text or aria-label (waited for, as fields)."""
         root = within or self.driver
-        found = [
-            e
-            for e in root.find_elements(By.CSS_SELECTOR, "button, a.button")
-            if e.is_displayed() and (e.text == text or e.get_attribute("aria-label") == text)
-        ]
-        assert len(found) == 1, f"{len(found)} visible buttons {text!r}"
-        return found[0]
+
+        def one(_driver: WebDriver) -> WebElement | Literal[False]:
+            found = [
+                e
+                for e in root.find_elements(By.CSS_SELECTOR, "button, a.button")
+                if e.is_displayed() and (e.text == text or e.get_attribute("aria-label") == text)
+            ]
+            return len(found) == 1 and found[0]
+
+        return self.settled(10).until(one, f"not one visible button {text!r}")
+
+    def settled(self, timeout: float) -> WebDriverWait[WebDriver]:
+        """A wait that looks again when an element it found went stale (the page redrew it)."""
+        return WebDriverWait(
+            self.driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+        )
 
     def form(self, heading: str) -> WebElement:
         return self.driver.find_element(By.XPATH, f"//form[.//h2[normalize-space()='{heading}']]")

@@ -273,6 +273,16 @@ async def test_an_unhealthy_task_is_not_published_and_probed_again(backend: Back
     assert backend.probe.asked.count(IPv4Address("10.70.0.2")) >= 2
 
 
+async def test_a_scale_up_whose_tasks_do_not_serve_is_422_and_keeps_what_does(backend: Backend) -> None:
+    await backend.functions.deploy(echo())
+    backend.probe.unhealthy.update({IPv4Address("10.70.0.3"), IPv4Address("10.70.0.4")})  # the next tasks
+    with pytest.raises(FunctionStartError, match="did not become ready"):
+        await backend.functions.scale("openfaas-fn", "echo", 3)
+    status = await backend.functions.status("openfaas-fn", "echo")
+    assert status.replicas == 1  # back to what serves, as the docker backend does
+    assert len(backend.published("echo")) == 1
+
+
 async def test_a_task_swarm_cannot_run_makes_the_deploy_422_with_its_error(backend: Backend) -> None:
     backend.swarm.start_error = "No such image: pyfaasd/fn-echo-http"
     with pytest.raises(FunctionStartError, match="No such image"):
@@ -285,8 +295,7 @@ async def test_scale_update_and_delete(backend: Backend) -> None:
     first = backend.published("echo")
     status = await backend.functions.scale("openfaas-fn", "echo", 3)
     assert status.replicas == 3
-    await backend.publisher.refresh()
-    assert len(backend.published("echo")) == 3
+    assert len(backend.published("echo")) == 3  # answered once they serve, as the docker backend does
 
     unchanged = await backend.functions.update(echo())
     assert unchanged.replicas == 3
