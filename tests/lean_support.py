@@ -1,9 +1,9 @@
 """Test servers that listen as the services do: servicekit.lean_server in front of the aiohttp app
 (:class:`LeanTestServer`, the gateway), or alone (:class:`LeanOnlyTestServer`, the watchdog's http and python modes).
 
-``aiohttp_client(app)`` tests the app alone; a suite parametrized over both (``server`` = ``aiohttp`` | ``lean``)
-checks every behaviour it pins on the hot paths' server too, over real sockets. Both are aiohttp TestServers, so
-``aiohttp_client`` drives them.
+The gateway's and the watchdog's unit suites listen through them as the services do; the client-limit tests are
+parametrized over both listeners (``SERVERS``: aiohttp's alone, or the lean server in front). Both are aiohttp
+TestServers, so ``aiohttp_client`` drives them.
 """
 
 from __future__ import annotations

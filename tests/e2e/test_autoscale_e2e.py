@@ -13,7 +13,7 @@ import pytest
 
 from tests.e2e.test_stack_e2e import faas_cli_deploy, invoke
 from tests.provider_harness import ProviderProcess, wait_for
-from tests.stack_fixtures import ECHO, MakeStack
+from tests.stack_fixtures import ECHO, MakeStack, docker_only
 
 pytestmark = pytest.mark.docker
 
@@ -63,6 +63,10 @@ def desired(stack: ProviderProcess, name: str) -> int:
     return int(reply.json().get("replicas", 0))  # absent when 0 (omitempty)
 
 
+@docker_only(
+    "swarm: passes (48 s in CI), skipped for CI time; the autoscaler is the gateway's on either backend, and a "
+    "swarm service scaled to zero and woken is test_two_replicas_share_the_load_and_scale_from_zero's"
+)
 def test_up_under_load_down_when_it_stops_to_zero_when_idle_and_woken_without_a_failed_request(
     make_stack: MakeStack, name: str
 ) -> None:

@@ -43,7 +43,9 @@ PROVIDER_PORT = 8081
 
 
 @pytest.fixture(scope="module")
-def swarm() -> Iterator[None]:
+def swarm() -> Iterator[list[str]]:
+    """The swarm of this module, and the overlays of its tests: removed with it, all at once (an overlay goes
+    only once the task containers on it have drained and stopped, seconds each, so not once per test)."""
     if os.geteuid() != 0 or shutil.which("nsenter") is None:
         pytest.skip("needs root and nsenter (the services run in the overlay's network namespace)")
     if not docker_available():
@@ -52,9 +54,14 @@ def swarm() -> Iterator[None]:
     require_image(RUNTIME)
     had_gwbridge = require_no_swarm("it")
     docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+    overlays: list[str] = []
     try:
-        yield
+        yield overlays
     finally:
+        for network in overlays:
+            remove_overlay(network)  # waits for the task containers to go, so their volumes are free
+            for volume in docker("volume", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
+                docker("volume", "rm", volume, check=False)
         leave_swarm(had_gwbridge)
 
 
@@ -96,9 +103,10 @@ class SwarmStack:
 
 
 @pytest.fixture
-def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
+def stack(swarm: list[str], tmp_path: Path) -> Iterator[SwarmStack]:
     network = unique_name("pft-overlay")
     docker("network", "create", "--driver", "overlay", "--attachable", "--label", f"{NETWORK_LABEL}={network}", network)
+    swarm.append(network)
     anchor = unique_name("pft-anchor")
     processes: list[subprocess.Popen[bytes]] = []
     made = SwarmStack(network, tmp_path / "state", "", processes)
@@ -155,9 +163,6 @@ def stack(swarm: None, tmp_path: Path) -> Iterator[SwarmStack]:
         for config in docker("config", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
             docker("config", "rm", config, check=False)
         docker("rm", "-f", anchor, check=False)
-        remove_overlay(network)  # waits for the task containers to go, so their volumes are free
-        for volume in docker("volume", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
-            docker("volume", "rm", volume, check=False)
         print(logs(tmp_path))
 
 

@@ -21,7 +21,7 @@ from gateway.config import GatewayConfig
 from netconf.hosts import Replica, write_hosts
 from servicekit.auth import Credentials
 from tests.helpers import free_port
-from tests.lean_support import SERVERS, LeanTestServer
+from tests.lean_support import LeanTestServer
 from tests.nats_support import MISSING_REASON, NatsServer, nats_server_installed, running_nats_server
 from tests.queue_support import QueueMaker
 
@@ -268,11 +268,13 @@ class Stack:
 StartStack = Callable[..., Awaitable[Stack]]
 
 
-@pytest.fixture(params=SERVERS)
+@pytest.fixture
 async def start_stack(
-    request: pytest.FixtureRequest, aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path
+    aiohttp_client: AiohttpClient, aiohttp_server: AiohttpServer, tmp_path: Path
 ) -> AsyncIterator[StartStack]:
-    """Start replicas (``replicas`` = loopback IPs, all on one function port), the fake provider and a gateway."""
+    """Start replicas (``replicas`` = loopback IPs, all on one function port), the fake provider and a gateway
+    listening as gateway/server.py makes it: the lean server in front of the app (what is not a hot path is the
+    app's, handed over; servicekit's own tests cover aiohttp's listener alone)."""
 
     async def start(
         replicas: tuple[str, ...] = ("127.0.0.1",),
@@ -302,8 +304,7 @@ async def start_stack(
             }
         )
         app = create_app(config, credentials=CREDENTIALS, autoscale=autoscale)
-        # As gateway/server.py serves it (``lean``: the lean server in front of the app), and the app alone.
-        server = LeanTestServer(app, lean_routes(app)) if request.param == "lean" else TestServer(app)
+        server = LeanTestServer(app, lean_routes(app))
         client: TestClient[web.Request, None] = await aiohttp_client(server)
         clients.append(client)
         return Stack(client, app, config, fake, control, hosts, function_port)

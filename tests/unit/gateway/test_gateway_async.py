@@ -176,7 +176,13 @@ async def test_a_bad_callback_url_is_400_and_stores_nothing(start_stack: StartSt
 async def test_refusals_unknown_function_body_too_large_wrong_method(start_stack: StartStack) -> None:
     provider = FakeProvider()
     deploy(provider)
-    stack = await started(await start_stack(provider=provider, functions={}, PYFAASD_ASYNC_MAX_BODY_BYTES="10"))
+    # (The call accepted at zero below waits for a replica that never comes: the shutdown drains it, up to the
+    # scale-from-zero timeout, kept short.)
+    stack = await started(
+        await start_stack(
+            provider=provider, functions={}, PYFAASD_ASYNC_MAX_BODY_BYTES="10", PYFAASD_SCALE_FROM_ZERO_TIMEOUT="1s"
+        )
+    )
     unknown = await stack.client.post("/async-function/ghost", data=b"x", headers={"X-Call-Id": "g"})
     assert unknown.status == 404
     assert "ghost.openfaas-fn" in await unknown.text()
