@@ -35,10 +35,8 @@ BRIDGE = IPv4Address("10.62.0.1")
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Gateway tests run on uvloop (production) and on the stdlib loop; a real gateway process only on one."""
-    if item.path.name in ("test_gateway_process.py", "test_gateway_client_limits.py"):
-        return {"uvloop": uvloop.new_event_loop}
-    return {"uvloop": uvloop.new_event_loop, "asyncio": asyncio.new_event_loop}
+    """Gateway tests run on uvloop, the gateway's loop (servicekit's server tests run on the stdlib loop too)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def set_hosts(path: Path, functions: dict[str, list[str]]) -> None:

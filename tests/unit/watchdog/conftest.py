@@ -26,8 +26,8 @@ from watchdog.shared import Flags, Limiter
 def pytest_asyncio_loop_factories(
     config: pytest.Config, item: pytest.Item
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
-    """Every watchdog test runs on the stdlib loop and on uvloop, which the watchdog uses in production."""
-    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+    """Watchdog tests run on uvloop, the watchdog's loop (servicekit's server tests run on the stdlib loop too)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture
