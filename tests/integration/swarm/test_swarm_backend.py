@@ -43,9 +43,7 @@ PROVIDER_PORT = 8081
 
 
 @pytest.fixture(scope="module")
-def swarm() -> Iterator[list[str]]:
-    """The swarm of this module, and the overlays of its tests: removed with it, all at once (an overlay goes
-    only once the task containers on it have drained and stopped, seconds each, so not once per test)."""
+def swarm() -> Iterator[None]:
     if os.geteuid() != 0 or shutil.which("nsenter") is None:
         pytest.skip("needs root and nsenter (the services run in the overlay's network namespace)")
     if not docker_available():
@@ -54,15 +52,22 @@ def swarm() -> Iterator[list[str]]:
     require_image(RUNTIME)
     had_gwbridge = require_no_swarm("it")
     docker("swarm", "init", "--advertise-addr", "127.0.0.1")
-    overlays: list[str] = []
     try:
-        yield overlays
+        yield
     finally:
-        for network in overlays:
-            remove_overlay(network)  # waits for the task containers to go, so their volumes are free
-            for volume in docker("volume", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
-                docker("volume", "rm", volume, check=False)
         leave_swarm(had_gwbridge)
+
+
+@pytest.fixture(scope="module")
+def overlays(swarm: object) -> Iterator[list[str]]:
+    """The overlays of the module's stacks, removed before it leaves the swarm, all at once: an overlay goes only
+    once the task containers on it have drained and stopped (seconds each), so not once per test."""
+    made: list[str] = []
+    yield made
+    for network in made:
+        remove_overlay(network)  # waits for the task containers to go, so their volumes are free
+        for volume in docker("volume", "ls", "-q", "--filter", f"label={NETWORK_LABEL}={network}").split():
+            docker("volume", "rm", volume, check=False)
 
 
 @dataclass
@@ -103,10 +108,10 @@ class SwarmStack:
 
 
 @pytest.fixture
-def stack(swarm: list[str], tmp_path: Path) -> Iterator[SwarmStack]:
+def stack(swarm: object, overlays: list[str], tmp_path: Path) -> Iterator[SwarmStack]:
     network = unique_name("pft-overlay")
     docker("network", "create", "--driver", "overlay", "--attachable", "--label", f"{NETWORK_LABEL}={network}", network)
-    swarm.append(network)
+    overlays.append(network)
     anchor = unique_name("pft-anchor")
     processes: list[subprocess.Popen[bytes]] = []
     made = SwarmStack(network, tmp_path / "state", "", processes)

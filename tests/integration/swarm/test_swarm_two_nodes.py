@@ -30,10 +30,11 @@ import pytest
 
 from tests.docker_support import require_image, unique_name
 from tests.helpers import docker_available
-from tests.integration.swarm.test_swarm_backend import (  # noqa: F401 (stack: fixture)
+from tests.integration.swarm.test_swarm_backend import (  # noqa: F401 (overlays, stack: fixtures)
     ECHO,
     RUNTIME,
     SwarmStack,
+    overlays,
     stack,
 )
 from tests.provider_harness import http, wait_for, wait_for_hostnames
