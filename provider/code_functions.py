@@ -140,15 +140,7 @@ class CodeFunctions:
             raise CodeMissingError(
                 f"annotation {ANNOTATION_CODE}: code bundle {digest} is not stored (upload it with POST /system/code)"
             )
-        if image is None:
-            image = await self._runtime.image(spec.image)
-            if image is None:
-                raise ImageUnavailableError(f"image {spec.image} is not present")
-        if not image.labels.get(LABEL_RUNTIME):
-            raise InvalidRequestError(
-                f"image {spec.image} is not a runtime (it has no {LABEL_RUNTIME} label), so it cannot run code "
-                "bundles: GET /system/runtimes lists the runtimes"
-            )
+        image = await check_runtime(self._runtime, spec.image, image)
         code = live if live is not None else self.store.get(digest or "").path
         mounts = [Mount(str(code), FUNCTION_MOUNT)]
         requirements = requirements_of(code)
@@ -226,9 +218,11 @@ async def runtime_library(images: ImageSource) -> list[RuntimeImage]:
     return sorted(found, key=lambda r: (r.name, r.image))
 
 
-async def check_runtime(images: ImageSource, name: str) -> ImageInfo:
-    """The image ``name``, after checking it is present (400) and a runtime (400 naming the runtime library)."""
-    image = await images.image(name)
+async def check_runtime(images: ImageSource, name: str, image: ImageInfo | None = None) -> ImageInfo:
+    """The image ``name`` (looked up unless given), after checking it is present (400) and a runtime (400 naming
+    the runtime library)."""
+    if image is None:
+        image = await images.image(name)
     if image is None:
         raise ImageUnavailableError(f"image {name} is not present")
     if not image.labels.get(LABEL_RUNTIME):
