@@ -513,25 +513,17 @@ class JetStreamCallQueue:
         return [(revision, record) for _, _, revision, record in found[: limit * 2]]
 
     async def claim(self, limits: Mapping[str, int], now: float) -> list[ClaimedCall]:
-        await self._bucket()
-        claimed: list[ClaimedCall] = []
-        for function, limit in limits.items():
-            taken = 0
-            for revision, record in self._claimable(function, limit, now, callbacks=False):
-                if taken >= limit:
-                    break
-                running = dataclasses.replace(
-                    record,
-                    state=CallState.RUNNING,
-                    attempts=record.attempts + 1,
-                    owner=self.owner,
-                    lease_until=self._clock() + self._lease_s,
-                )
-                if await self._write(running, revision):  # False: another gateway claimed it first
-                    self._held.add(record.seq)
-                    claimed.append(ClaimedCall(record.seq, record.call(), running.attempts))
-                    taken += 1
-        return claimed
+        def running(record: Record) -> Record:
+            return dataclasses.replace(
+                record,
+                state=CallState.RUNNING,
+                attempts=record.attempts + 1,
+                owner=self.owner,
+                lease_until=self._clock() + self._lease_s,
+            )
+
+        taken = await self._take(limits, now, running, callbacks=False)
+        return [ClaimedCall(record.seq, record.call(), changed.attempts) for record, changed in taken]
 
     async def complete(self, seq: int, outcome: Outcome, *, succeeded: bool, callback: bool) -> None:
         now = self._clock()
@@ -569,41 +561,57 @@ class JetStreamCallQueue:
         await self._holder_change(seq, again, "retry")
 
     async def claim_callbacks(self, limits: Mapping[str, int], now: float) -> list[PendingCallback]:
+        def running(record: Record) -> Record:
+            return dataclasses.replace(
+                record,
+                callback_state=CallbackState.RUNNING,
+                callback_attempts=record.callback_attempts + 1,
+                owner=self.owner,
+                lease_until=self._clock() + self._lease_s,
+            )
+
+        taken = await self._take(limits, now, running, callbacks=True)
+        return [
+            PendingCallback(
+                record.seq,
+                record.call_id,
+                record.function,
+                record.requested_name,
+                record.callback_url or "",
+                Outcome(
+                    record.function_status or 0,
+                    record.response_headers or (),
+                    record.response_body or b"",
+                    record.duration_s or 0.0,
+                ),
+                changed.callback_attempts,
+            )
+            for record, changed in taken
+        ]
+
+    async def _take(
+        self,
+        limits: Mapping[str, int],
+        now: float,
+        running: Callable[[Record], Record],
+        *,
+        callbacks: bool,
+    ) -> list[tuple[Record, Record]]:
+        """Up to each function's limit of its claimable calls (or callbacks), each changed by ``running`` with a
+        compare-and-set, so no other gateway takes it too: the records taken, as they were and as written."""
         await self._bucket()
-        claimed: list[PendingCallback] = []
+        taken: list[tuple[Record, Record]] = []
         for function, limit in limits.items():
-            taken = 0
-            for revision, record in self._claimable(function, limit, now, callbacks=True):
-                if taken >= limit:
+            count = 0
+            for revision, record in self._claimable(function, limit, now, callbacks=callbacks):
+                if count >= limit:
                     break
-                running = dataclasses.replace(
-                    record,
-                    callback_state=CallbackState.RUNNING,
-                    callback_attempts=record.callback_attempts + 1,
-                    owner=self.owner,
-                    lease_until=self._clock() + self._lease_s,
-                )
-                if await self._write(running, revision):
+                changed = running(record)
+                if await self._write(changed, revision):  # False: another gateway claimed it first
                     self._held.add(record.seq)
-                    outcome = Outcome(
-                        record.function_status or 0,
-                        record.response_headers or (),
-                        record.response_body or b"",
-                        record.duration_s or 0.0,
-                    )
-                    claimed.append(
-                        PendingCallback(
-                            record.seq,
-                            record.call_id,
-                            function,
-                            record.requested_name,
-                            record.callback_url or "",
-                            outcome,
-                            running.callback_attempts,
-                        )
-                    )
-                    taken += 1
-        return claimed
+                    taken.append((record, changed))
+                    count += 1
+        return taken
 
     async def callback_done(self, seq: int, *, delivered: bool) -> None:
         now = self._clock()
