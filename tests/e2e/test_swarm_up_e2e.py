@@ -62,6 +62,15 @@ class SwarmUp:
     def output(self) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
 
+    def async_call_is_run(self, function: str, body: bytes, what: str) -> None:
+        """An async call: 202 once the JetStream server beside the gateway has it, then run and recorded done,
+        and the server's store is in ``<state>/nats``."""
+        call_id = f"{function}-async"
+        accepted = http("POST", f"{self.url}/async-function/{function}", body, {"X-Call-Id": call_id}, timeout=30)
+        assert accepted.status == 202, accepted.text
+        wait_for(lambda: self.call("GET", f"/system/async/{call_id}").json().get("status") == "done", 30, 0.2, what)
+        assert (self.state_dir / "nats" / "store" / "jetstream").is_dir()
+
 
 def remove_stack(network: str, had_gwbridge: bool) -> None:
     """Remove what the stack made on the swarm (services, their task containers, anchor, overlay), then leave the
@@ -153,17 +162,8 @@ def test_up_with_the_swarm_backend_serves_functions_to_the_host(swarm_up: SwarmU
     echoed = reply.json()
     assert (echoed["method"], echoed["path"], echoed["body"]) == ("POST", "/from-host?x=1", "hello swarm")
 
-    # an async call: 202 once the JetStream server `up` runs in the anchor has it, then run and recorded done
-    call_id = f"{name}-async"
-    accepted = http("POST", f"{swarm_up.url}/async-function/{name}", b"later", {"X-Call-Id": call_id}, timeout=30)
-    assert accepted.status == 202, accepted.text
-    wait_for(
-        lambda: swarm_up.call("GET", f"/system/async/{call_id}").json().get("status") == "done",
-        30,
-        0.2,
-        "the async call to be delivered through JetStream",
-    )
-    assert (swarm_up.state_dir / "nats" / "store" / "jetstream").is_dir()
+    # an async call through the JetStream server `up` runs in the anchor
+    swarm_up.async_call_is_run(name, b"later", "the async call to be delivered through JetStream")
 
     # scale to 2: both tasks serve requests from the host
     scaled = swarm_up.call("POST", f"/system/scale-function/{name}", {"serviceName": name, "replicas": 2})
@@ -245,17 +245,8 @@ def test_the_install_units_commands_bring_the_stack_up_as_systemd_would(tmp_path
         assert deployed.status == 202, deployed.text
         reply = http("POST", f"http://127.0.0.1:{port}/function/{name}", b"via the units", timeout=30)
         assert (reply.status, reply.json()["body"]) == (200, "via the units")
-        # an async call, queued on the NATS unit's JetStream (its store in <state>/nats) and run
-        call_id = f"{name}-async"
-        accepted = http("POST", f"http://127.0.0.1:{port}/async-function/{name}", b"q", {"X-Call-Id": call_id})
-        assert accepted.status == 202, accepted.text
-        wait_for(
-            lambda: stack.call("GET", f"/system/async/{call_id}").json().get("status") == "done",
-            30,
-            0.2,
-            "the async call to be delivered through the NATS unit's server",
-        )
-        assert (state_dir / "nats" / "store" / "jetstream").is_dir()
+        # an async call, queued on the NATS unit's JetStream and run
+        stack.async_call_is_run(name, b"q", "the async call to be delivered through the NATS unit's server")
         assert processes[1].poll() is None  # nats-server itself (exec'd), still serving
         assert stack.call("DELETE", "/system/functions", {"functionName": name}).status == 200
         # the anchor goes (dockerd restarted, say): the provider stops with status 1, for systemd to restart it
