@@ -153,6 +153,7 @@ async def exchange(
     max_body: int = 0,
     read_timeout: float | None = 60.0,
     chunked: bool = False,
+    deadline: float | None = None,
 ) -> tuple[UpstreamConnection, ResponseHead]:
     """Send a request on a pooled connection and read the response head.
 
@@ -160,16 +161,20 @@ async def exchange(
     under the Content-Length in ``head``. A pooled connection the upstream closed while idle fails before any
     response byte: an idempotent request whose body is in memory is then sent once more on a new connection.
     Connect failures propagate as OSError (ConnectionRefusedError when refused) so the caller can pick another
-    replica.
+    replica. ``deadline`` (a loop time) bounds the exchange: past it, TimeoutError; it stays on the connection
+    (``connection.deadline``) for the rest of the answer until the connection goes back to the pool.
     """
     method = request.method if request is not None else ""
     while True:
-        connection = await pool.connect()
+        connection = await pool.connect(deadline)
+        connection.deadline = deadline
         try:
             if body is None:
                 assert request is not None
-                await connection.write(head)
-                await send_streamed_body(request, connection, chunked, max_body, read_timeout)
+                # The client's body as it comes: its waits are on the client, so the deadline needs a timer here.
+                async with asyncio.timeout_at(deadline):
+                    await connection.write(head)
+                    await send_streamed_body(request, connection, chunked, max_body, read_timeout)
             elif len(body) > WRITE_JOIN_MAX:
                 await connection.write(head)
                 await connection.write(body)
@@ -233,22 +238,23 @@ async def proxy(
     ``body`` is what :func:`read_body` returned (None: stream it), and ``head`` announces :func:`body_length`.
     ``deadline`` (a loop time, None for none) bounds the answer; past it before the response head, or before a
     small answer is read whole, TimeoutError propagates for the caller to word. A small answer is the common
-    case and gets one deadline timer for the exchange and its body.
+    case: the connection's own deadline covers the exchange and its body, with no timer of its own.
     """
-    async with asyncio.timeout_at(deadline):
-        connection, response_head = await exchange(
-            pool,
-            head,
-            body,
-            request,
-            max_body=max_body,
-            read_timeout=read_timeout,
-            chunked=body is None and request.content_length is None,
-        )
-        if is_whole(request.method, response_head):
-            data = await read_whole(pool, connection, response_head)
-            reply.whole(response_head, data, extra_headers, started)
-            return
+    connection, response_head = await exchange(
+        pool,
+        head,
+        body,
+        request,
+        max_body=max_body,
+        read_timeout=read_timeout,
+        chunked=body is None and request.content_length is None,
+        deadline=deadline,
+    )
+    if is_whole(request.method, response_head):
+        data = await read_whole(pool, connection, response_head)
+        reply.whole(response_head, data, extra_headers, started)
+        return
+    connection.deadline = None  # a streamed body has deadlines of its own (_stream)
     await _stream(
         request,
         reply,

@@ -55,10 +55,18 @@ class ResponseHead:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One connection to the upstream; a response is read from it at a time."""
+    """One connection to the upstream; a response is read from it at a time.
+
+    :attr:`deadline` (a loop time; None: none) bounds the exchange in progress: a wait for the upstream (its answer,
+    or room to write) past it raises TimeoutError, as ``asyncio.timeout_at`` around the exchange would. It costs no
+    timer per request: one timer per connection, armed at the first wait and moved on lazily when it fires before
+    the deadline then in force (an ``asyncio.timeout`` per request is a timer armed and cancelled each time, about
+    3 µs on uvloop, a tenth of what the gateway spends on a small call).
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
         self._buffer = bytearray()
         self._eof = False
         self._error: BaseException | None = None
@@ -67,6 +75,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._reading_paused = False
         self.reused = False
         self.idle_since = 0.0  # loop time it went back to the pool
+        self.deadline: float | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # when the deadline timer fires
 
     # -- asyncio.Protocol --------------------------------------------------------------------------------
 
@@ -90,12 +101,15 @@ class UpstreamConnection(asyncio.Protocol):
         self._eof = True
         self._error = exc
         self._wake()
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
         if self._drain is not None and not self._drain.done():
             self._drain.set_exception(exc or ConnectionResetError("upstream connection lost"))
 
     def pause_writing(self) -> None:
         if self._drain is None or self._drain.done():
-            self._drain = asyncio.get_running_loop().create_future()
+            self._drain = self.loop.create_future()
 
     def resume_writing(self) -> None:
         if self._drain is not None and not self._drain.done():
@@ -121,18 +135,56 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamClosedError("upstream connection closed while sending", before_response=True)
         self.transport.write(data)
         if self._drain is not None and not self._drain.done():
+            self._watch_deadline()
             await self._drain
+            self._check_deadline()
 
     async def _more(self) -> None:
-        """Wait until more data, EOF or an error arrives."""
+        """Wait until more data, EOF or an error arrives (TimeoutError past :attr:`deadline`)."""
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False
             self.transport.resume_reading()
-        self._waiter = asyncio.get_running_loop().create_future()
+        self._watch_deadline()
+        self._waiter = self.loop.create_future()
         try:
             await self._waiter
         finally:
             self._waiter = None
+        self._check_deadline()
+
+    # -- the deadline --------------------------------------------------------------------------------------
+
+    def _watch_deadline(self) -> None:
+        """Before a wait: TimeoutError if the deadline has passed, else make sure the timer fires by then."""
+        deadline = self.deadline
+        if deadline is None:
+            return
+        if self.loop.time() >= deadline:
+            raise TimeoutError
+        if self._deadline_timer is None or deadline < self._timer_at:
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
+            self._timer_at = deadline
+            self._deadline_timer = self.loop.call_at(deadline, self._deadline_due)
+
+    def _check_deadline(self) -> None:
+        """After a wait: TimeoutError if it ended because the deadline passed."""
+        if self.deadline is not None and self.loop.time() >= self.deadline:
+            raise TimeoutError
+
+    def _deadline_due(self) -> None:
+        self._deadline_timer = None
+        deadline = self.deadline
+        if deadline is None:
+            return  # no exchange under a deadline now: armed again by the next wait under one
+        if deadline > self.loop.time():
+            # A later exchange's deadline (the timer was armed for an earlier one): wait on for that one.
+            self._timer_at = deadline
+            self._deadline_timer = self.loop.call_at(deadline, self._deadline_due)
+            return
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)  # (the writer sees the deadline has passed)
 
     async def read_head(self, method: str) -> ResponseHead:
         while True:
@@ -282,7 +334,9 @@ class UpstreamPool:
         self._idle: deque[UpstreamConnection] = deque()
         self.closed = False
 
-    async def connect(self) -> UpstreamConnection:
+    async def connect(self, deadline: float | None = None) -> UpstreamConnection:
+        """An idle connection, or a new one; ``deadline`` (a loop time) bounds a new connect too: TimeoutError when
+        it comes before the ``connect_timeout``, UpstreamUnreachableError when that comes first."""
         loop = asyncio.get_running_loop()
         while self._idle:
             connection = self._idle.pop()
@@ -293,10 +347,14 @@ class UpstreamPool:
             if connection.usable:
                 connection.reused = True
                 return connection
+        limit = None if self.connect_timeout is None else loop.time() + self.connect_timeout
+        by_deadline = deadline is not None and (limit is None or deadline < limit)
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout_at(deadline if by_deadline else limit):
                 _, connection = await loop.create_connection(UpstreamConnection, self.host, self.port)
         except TimeoutError:
+            if by_deadline:
+                raise
             raise UpstreamUnreachableError(
                 f"no connection to {self.host}:{self.port} within {self.connect_timeout:g}s"
             ) from None
@@ -304,8 +362,9 @@ class UpstreamPool:
 
     def release(self, connection: UpstreamConnection, head: ResponseHead) -> None:
         """Return a connection whose response was read to its end."""
+        connection.deadline = None
         if head.keep_alive and connection.usable and not self.closed and len(self._idle) < IDLE_MAX:
-            connection.idle_since = asyncio.get_running_loop().time()
+            connection.idle_since = connection.loop.time()
             self._idle.append(connection)
         else:
             connection.close()

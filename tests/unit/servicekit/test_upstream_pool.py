@@ -1,4 +1,5 @@
-"""servicekit.upstream's pool against a real keep-alive server on loopback: reuse, and no reuse once stale."""
+"""servicekit.upstream's pool against a real keep-alive server on loopback: reuse, no reuse once stale, and the
+deadline a connection keeps for the exchange in progress."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from servicekit import upstream
+from servicekit.relay import exchange, read_whole
 from servicekit.upstream import UpstreamPool
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
@@ -59,5 +61,78 @@ async def test_an_idle_connection_is_reused_until_it_is_older_than_idle_keep(
         await asyncio.sleep(0.5)  # longer than IDLE_KEEP_S: the server might be closing it now
         assert await get(pool) == b"ok"
         assert len(accepted) == 2  # a new connection, not the stale one
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+async def stalling_server() -> AsyncIterator[int]:
+    """A keep-alive server answering ``GET /fast`` at once and never answering ``GET /slow``."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                if head.startswith(b"GET /slow"):
+                    await asyncio.sleep(3600)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    listening = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield listening.sockets[0].getsockname()[1]
+    finally:
+        listening.close()
+
+
+async def call(pool: UpstreamPool, path: str, deadline: float | None) -> bytes:
+    connection, head = await exchange(
+        pool, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode(), b"", None, deadline=deadline
+    )
+    return await read_whole(pool, connection, head)
+
+
+async def test_a_deadline_bounds_the_wait_for_the_answer(stalling_server: int) -> None:
+    pool = UpstreamPool("127.0.0.1", stalling_server)
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(10):  # (a guard: the deadline below is what must end the wait)
+                await call(pool, "/slow", loop.time() + 0.2)
+        assert 0.15 < loop.time() - started < 5
+    finally:
+        pool.close()
+
+
+async def test_a_reused_connection_keeps_to_each_exchanges_own_deadline(stalling_server: int) -> None:
+    """The connection's one timer was armed for the first exchange's far deadline: a later exchange with a nearer
+    one still ends at its own, and one that answered in time is not failed by an earlier deadline."""
+    pool = UpstreamPool("127.0.0.1", stalling_server)
+    loop = asyncio.get_running_loop()
+    try:
+        assert await call(pool, "/fast", loop.time() + 30) == b"ok"
+        assert await call(pool, "/fast", loop.time() + 0.1) == b"ok"
+        await asyncio.sleep(0.2)  # past the second deadline: nothing waits, so nothing fails
+        assert await call(pool, "/fast", loop.time() + 30) == b"ok"
+        started = loop.time()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(10):
+                await call(pool, "/slow", loop.time() + 0.2)
+        assert loop.time() - started < 5  # its own deadline, not the 30 s one the timer was armed for
+    finally:
+        pool.close()
+
+
+async def test_an_idle_connection_has_no_deadline(stalling_server: int) -> None:
+    pool = UpstreamPool("127.0.0.1", stalling_server)
+    loop = asyncio.get_running_loop()
+    try:
+        assert await call(pool, "/fast", loop.time() + 0.1) == b"ok"
+        await asyncio.sleep(0.2)
+        assert await call(pool, "/fast", None) == b"ok"  # the same connection, its old deadline long gone
     finally:
         pool.close()
