@@ -71,7 +71,7 @@ from gateway.ui import UiPages
 from servicekit.access_log import AccessLog
 from servicekit.aiohttp_reply import aiohttp_response
 from servicekit.auth import Credentials, load_credentials
-from servicekit.client_side import Answer, ClientRequest
+from servicekit.client_side import Answer, ClientRequest, header_value
 from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, Router
 from servicekit.metrics import CONTENT_TYPE
 from servicekit.relay import RelayError
@@ -137,7 +137,7 @@ def lean_routes(app: web.Application) -> Router:
     function_call = answering(proxy.call)
 
     def route(request: LeanRequest) -> LeanHandler | None:
-        host = request.header(b"host")
+        host = header_value(request, b"host")
         function = routes.domain(host.decode("latin-1")) if host is not None else None
         if function is not None:
             if config.http_redirect and not request.secure:

@@ -242,13 +242,6 @@ class LeanRequest:
             )
         return self._headers
 
-    def header(self, lower_name: bytes) -> bytes | None:
-        """The first value of a header, by its lower-case name, without building :attr:`headers`."""
-        for name, value in self.raw_headers:
-            if len(name) == len(lower_name) and name.lower() == lower_name:
-                return value
-        return None
-
     @property
     def path(self) -> str:
         path = self.raw_path.partition("?")[0]

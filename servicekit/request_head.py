@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from servicekit.client_side import ClientRequest
+from servicekit.client_side import ClientRequest, header_value
 from servicekit.headers import HOP_BY_HOP
 
 HOP_BY_HOP_BYTES: Final = frozenset(h.encode() for h in HOP_BY_HOP)
@@ -22,11 +22,10 @@ _NOTHING: Final[frozenset[bytes]] = frozenset()
 
 def connection_tokens(request: ClientRequest) -> frozenset[bytes]:
     """Extra header names the client's ``Connection`` header marks as hop-by-hop (usually none)."""
-    value = request.headers.get("Connection")
+    value = header_value(request, b"connection")
     if not value:
         return _NOTHING
-    tokens = {t.strip().lower() for t in value.split(",")} - {"close", "keep-alive", ""}
-    return frozenset(t.encode() for t in tokens)
+    return frozenset({t.strip().lower() for t in value.split(b",")} - {b"close", b"keep-alive", b""})
 
 
 def framing(method: str, body_length: int | None) -> bytes:
@@ -58,8 +57,9 @@ class RequestHead:
         Returns the values of the ``watch``ed headers the client sent (lower-case names), copied or not, a
         repeated one joined with ", " (RFC 9110 §5.3), for the caller to add what is missing or derived.
         """
-        if "Connection" in request.headers:
-            drop = drop | connection_tokens(request)
+        tokens = connection_tokens(request)
+        if tokens:
+            drop = drop | tokens
         parts = self.parts
         found: dict[bytes, bytes] = {}
         for name, value in request.raw_headers:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import structlog
 
 from servicekit.access_log import AccessLog
-from servicekit.client_side import Answer, ClientRequest, Reply
+from servicekit.client_side import Answer, ClientRequest, Reply, header_value
 from servicekit.headers import DURATION, INTERNAL, duration_header
 from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, Router
 from servicekit.settings import SettingError, parse_duration
@@ -34,7 +34,7 @@ log = structlog.get_logger("watchdog")
 
 INTERNAL_NAME = "of-watchdog"
 LIMITER_NAME = "faas-middleware"
-_GO_DURATION_TIMEOUT_HEADER = "X-Timeout"
+_GO_DURATION_TIMEOUT_HEADER = b"x-timeout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,13 +49,13 @@ class Watchdog:
     access_log: AccessLog | None
 
 
-def request_timeout(config: WatchdogConfig, header: str | None) -> float | None:
+def request_timeout(config: WatchdogConfig, header: bytes | None) -> float | None:
     """min(X-Timeout, exec_timeout); no deadline when exec_timeout is 0. A bad X-Timeout is ignored."""
     if config.exec_timeout_s <= 0:
         return None
     if header:
         try:
-            wanted = parse_duration("X-Timeout", header)
+            wanted = parse_duration("X-Timeout", header.decode("latin-1"))
         except SettingError:
             return config.exec_timeout_s
         if 0 < wanted <= config.exec_timeout_s:
@@ -90,13 +90,14 @@ class FunctionCalls:
             return
         recorder = watchdog.recorder
         started = time.perf_counter()
-        call_id = request.headers.get("X-Call-Id", "")
+        given = header_value(request, b"x-call-id")
+        call_id = given.decode("utf-8", "surrogateescape") if given else ""
         status = 500
         recorder.started()
         bound = structlog.contextvars.bind_contextvars(request_id=call_id) if call_id else None
         try:
             try:
-                timeout = request_timeout(config, request.headers.get(_GO_DURATION_TIMEOUT_HEADER))
+                timeout = request_timeout(config, header_value(request, _GO_DURATION_TIMEOUT_HEADER))
                 await watchdog.executor.invoke(request, timeout, reply)
             except InvocationError as exc:
                 reply.send(error_answer(exc.status, str(exc), started))

@@ -6,6 +6,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
+from servicekit.client_side import header_value
 from servicekit.request_head import REQUEST_DROP, RequestHead, framing
 
 
@@ -48,3 +49,11 @@ def test_the_client_headers_are_copied_minus_the_drop_set_and_connection_tokens(
 def test_framing_says_how_the_body_ends(method: str, length: int | None, line: bytes) -> None:
     assert framing(method, length) == line
     assert RequestHead(method, "/").finish(length) == f"{method} / HTTP/1.1\r\n".encode() + line + b"\r\n"
+
+
+def test_header_value_is_the_first_raw_value_whatever_the_case_of_its_name() -> None:
+    request = make_mocked_request(
+        "GET", "/", headers=CIMultiDict([("x-call-id", "first"), ("X-Call-Id", "second"), ("X-Call", "other")])
+    )
+    assert header_value(request, b"x-call-id") == b"first"
+    assert header_value(request, b"x-absent") is None
