@@ -56,7 +56,7 @@ PIPELINE_MAX: Final = 16  # requests queued behind the one being answered before
 _HOP_BY_HOP_BYTES: Final = frozenset(h.encode() for h in HOP_BY_HOP)
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _REASONS: Final = {s.value: s.phrase.encode() for s in HTTPStatus}
-_DURATION_LOWER: Final = DURATION.lower()
+_DURATION_LOWER: Final = DURATION.lower().encode()
 
 LeanHandler = Callable[["LeanRequest", "LeanReply"], Awaitable[None]]
 Router = Callable[["LeanRequest"], LeanHandler | None]
@@ -340,28 +340,27 @@ class LeanReply:
         parts = [self._status_line(head.status, head.reason)]
         dropped: set[bytes] | None = None
         # The service's own headers replace the upstream's of the same name (as aiohttp's ``headers[name] =``).
-        own = {name.lower() for name, _ in extra_headers}
+        own = {name.lower().encode("latin-1") for name, _ in extra_headers}
         if started is not None:
             own.add(_DURATION_LOWER)
-        for name, value in head.headers:
-            raw = name.encode("latin-1")
+        for raw, value in head.raw_headers:
             lower = raw.lower()
             if lower in _HOP_BY_HOP_BYTES:
                 if lower == b"connection":
-                    tokens = {t.strip().lower().encode() for t in value.split(",")} - {b"close", b"keep-alive", b""}
+                    tokens = {t.strip().lower() for t in value.split(b",")} - {b"close", b"keep-alive", b""}
                     dropped = tokens if dropped is None else dropped | tokens
                 continue
             if lower == b"content-length" and not keep_length:
                 continue
-            if own and name.lower() in own:
+            if lower in own:
                 continue
             if lower == b"date":
                 self._dated = True
-            parts.append(b"%s: %s\r\n" % (raw, value.encode("utf-8", "surrogateescape")))
+            parts.append(raw + b": " + value + b"\r\n")
         if dropped:
             parts = [parts[0], *(p for p in parts[1:] if p.split(b":", 1)[0].lower() not in dropped)]
-        for name, value in extra_headers:
-            parts.append(b"%s: %s\r\n" % (name.encode("latin-1"), value.encode("utf-8", "surrogateescape")))
+        for own_name, own_value in extra_headers:
+            parts.append(b"%s: %s\r\n" % (own_name.encode("latin-1"), own_value.encode("utf-8", "surrogateescape")))
         if started is not None:
             parts.append(b"%s: %s\r\n" % (DURATION.encode(), duration_header(started).encode()))
         return parts

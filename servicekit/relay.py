@@ -35,6 +35,7 @@ BUFFERED_RESPONSE_MAX: Final = 256 * 1024
 WRITE_JOIN_MAX: Final = 64 * 1024  # below this the request head and body go out in one write
 IDEMPOTENT: Final = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 STREAMING_TYPES: Final = ("text/event-stream", "application/x-ndjson")
+_STREAMING_TYPES_BYTES: Final = tuple(t.encode() for t in STREAMING_TYPES)
 
 
 class RelayError(Exception):
@@ -73,10 +74,8 @@ def is_streaming_request(request: ClientRequest) -> bool:
 
 
 def is_streaming_response(head: ResponseHead) -> bool:
-    for name, value in head.headers:
-        if name.lower() == "content-type":
-            return value.startswith(STREAMING_TYPES)
-    return False
+    content_type = head.header(b"content-type")
+    return content_type is not None and content_type.startswith(_STREAMING_TYPES_BYTES)
 
 
 def _too_large(max_body: int) -> BodyTooLargeError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 MAX_HEAD = 64 * 1024  # a response head larger than this is refused
@@ -25,6 +25,9 @@ IDLE_MAX = 256  # idle connections kept
 # (servicekit.client_limits) and as nginx's upstream keepalive_timeout, so we close first and never send a request
 # on a connection the server is closing at that moment (which only idempotent requests could survive).
 IDLE_KEEP_S = 60.0
+
+
+_FRAMING_NAME_LENGTHS = frozenset({len(b"content-length"), len(b"transfer-encoding"), len(b"connection")})
 
 
 class UpstreamProtocolError(Exception):
@@ -43,15 +46,34 @@ class UpstreamUnreachableError(ConnectionError):
     """The TCP connect did not complete within the pool's ``connect_timeout``: nothing was sent."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseHead:
+    """A response head as the upstream sent it: the header lines stay bytes (``raw_headers``), for the lean server
+    writes them on as they came; :attr:`headers` decodes them the first time it is asked (aiohttp's replies)."""
+
     status: int
     reason: str
-    headers: list[tuple[str, str]]
+    raw_headers: list[tuple[bytes, bytes]]  # names as sent, values without surrounding whitespace, in order
     content_length: int | None  # None: chunked or until close
     chunked: bool
     has_body: bool
     keep_alive: bool
+    _decoded: list[tuple[str, str]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        if self._decoded is None:
+            self._decoded = [
+                (name.decode("latin-1"), value.decode("utf-8", "surrogateescape")) for name, value in self.raw_headers
+            ]
+        return self._decoded
+
+    def header(self, lower_name: bytes) -> bytes | None:
+        """The first value of a header by its lower-case name."""
+        for name, value in self.raw_headers:
+            if len(name) == len(lower_name) and name.lower() == lower_name:
+                return value
+        return None
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -286,7 +308,7 @@ def _parse_head(head: bytes, method: str) -> ResponseHead:
     except ValueError:
         raise UpstreamProtocolError(f"bad status {parts[1][:20]!r}") from None
     reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
-    headers: list[tuple[str, str]] = []
+    headers: list[tuple[bytes, bytes]] = []
     content_length: int | None = None
     chunked = False
     keep_alive = parts[0] == b"HTTP/1.1"
@@ -294,26 +316,26 @@ def _parse_head(head: bytes, method: str) -> ResponseHead:
         name, sep, value = raw.partition(b":")
         if not sep:
             raise UpstreamProtocolError(f"bad header line {raw[:80]!r}")
-        key = name.strip().decode("latin-1")
-        text = value.strip().decode("utf-8", "surrogateescape")
-        lower = key.lower()
-        if lower == "content-length":
-            try:
-                length = int(text)
-            except ValueError:
-                raise UpstreamProtocolError(f"bad Content-Length {text!r}") from None
-            if content_length is not None and content_length != length:
-                raise UpstreamProtocolError("conflicting Content-Length headers")
-            content_length = length
-        elif lower == "transfer-encoding":
-            chunked = text.lower().endswith("chunked")
-        elif lower == "connection":
-            tokens = {token.strip().lower() for token in text.split(",")}
-            if "close" in tokens:
-                keep_alive = False
-            elif "keep-alive" in tokens:
-                keep_alive = True
-        headers.append((key, text))
+        name = name.strip()
+        value = value.strip()
+        if len(name) in _FRAMING_NAME_LENGTHS:  # (most names are not one of these three: no lower() for them)
+            lower = name.lower()
+            if lower == b"content-length":
+                if not value.isdigit():  # (int() would take "+1", "1_0" and spaces)
+                    raise UpstreamProtocolError(f"bad Content-Length {value[:20].decode('latin-1')!r}")
+                length = int(value)
+                if content_length is not None and content_length != length:
+                    raise UpstreamProtocolError("conflicting Content-Length headers")
+                content_length = length
+            elif lower == b"transfer-encoding":
+                chunked = value.lower().endswith(b"chunked")
+            elif lower == b"connection":
+                tokens = {token.strip().lower() for token in value.split(b",")}
+                if b"close" in tokens:
+                    keep_alive = False
+                elif b"keep-alive" in tokens:
+                    keep_alive = True
+        headers.append((name, value))
     has_body = not (method == "HEAD" or status < 200 or status in (204, 304))
     if chunked:
         content_length = None

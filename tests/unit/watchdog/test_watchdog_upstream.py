@@ -111,7 +111,15 @@ async def test_connection_close_is_honoured(start_watchdog, raw_upstream) -> Non
 
 @pytest.mark.parametrize(
     "answer",
-    [b"SMTP ready\r\n\r\n", b"HTTP/1.1 abc OK\r\n\r\n", b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n"],
+    [
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 abc OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        # A length int() would take but HTTP does not (RFC 9110 §8.6: digits only): a smuggling vector, refused.
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1_0\r\n\r\n0123456789",
+        b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+    ],
 )
 async def test_a_malformed_response_is_502(start_watchdog, raw_upstream, answer: bytes) -> None:
     port = await raw_upstream(lambda head: answer, True)
