@@ -17,13 +17,16 @@ REQUEST = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
 
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[int, list[int]]]:
-    """A keep-alive server answering ``ok`` to every request; the list counts the connections it accepted."""
+    """A keep-alive server answering ``ok`` to every request but ``GET /slow``, which it never answers; the list
+    counts the connections it accepted."""
     accepted: list[int] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         accepted.append(1)
         try:
-            while await reader.readuntil(b"\r\n\r\n"):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                if head.startswith(b"GET /slow"):
+                    await asyncio.sleep(3600)
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
@@ -36,7 +39,6 @@ async def server() -> AsyncIterator[tuple[int, list[int]]]:
         yield listening.sockets[0].getsockname()[1], accepted
     finally:
         listening.close()
-        await listening.wait_closed()
 
 
 async def get(pool: UpstreamPool) -> bytes:
@@ -65,29 +67,6 @@ async def test_an_idle_connection_is_reused_until_it_is_older_than_idle_keep(
         pool.close()
 
 
-@pytest.fixture
-async def stalling_server() -> AsyncIterator[int]:
-    """A keep-alive server answering ``GET /fast`` at once and never answering ``GET /slow``."""
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while head := await reader.readuntil(b"\r\n\r\n"):
-                if head.startswith(b"GET /slow"):
-                    await asyncio.sleep(3600)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    listening = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield listening.sockets[0].getsockname()[1]
-    finally:
-        listening.close()
-
-
 async def call(pool: UpstreamPool, path: str, deadline: float | None) -> bytes:
     connection, head = await exchange(
         pool, b"GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path.encode(), b"", None, deadline=deadline
@@ -95,8 +74,8 @@ async def call(pool: UpstreamPool, path: str, deadline: float | None) -> bytes:
     return await read_whole(pool, connection, head)
 
 
-async def test_a_deadline_bounds_the_wait_for_the_answer(stalling_server: int) -> None:
-    pool = UpstreamPool("127.0.0.1", stalling_server)
+async def test_a_deadline_bounds_the_wait_for_the_answer(server: tuple[int, list[int]]) -> None:
+    pool = UpstreamPool("127.0.0.1", server[0])
     loop = asyncio.get_running_loop()
     try:
         started = loop.time()
@@ -108,10 +87,10 @@ async def test_a_deadline_bounds_the_wait_for_the_answer(stalling_server: int) -
         pool.close()
 
 
-async def test_a_reused_connection_keeps_to_each_exchanges_own_deadline(stalling_server: int) -> None:
+async def test_a_reused_connection_keeps_to_each_exchanges_own_deadline(server: tuple[int, list[int]]) -> None:
     """The connection's one timer was armed for the first exchange's far deadline: a later exchange with a nearer
     one still ends at its own, and one that answered in time is not failed by an earlier deadline."""
-    pool = UpstreamPool("127.0.0.1", stalling_server)
+    pool = UpstreamPool("127.0.0.1", server[0])
     loop = asyncio.get_running_loop()
     try:
         assert await call(pool, "/fast", loop.time() + 30) == b"ok"
@@ -127,8 +106,8 @@ async def test_a_reused_connection_keeps_to_each_exchanges_own_deadline(stalling
         pool.close()
 
 
-async def test_an_idle_connection_has_no_deadline(stalling_server: int) -> None:
-    pool = UpstreamPool("127.0.0.1", stalling_server)
+async def test_an_idle_connection_has_no_deadline(server: tuple[int, list[int]]) -> None:
+    pool = UpstreamPool("127.0.0.1", server[0])
     loop = asyncio.get_running_loop()
     try:
         assert await call(pool, "/fast", loop.time() + 0.1) == b"ok"
