@@ -8,7 +8,6 @@ on loopback answering ``tasks.openfaas-fn_echo`` with 127.0.0.1 (``PYFAASD_SWARM
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from collections.abc import Iterator
@@ -19,9 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.helpers import ROOT, free_port, wait_http_ok
+from tests.helpers import free_port, wait_http_ok
 from tests.nats_support import NatsServer, running_nats_server
-from tests.unit.gateway.conftest import AUTH, PASSWORD, USER, FakeProvider
+from tests.unit.gateway.conftest import AUTH, FakeProvider, gateway_env, gateway_state
 from tests.unit.gateway.test_gateway_swarm_dns import FakeSwarmDns
 
 CALLS = 24
@@ -51,25 +50,20 @@ class Replica:
 async def start_gateway(
     state: Path, port: int, nats_url: str, dns_port: int, function_port: int, provider_port: int
 ) -> asyncio.subprocess.Process:
-    secrets = state / "secrets"
-    secrets.mkdir(parents=True)
-    (secrets / "basic-auth-user").write_text(USER + "\n")
-    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
-    env = {
-        **os.environ,
-        "PYFAASD_BACKEND": "swarm",
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_STATE_DIR": str(state),
-        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{provider_port}",
-        "PYFAASD_FUNCTION_PORT": str(function_port),
-        "PYFAASD_SWARM_DNS": f"127.0.0.1:{dns_port}",
-        "PYFAASD_NATS_URL": nats_url,
-        "PYFAASD_ASYNC_LEASE": LEASE,
-        "PYFAASD_ASYNC_CONCURRENCY": str(CONCURRENCY),
-        "PYFAASD_GATEWAY_WORKERS": "1",
-        "PYFAASD_AUTOSCALE": "false",
-        "PYTHONPATH": str(ROOT),
-    }
+    gateway_state(state)
+    env = gateway_env(
+        state,
+        port,
+        PYFAASD_BACKEND="swarm",
+        PYFAASD_PROVIDER_URL=f"http://127.0.0.1:{provider_port}",
+        PYFAASD_FUNCTION_PORT=str(function_port),
+        PYFAASD_SWARM_DNS=f"127.0.0.1:{dns_port}",
+        PYFAASD_NATS_URL=nats_url,
+        PYFAASD_ASYNC_LEASE=LEASE,
+        PYFAASD_ASYNC_CONCURRENCY=str(CONCURRENCY),
+        PYFAASD_GATEWAY_WORKERS="1",
+        PYFAASD_AUTOSCALE="false",
+    )
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )

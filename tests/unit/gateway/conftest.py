@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
@@ -20,7 +21,7 @@ from gateway.app import create_app, lean_routes
 from gateway.config import GatewayConfig
 from netconf.hosts import Replica, write_hosts
 from servicekit.auth import Credentials
-from tests.helpers import free_port
+from tests.helpers import ROOT, free_port
 from tests.lean_support import LeanTestServer
 from tests.nats_support import MISSING_REASON, NatsServer, nats_server_installed, running_nats_server
 from tests.queue_support import QueueMaker
@@ -37,6 +38,30 @@ def pytest_asyncio_loop_factories(
 ) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
     """Gateway tests run on uvloop, the gateway's loop (servicekit's server tests run on the stdlib loop too)."""
     return {"uvloop": uvloop.new_event_loop}
+
+
+def gateway_state(state_dir: Path, hosts: dict[str, list[str]] | None = None) -> None:
+    """A state dir for ``python -m gateway``: the admin secret (USER, PASSWORD) and, when given, a hosts file."""
+    secrets = state_dir / "secrets"
+    secrets.mkdir(parents=True)
+    (secrets / "basic-auth-user").write_text(USER + "\n")
+    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
+    if hosts is not None:
+        set_hosts(state_dir / "hosts", hosts)
+
+
+def gateway_env(state_dir: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment of ``python -m gateway`` on ``state_dir``, listening on 127.0.0.1:``port``; ``settings`` are
+    more variables (PYFAASD_...). The provider is an address nobody answers unless PYFAASD_PROVIDER_URL is given:
+    annotations take their defaults."""
+    return {
+        **os.environ,
+        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
+        "PYFAASD_STATE_DIR": str(state_dir),
+        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",
+        "PYTHONPATH": str(ROOT),
+        **settings,
+    }
 
 
 def set_hosts(path: Path, functions: dict[str, list[str]]) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -19,9 +18,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from tests.helpers import ROOT, free_port, wait_http_ok
+from tests.helpers import free_port, wait_http_ok
 from tests.slow_clients import HEAD, SLACK_S, closed, connection, on_time, still_open, trickle
-from tests.unit.gateway.conftest import PASSWORD, USER, set_hosts
+from tests.unit.gateway.conftest import gateway_env, gateway_state
 
 CAP = 600
 FUNCTION_HEAD = b"GET /function/echo HTTP/1.1\r\nHost: gateway\r\nX-Padding: " + b"a" * 40 + b"\r\n\r\n"
@@ -45,23 +44,16 @@ async def replica_port() -> AsyncIterator[int]:
 
 @pytest.fixture
 async def gateway(tmp_path: Path, replica_port: int) -> AsyncIterator[int]:
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text(USER + "\n")
-    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
-    set_hosts(tmp_path / "hosts", {"echo.openfaas-fn": ["127.0.0.1"]})
+    gateway_state(tmp_path, {"echo.openfaas-fn": ["127.0.0.1"]})
     port = free_port()
-    env = {
-        **os.environ,
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_STATE_DIR": str(tmp_path),
-        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",
-        "PYFAASD_FUNCTION_PORT": str(replica_port),
-        "PYFAASD_IDLE_TIMEOUT": "2s",  # the variable; the other two by flag
-        "PYFAASD_ACCESS_LOG": "false",
-        "PYFAASD_GATEWAY_WORKERS": "1",  # the cap is per serving process
-        "PYTHONPATH": str(ROOT),
-    }
+    env = gateway_env(
+        tmp_path,
+        port,
+        PYFAASD_FUNCTION_PORT=str(replica_port),
+        PYFAASD_IDLE_TIMEOUT="2s",  # the variable; the other two by flag
+        PYFAASD_ACCESS_LOG="false",
+        PYFAASD_GATEWAY_WORKERS="1",  # the cap is per serving process
+    )
     flags = ["--header-timeout", "1s", "--max-connections", str(CAP)]
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", *flags, env=env, stdout=asyncio.subprocess.DEVNULL

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys
@@ -18,9 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from netconf.routes import Route, RouteKind, write_routes
-from tests.helpers import ROOT, free_port, wait_http_ok
+from tests.helpers import free_port, wait_http_ok
 from tests.tls_support import Certificate, LoopbackResolver, client_context, make_certificate, peer_serial
-from tests.unit.gateway.conftest import PASSWORD, USER, FakeProvider, set_hosts
+from tests.unit.gateway.conftest import FakeProvider, gateway_env, gateway_state
 
 
 def json_objects(text: str) -> list[dict[str, object]]:
@@ -87,22 +86,15 @@ async def replica() -> AsyncIterator[Replica]:
 
 
 async def test_two_workers_serve_add_up_metrics_and_drain_on_sigterm(tmp_path: Path, replica: Replica) -> None:
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text(USER + "\n")
-    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
-    set_hosts(tmp_path / "hosts", {"echo.openfaas-fn": ["127.0.0.1"]})
+    gateway_state(tmp_path, {"echo.openfaas-fn": ["127.0.0.1"]})
     port = free_port()
-    env = {
-        **os.environ,
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_STATE_DIR": str(tmp_path),
-        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",
-        "PYFAASD_FUNCTION_PORT": str(replica.port),
-        "PYFAASD_GATEWAY_WORKERS": "2",
-        "PYTHONPATH": str(ROOT),
-        "NOTIFY_SOCKET": str(tmp_path / "notify"),
-    }
+    env = gateway_env(
+        tmp_path,
+        port,
+        PYFAASD_FUNCTION_PORT=str(replica.port),
+        PYFAASD_GATEWAY_WORKERS="2",
+        NOTIFY_SOCKET=str(tmp_path / "notify"),
+    )
     notifications = notify_socket(tmp_path / "notify")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -144,18 +136,9 @@ async def test_two_workers_serve_add_up_metrics_and_drain_on_sigterm(tmp_path: P
 
 
 async def test_one_worker_tells_systemd_when_it_listens_and_when_it_stops(tmp_path: Path, replica: Replica) -> None:
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text(USER + "\n")
-    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
+    gateway_state(tmp_path)
     port = free_port()
-    env = {
-        **os.environ,
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_STATE_DIR": str(tmp_path),
-        "PYTHONPATH": str(ROOT),
-        "NOTIFY_SOCKET": str(tmp_path / "notify"),
-    }
+    env = gateway_env(tmp_path, port, NOTIFY_SOCKET=str(tmp_path / "notify"))
     notifications = notify_socket(tmp_path / "notify")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
@@ -177,11 +160,7 @@ async def test_one_worker_tells_systemd_when_it_listens_and_when_it_stops(tmp_pa
 async def test_with_two_workers_async_calls_are_accepted_by_both_and_dispatched_by_one(
     tmp_path: Path, replica: Replica
 ) -> None:
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text(USER + "\n")
-    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
-    set_hosts(tmp_path / "hosts", {"echo.openfaas-fn": ["127.0.0.1"]})
+    gateway_state(tmp_path, {"echo.openfaas-fn": ["127.0.0.1"]})
     got: list[str] = []
 
     async def receive(request: web.Request) -> web.Response:
@@ -193,15 +172,7 @@ async def test_with_two_workers_async_calls_are_accepted_by_both_and_dispatched_
     receiver = TestServer(receiver_app, host="127.0.0.1", port=free_port())
     await receiver.start_server()
     port = free_port()
-    env = {
-        **os.environ,
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_STATE_DIR": str(tmp_path),
-        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",  # nobody: annotations take their defaults
-        "PYFAASD_FUNCTION_PORT": str(replica.port),
-        "PYFAASD_GATEWAY_WORKERS": "2",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = gateway_env(tmp_path, port, PYFAASD_FUNCTION_PORT=str(replica.port), PYFAASD_GATEWAY_WORKERS="2")
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -243,21 +214,15 @@ async def test_with_two_workers_one_process_autoscales_from_the_shared_counters(
     }
     server = TestServer(provider.app(), host="127.0.0.1", port=free_port())
     await server.start_server()
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text(USER + "\n")
-    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
-    set_hosts(tmp_path / "hosts", {"idle.openfaas-fn": ["127.0.0.1"]})
+    gateway_state(tmp_path, {"idle.openfaas-fn": ["127.0.0.1"]})
     port = free_port()
-    env = {
-        **os.environ,
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_STATE_DIR": str(tmp_path),
-        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{server.port}",
-        "PYFAASD_GATEWAY_WORKERS": "2",
-        "PYFAASD_AUTOSCALE_INTERVAL": "100ms",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = gateway_env(
+        tmp_path,
+        port,
+        PYFAASD_PROVIDER_URL=f"http://127.0.0.1:{server.port}",
+        PYFAASD_GATEWAY_WORKERS="2",
+        PYFAASD_AUTOSCALE_INTERVAL="100ms",
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
@@ -291,11 +256,7 @@ async def test_with_two_workers_one_process_autoscales_from_the_shared_counters(
 async def test_two_workers_reload_certificates_on_sighup_under_load_without_losing_a_request(
     tmp_path: Path, replica: Replica
 ) -> None:
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "basic-auth-user").write_text(USER + "\n")
-    (secrets / "basic-auth-password").write_text(PASSWORD + "\n")
-    set_hosts(tmp_path / "hosts", {"echo.openfaas-fn": ["127.0.0.1"]})
+    gateway_state(tmp_path, {"echo.openfaas-fn": ["127.0.0.1"]})
     write_routes(tmp_path / "routes", [Route(RouteKind.DOMAIN, "files.example.com", "echo.openfaas-fn")])
     live = tmp_path / "certs" / "files.example.com"
     versions = [
@@ -311,18 +272,15 @@ async def test_two_workers_reload_certificates_on_sighup_under_load_without_losi
 
     install(versions[0])
     port, tls_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "PYFAASD_GATEWAY_ADDR": f"127.0.0.1:{port}",
-        "PYFAASD_TLS_ADDR": f"127.0.0.1:{tls_port}",
-        "PYFAASD_TLS_DIR": str(tmp_path / "certs"),
-        "PYFAASD_STATE_DIR": str(tmp_path),
-        "PYFAASD_PROVIDER_URL": f"http://127.0.0.1:{free_port()}",
-        "PYFAASD_FUNCTION_PORT": str(replica.port),
-        "PYFAASD_GATEWAY_WORKERS": "2",
-        "PYFAASD_ACCESS_LOG": "false",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = gateway_env(
+        tmp_path,
+        port,
+        PYFAASD_TLS_ADDR=f"127.0.0.1:{tls_port}",
+        PYFAASD_TLS_DIR=str(tmp_path / "certs"),
+        PYFAASD_FUNCTION_PORT=str(replica.port),
+        PYFAASD_GATEWAY_WORKERS="2",
+        PYFAASD_ACCESS_LOG="false",
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
