@@ -157,6 +157,18 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU time (user + system) used so far by a process and all its descendants, in seconds."""
+    ticks = 0
+    for each in _descendants(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def tree_rss_mib(pid: int) -> dict[str, float]:
     """Resident memory of a process and all its descendants: how many, the largest one, the sum."""
     sizes = [rss_mib(each) for each in _descendants(pid)]
@@ -281,6 +293,7 @@ class Target:
     host: str | None = None
     script: Path | None = None  # a wrk Lua script (a POST body, say)
     address: str = "127.0.0.1"  # a container's address, for benches against function containers
+    pid: int | None = None  # the server's process: with it, its CPU time per request is measured
 
 
 def wrk(target: Target, connections: int, seconds: int) -> WrkRun:
@@ -305,22 +318,30 @@ def measure(target: Target, seconds: int) -> dict[str, dict[str, float]]:
 def interleaved(targets: Mapping[str, Target], seconds: int, rounds: int = 3) -> dict[str, dict[str, dict[str, float]]]:
     """Each target measured ``rounds`` times, in turn (A B C A B C ...), and the median run of each kept (by
     req/s at 32 connections, by p50 at one): on a shared machine the load of others drifts over a minute, and
-    taking turns spreads it over all targets."""
+    taking turns spreads it over all targets.
+
+    A target with a ``pid`` also gets ``cpu_us_per_request``: the CPU time (user + system, all its processes) it
+    spent per request at 32 connections, the median over the rounds. Less swayed by other tenants than req/s (they
+    take the cores away, not the work per request), it says what a change to the code did."""
     for target in targets.values():
         wrk(target, 32, 1)  # warm up
     runs: dict[str, dict[str, list[dict[str, float]]]] = {name: {"c32": [], "c1": []} for name in targets}
+    cpu: dict[str, list[float]] = {name: [] for name in targets}
     for _ in range(rounds):
         for name, target in targets.items():
-            runs[name]["c32"].append(wrk(target, 32, seconds).summary())
+            before = tree_cpu_s(target.pid) if target.pid is not None else 0.0
+            loaded = wrk(target, 32, seconds)
+            if target.pid is not None and loaded.requests:
+                cpu[name].append((tree_cpu_s(target.pid) - before) / loaded.requests * 1e6)
+            runs[name]["c32"].append(loaded.summary())
             runs[name]["c1"].append(wrk(target, 1, seconds).summary())
-    return {
-        name: {
-            "c32": median_run(by["c32"], "rps"),
-            "c1": median_run(by["c1"], "p50_ms"),
-            "rounds": {"count": rounds},
-        }
-        for name, by in runs.items()
-    }
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, by in runs.items():
+        results[name] = {"c32": median_run(by["c32"], "rps"), "c1": median_run(by["c1"], "p50_ms")}
+        if cpu[name]:
+            results[name]["cpu_us_per_request"] = {"c32": round(statistics.median(cpu[name]), 1)}
+        results[name]["rounds"] = {"count": rounds}
+    return results
 
 
 def median_run(runs: list[dict[str, float]], key: str) -> dict[str, float]:
@@ -350,6 +371,13 @@ class Comparison:
         """a's requests/s at 32 connections over b's."""
         return round(self.results[a]["c32"]["rps"] / self.results[b]["c32"]["rps"], 3)
 
+    def cpu_ratio(self, a: str, b: str) -> float | None:
+        """a's CPU time per request at 32 connections over b's (below 1: a does the same work with less), when both
+        were measured."""
+        mine = self.results[a].get("cpu_us_per_request", {}).get("c32")
+        theirs = self.results[b].get("cpu_us_per_request", {}).get("c32")
+        return round(mine / theirs, 3) if mine and theirs else None
+
     def added_ms(self, a: str, b: str) -> float:
         """a's p50 at one connection minus b's: what a adds in front of b."""
         return round(self.results[a]["c1"].get("p50_ms", 0.0) - self.results[b]["c1"].get("p50_ms", 0.0), 3)
@@ -376,7 +404,8 @@ def take_turns(
         peers.update({name: stack.enter_context(proxy) for name, proxy in proxies.items()})
         peers["nginx_proxy"] = stack.enter_context(nginx(workdir, upstream.port, name="nginx-proxy"))
         peers["aiohttp_proxy"] = stack.enter_context(aiohttp_proxy(upstream.port))
-        results = interleaved({name: Target(each.port, path) for name, each in peers.items()}, seconds, rounds)
+        targets = {name: Target(each.port, path, pid=each.pid) for name, each in peers.items()}
+        results = interleaved(targets, seconds, rounds)
         memory = {name: tree_rss_mib(each.pid) for name, each in peers.items() if name != "nginx"}
     return results, memory
 
@@ -392,6 +421,9 @@ def peer_ratios(compare: Comparison, ours: str, go: str) -> dict[str, float]:
     }
     if go in compare.results:
         ratios[f"{ours}_vs_{go}_rps"] = compare.rps_ratio(ours, go)
+        cpu = compare.cpu_ratio(ours, go)
+        if cpu is not None:
+            ratios[f"{ours}_vs_{go}_cpu_per_request"] = cpu
         ratios[f"{go}_added_p50_ms_c1"] = compare.added_ms(go, "nginx")
         # The target is <= 0; negative is less added than Go.
         ratios[f"{ours}_added_p50_ms_c1_minus_go"] = round(
