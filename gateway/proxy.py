@@ -52,7 +52,7 @@ from gateway.scaler import Scaler
 from netconf.hosts import DEFAULT_NAMESPACE
 from servicekit.access_log import AccessLog
 from servicekit.aiohttp_reply import AiohttpReply
-from servicekit.client_side import ClientRequest, Reply, header_value
+from servicekit.client_side import ClientRequest, Reply, header_text
 from servicekit.headers import HOP_BY_HOP
 from servicekit.relay import RelayError, body_length, proxy, read_body
 from servicekit.request_head import REQUEST_DROP, RequestHead
@@ -198,8 +198,7 @@ class FunctionProxy:
         prefix: bytes,
     ) -> None:
         started = time.perf_counter()
-        given = header_value(request, b"x-call-id")
-        call_id = given.decode("utf-8", "surrogateescape") if given else new_call_id()
+        call_id = header_text(request, b"x-call-id") or new_call_id()
         start_ns = str(time.time_ns())
         echo = (("X-Call-Id", call_id), ("X-Start-Time", start_ns))
         key = segment

@@ -22,7 +22,7 @@ from typing import Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy, MultiMapping
 
-from servicekit.headers import DURATION, HOP_BY_HOP, duration_header
+from servicekit.headers import DURATION, HOP_BY_HOP, duration_header, raw_header
 from servicekit.upstream import ResponseHead
 
 Headers = Iterable[tuple[str, str]]
@@ -120,10 +120,13 @@ class Reply(Protocol):
 def header_value(request: ClientRequest, lower_name: bytes) -> bytes | None:
     """The first value of a request header by its lower-case name, from the raw headers: on the lean server's hot
     paths this spares building :attr:`ClientRequest.headers` (a multidict of every header, decoded)."""
-    for name, value in request.raw_headers:
-        if len(name) == len(lower_name) and name.lower() == lower_name:
-            return value
-    return None
+    return raw_header(request.raw_headers, lower_name)
+
+
+def header_text(request: ClientRequest, lower_name: bytes) -> str | None:
+    """:func:`header_value` decoded as :attr:`ClientRequest.headers` decodes it (UTF-8, undecodable bytes kept)."""
+    value = header_value(request, lower_name)
+    return None if value is None else value.decode("utf-8", "surrogateescape")
 
 
 def copy_response_headers(head: ResponseHead, target: CIMultiDict[str], *, drop_length: bool) -> None:

@@ -30,6 +30,14 @@ def duration_header(started: float) -> str:
     return f"{time.perf_counter() - started:f}"
 
 
+def raw_header(headers: Iterable[tuple[bytes, bytes]], lower_name: bytes) -> bytes | None:
+    """The first value of a header among raw (bytes) name and value pairs, by its lower-case name."""
+    for name, value in headers:
+        if len(name) == len(lower_name) and name.lower() == lower_name:
+            return value
+    return None
+
+
 def forwardable(items: Iterable[tuple[str, str]]) -> CIMultiDict[str]:
     """The headers of a message minus the hop-by-hop ones."""
     return CIMultiDict((k, v) for k, v in items if k.lower() not in HOP_BY_HOP)

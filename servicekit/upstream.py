@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import cast
 
+from servicekit.headers import raw_header
+
 MAX_HEAD = 64 * 1024  # a response head larger than this is refused
 READ_HIGH_WATER = 256 * 1024  # pause reading from the upstream above this many buffered bytes
 IDLE_MAX = 256  # idle connections kept
@@ -70,10 +72,7 @@ class ResponseHead:
 
     def header(self, lower_name: bytes) -> bytes | None:
         """The first value of a header by its lower-case name."""
-        for name, value in self.raw_headers:
-            if len(name) == len(lower_name) and name.lower() == lower_name:
-                return value
-        return None
+        return raw_header(self.raw_headers, lower_name)
 
 
 class UpstreamConnection(asyncio.Protocol):

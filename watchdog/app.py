@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import structlog
 
 from servicekit.access_log import AccessLog
-from servicekit.client_side import Answer, ClientRequest, Reply, header_value
+from servicekit.client_side import Answer, ClientRequest, Reply, header_text
 from servicekit.headers import DURATION, INTERNAL, duration_header
 from servicekit.lean_server import LeanHandler, LeanReply, LeanRequest, Router
 from servicekit.settings import SettingError, parse_duration
@@ -49,13 +49,13 @@ class Watchdog:
     access_log: AccessLog | None
 
 
-def request_timeout(config: WatchdogConfig, header: bytes | None) -> float | None:
+def request_timeout(config: WatchdogConfig, header: str | None) -> float | None:
     """min(X-Timeout, exec_timeout); no deadline when exec_timeout is 0. A bad X-Timeout is ignored."""
     if config.exec_timeout_s <= 0:
         return None
     if header:
         try:
-            wanted = parse_duration("X-Timeout", header.decode("latin-1"))
+            wanted = parse_duration("X-Timeout", header)
         except SettingError:
             return config.exec_timeout_s
         if 0 < wanted <= config.exec_timeout_s:
@@ -90,14 +90,13 @@ class FunctionCalls:
             return
         recorder = watchdog.recorder
         started = time.perf_counter()
-        given = header_value(request, b"x-call-id")
-        call_id = given.decode("utf-8", "surrogateescape") if given else ""
+        call_id = header_text(request, b"x-call-id") or ""
         status = 500
         recorder.started()
         bound = structlog.contextvars.bind_contextvars(request_id=call_id) if call_id else None
         try:
             try:
-                timeout = request_timeout(config, header_value(request, _GO_DURATION_TIMEOUT_HEADER))
+                timeout = request_timeout(config, header_text(request, _GO_DURATION_TIMEOUT_HEADER))
                 await watchdog.executor.invoke(request, timeout, reply)
             except InvocationError as exc:
                 reply.send(error_answer(exc.status, str(exc), started))

@@ -6,7 +6,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 
-from servicekit.client_side import header_value
+from servicekit.client_side import header_text, header_value
 from servicekit.request_head import REQUEST_DROP, RequestHead, framing
 
 
@@ -57,3 +57,5 @@ def test_header_value_is_the_first_raw_value_whatever_the_case_of_its_name() -> 
     )
     assert header_value(request, b"x-call-id") == b"first"
     assert header_value(request, b"x-absent") is None
+    assert header_text(request, b"x-call-id") == "first"
+    assert header_text(request, b"x-absent") is None
