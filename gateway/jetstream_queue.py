@@ -513,16 +513,7 @@ class JetStreamCallQueue:
         return [(revision, record) for _, _, revision, record in found[: limit * 2]]
 
     async def claim(self, limits: Mapping[str, int], now: float) -> list[ClaimedCall]:
-        def running(record: Record) -> Record:
-            return dataclasses.replace(
-                record,
-                state=CallState.RUNNING,
-                attempts=record.attempts + 1,
-                owner=self.owner,
-                lease_until=self._clock() + self._lease_s,
-            )
-
-        taken = await self._take(limits, now, running, callbacks=False)
+        taken = await self._take(limits, now, callbacks=False)
         return [ClaimedCall(record.seq, record.call(), changed.attempts) for record, changed in taken]
 
     async def complete(self, seq: int, outcome: Outcome, *, succeeded: bool, callback: bool) -> None:
@@ -561,16 +552,7 @@ class JetStreamCallQueue:
         await self._holder_change(seq, again, "retry")
 
     async def claim_callbacks(self, limits: Mapping[str, int], now: float) -> list[PendingCallback]:
-        def running(record: Record) -> Record:
-            return dataclasses.replace(
-                record,
-                callback_state=CallbackState.RUNNING,
-                callback_attempts=record.callback_attempts + 1,
-                owner=self.owner,
-                lease_until=self._clock() + self._lease_s,
-            )
-
-        taken = await self._take(limits, now, running, callbacks=True)
+        taken = await self._take(limits, now, callbacks=True)
         return [
             PendingCallback(
                 record.seq,
@@ -589,16 +571,25 @@ class JetStreamCallQueue:
             for record, changed in taken
         ]
 
-    async def _take(
-        self,
-        limits: Mapping[str, int],
-        now: float,
-        running: Callable[[Record], Record],
-        *,
-        callbacks: bool,
-    ) -> list[tuple[Record, Record]]:
-        """Up to each function's limit of its claimable calls (or callbacks), each changed by ``running`` with a
-        compare-and-set, so no other gateway takes it too: the records taken, as they were and as written."""
+    def _running(self, record: Record, *, callback: bool) -> Record:
+        """``record`` taken by this gateway for a lease: its call running, or its callback when ``callback``, one
+        attempt more."""
+        lease_until = self._clock() + self._lease_s
+        if callback:
+            return dataclasses.replace(
+                record,
+                callback_state=CallbackState.RUNNING,
+                callback_attempts=record.callback_attempts + 1,
+                owner=self.owner,
+                lease_until=lease_until,
+            )
+        return dataclasses.replace(
+            record, state=CallState.RUNNING, attempts=record.attempts + 1, owner=self.owner, lease_until=lease_until
+        )
+
+    async def _take(self, limits: Mapping[str, int], now: float, *, callbacks: bool) -> list[tuple[Record, Record]]:
+        """Up to each function's limit of its claimable calls (or callbacks), each marked running (:meth:`_running`)
+        with a compare-and-set, so no other gateway takes it too: the records taken, as they were and as written."""
         await self._bucket()
         taken: list[tuple[Record, Record]] = []
         for function, limit in limits.items():
@@ -606,7 +597,7 @@ class JetStreamCallQueue:
             for revision, record in self._claimable(function, limit, now, callbacks=callbacks):
                 if count >= limit:
                     break
-                changed = running(record)
+                changed = self._running(record, callback=callbacks)
                 if await self._write(changed, revision):  # False: another gateway claimed it first
                     self._held.add(record.seq)
                     taken.append((record, changed))
